@@ -1,0 +1,104 @@
+/*
+ * mtd_ql.h -- metricsd's PromQL engine: parser and evaluator (Prometheus 3.x semantics).
+ *
+ * Usage:
+ *     struct mtd_ql_expr *e;
+ *     if (mtd_ql_parse("rate(x[5m])", &e, &err) < 0) -> err.msg is "1:5: parse error: ..."
+ *     struct mtd_ql_result *r;
+ *     mtd_ql_exec_range(e, storage, tenant, start, end, step, &opts, &r, &err);
+ *     ... r->type, r->series ...
+ *     mtd_ql_result_free(r); mtd_ql_expr_free(e);
+ *
+ * The evaluator reads samples through storage.h (struct mtd_storage) and follows Prometheus'
+ * rules: 5m lookback (left-open in 3.x), range selectors (t-range, t], stale markers end a
+ * series, delayed __name__ removal, vector matching, @ and offset, subqueries.
+ * Native histograms are not supported (float samples only).
+ *
+ * Threading: a parsed expression is immutable during evaluation and may be evaluated by one
+ * thread at a time per storage rules (storage.h: the loop thread). Results are plain memory.
+ */
+#ifndef MTD_QL_H
+#define MTD_QL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/obs_err.h"
+#include "labels/obs_labels.h"
+
+struct mtd_storage;
+struct mtd_ql_expr;
+
+enum mtd_ql_vtype {
+    MTD_QL_NONE = 0,
+    MTD_QL_SCALAR,
+    MTD_QL_VECTOR,
+    MTD_QL_MATRIX,
+    MTD_QL_STRING,
+};
+
+/* Engine error codes besides OBS_E*: evaluation errors are OBS_EINVAL ("execution" in the
+ * API), a deadline hit is MTD_QL_ETIMEOUT, a sample limit OBS_ELIMIT. */
+#define MTD_QL_ETIMEOUT OBS_EAGAIN
+
+struct mtd_ql_point {
+    int64_t t; /* ms */
+    double v;
+};
+
+struct mtd_ql_series {
+    struct obs_label *labels; /* sorted by name */
+    size_t nlabels;
+    struct mtd_ql_point *pts;
+    size_t npts;
+};
+
+struct mtd_ql_result {
+    enum mtd_ql_vtype type;
+    double scalar;      /* MTD_QL_SCALAR */
+    int64_t t;          /* evaluation time of an instant query (ms) */
+    char *str;          /* MTD_QL_STRING */
+    /* VECTOR: one point per series (t = evaluation time); MATRIX: many points. */
+    struct mtd_ql_series *series;
+    size_t nseries;
+    int ordered;        /* result order is meaningful (sort, topk at the top of the query) */
+    int nwarnings;      /* annotations (Prometheus "warnings" and "infos") */
+    int ninfos;
+    char **warnings;    /* nwarnings + ninfos messages; warnings first */
+    void *mem;          /* private: backing arena */
+};
+
+struct mtd_ql_opts {
+    int64_t lookback_ms;      /* 0 = 5m */
+    int64_t default_step_ms;  /* subquery step when omitted; 0 = 1m */
+    int64_t deadline_ns;      /* obs_mono_ns() deadline; 0 = none */
+    size_t max_samples;       /* 0 = unlimited (points loaded + produced) */
+};
+
+/* Parse a PromQL expression. *out is owned by the caller (mtd_ql_expr_free). Errors:
+ * OBS_EINVAL with err->msg in Prometheus' form "1:5: parse error: unexpected ...";
+ * OBS_ENOMEM. */
+int mtd_ql_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *err);
+void mtd_ql_expr_free(struct mtd_ql_expr *e);
+/* Result type of the expression (instant queries). */
+enum mtd_ql_vtype mtd_ql_expr_type(const struct mtd_ql_expr *e);
+/* Name of a value type as Prometheus prints it ("vector", "matrix", "scalar", "string"). */
+const char *mtd_ql_type_name(enum mtd_ql_vtype t);
+
+/* Evaluate at instant t (ms). *out owned by the caller (mtd_ql_result_free). Errors:
+ * OBS_EINVAL (execution error, message in err), MTD_QL_ETIMEOUT, OBS_ELIMIT, OBS_ENOMEM,
+ * or storage errors. st/tenant are read through storage.h on the calling thread. */
+int mtd_ql_exec_instant(const struct mtd_ql_expr *e, struct mtd_storage *st, const char *tenant,
+                        int64_t t, const struct mtd_ql_opts *o, struct mtd_ql_result **out,
+                        struct obs_err *err);
+/* Evaluate over [start, end] every step ms (> 0); the result is a matrix. The expression must
+ * be a scalar or instant vector (else OBS_EINVAL, as Prometheus' bad_data). */
+int mtd_ql_exec_range(const struct mtd_ql_expr *e, struct mtd_storage *st, const char *tenant,
+                      int64_t start, int64_t end, int64_t step, const struct mtd_ql_opts *o,
+                      struct mtd_ql_result **out, struct obs_err *err);
+void mtd_ql_result_free(struct mtd_ql_result *r);
+
+/* Format a label set as Prometheus does: name{a="b", c="d"} into buf (truncated). */
+int mtd_ql_labels_str(const struct obs_label *l, size_t n, char *buf, size_t cap);
+
+#endif

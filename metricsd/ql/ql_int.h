@@ -1,0 +1,243 @@
+/*
+ * ql_int.h -- private types of the PromQL engine (AST, values, arena, label helpers).
+ *
+ * Memory: everything a parse or an evaluation allocates comes from a struct ql_arena and is
+ * released at once. Errors (parse errors, execution errors, out of memory, deadline) unwind
+ * with longjmp to the entry point (mtd_ql_parse / mtd_ql_exec_*), which frees the arenas;
+ * nothing below the entry point owns non-arena memory while it may unwind, except PCRE2
+ * objects, which are registered for cleanup on the arena.
+ */
+#ifndef MTD_QL_INT_H
+#define MTD_QL_INT_H
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/obs_err.h"
+#include "labels/obs_labels.h"
+#include "metricsd/ql/mtd_ql.h"
+
+/* ---------------------------------------------------------------- arena */
+struct ql_chunk;
+struct ql_cleanup;
+struct ql_arena {
+    struct ql_chunk *head;   /* newest chunk first */
+    struct ql_cleanup *cleanups;
+    jmp_buf *jb;             /* where to unwind on OOM */
+    struct obs_err *err;     /* filled before unwinding */
+};
+struct ql_mark {
+    struct ql_chunk *chunk;
+    size_t used;
+};
+
+void ql_arena_init(struct ql_arena *a, jmp_buf *jb, struct obs_err *err);
+void ql_arena_deinit(struct ql_arena *a);
+void *ql_alloc(struct ql_arena *a, size_t n);   /* zeroed; never NULL (unwinds) */
+void *ql_grow(struct ql_arena *a, void *p, size_t oldn, size_t newn);
+char *ql_strndup(struct ql_arena *a, const char *s, size_t n);
+char *ql_strdup(struct ql_arena *a, const char *s);
+char *ql_printf(struct ql_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ql_on_free(struct ql_arena *a, void (*fn)(void *), void *arg);
+struct ql_mark ql_arena_mark(struct ql_arena *a);
+void ql_arena_release(struct ql_arena *a, struct ql_mark m);
+/* Unwind with code and message (err filled). */
+void ql_throw(struct ql_arena *a, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+
+/* Growable array in an arena. */
+#define QL_PUSH(a, arr, n, cap, item)                                                       \
+    do {                                                                                    \
+        if ((n) == (cap)) {                                                                 \
+            size_t nc_ = (cap) ? (cap) * 2 : 8;                                             \
+            (arr) = ql_grow((a), (arr), (cap) * sizeof(*(arr)), nc_ * sizeof(*(arr)));      \
+            (cap) = nc_;                                                                    \
+        }                                                                                   \
+        (arr)[(n)++] = (item);                                                              \
+    } while (0)
+
+/* ---------------------------------------------------------------- string map */
+/* Open-addressing map from byte strings to an int (arena allocated). */
+struct ql_map {
+    struct ql_arena *a;
+    const char **keys;
+    size_t *klens;
+    int *vals;
+    size_t cap, n;
+};
+void ql_map_init(struct ql_map *m, struct ql_arena *a, size_t hint);
+/* Value for key, or -1. */
+int ql_map_get(const struct ql_map *m, const char *k, size_t kn);
+/* Insert (key copied by pointer: it must live as long as the map). Returns existing value
+ * when present (and does not overwrite), else -1 after inserting v. */
+int ql_map_put(struct ql_map *m, const char *k, size_t kn, int v);
+
+/* ---------------------------------------------------------------- labels */
+struct ql_labels {
+    const struct obs_label *v;
+    uint32_t n;
+};
+const char *ql_lget(struct ql_labels l, const char *name); /* NULL when absent */
+/* Copies with one label set (value "" deletes) / deleted. */
+struct ql_labels ql_lset(struct ql_arena *a, struct ql_labels l, const char *name,
+                         const char *value);
+struct ql_labels ql_ldel(struct ql_arena *a, struct ql_labels l, const char *name);
+/* Keep only (keep=1) or drop (keep=0) the listed names (and __name__ if drop_name). */
+struct ql_labels ql_lfilter(struct ql_arena *a, struct ql_labels l, char **names, size_t n,
+                            int keep, int drop_name);
+int ql_lequal(struct ql_labels x, struct ql_labels y);
+int ql_lcmp(struct ql_labels x, struct ql_labels y);
+/* Signature: the (name,value) pairs of l selected by names/on (on=1 keep listed; on=0 all
+ * but listed and __name__) serialised into a string (arena). */
+const char *ql_lsig(struct ql_arena *a, struct ql_labels l, char **names, size_t n, int on,
+                    size_t *len);
+/* Prometheus' label set string: {a="b", c="d"} with the name in front. */
+const char *ql_lstr(struct ql_arena *a, struct ql_labels l);
+
+/* ---------------------------------------------------------------- AST */
+enum ql_kind {
+    QN_NUM, QN_STR, QN_VSEL, QN_MSEL, QN_SUBQ, QN_PAREN, QN_UNARY, QN_BINARY, QN_AGG, QN_CALL,
+    QN_STEPINV
+};
+
+enum ql_op {
+    QOP_NONE = 0,
+    QOP_ADD, QOP_SUB, QOP_MUL, QOP_DIV, QOP_MOD, QOP_POW, QOP_ATAN2,
+    QOP_EQL, QOP_NEQ, QOP_GTR, QOP_LSS, QOP_GTE, QOP_LTE,
+    QOP_AND, QOP_OR, QOP_UNLESS,
+};
+
+enum ql_agg {
+    QA_SUM = 1, QA_AVG, QA_MIN, QA_MAX, QA_COUNT, QA_GROUP, QA_STDDEV, QA_STDVAR, QA_TOPK,
+    QA_BOTTOMK, QA_QUANTILE, QA_COUNT_VALUES, QA_LIMITK, QA_LIMIT_RATIO
+};
+
+enum ql_card { QC_ONE_ONE = 0, QC_MANY_ONE, QC_ONE_MANY, QC_MANY_MANY };
+
+enum ql_at { QAT_NONE = 0, QAT_TS, QAT_START, QAT_END };
+
+struct ql_func;
+
+struct ql_node {
+    enum ql_kind kind;
+    enum mtd_ql_vtype type;
+    int pos;                    /* byte offset in the query */
+    int endpos;
+    double num;                 /* QN_NUM */
+    char *str;                  /* QN_STR */
+    /* QN_VSEL */
+    char *name;                 /* metric name or NULL */
+    struct obs_matcher *ms;
+    size_t nms;
+    int sel_id;                 /* index of this selector in the query's data table */
+    /* offset / @ (QN_VSEL, QN_SUBQ) */
+    int64_t offset;
+    enum ql_at at_kind;
+    int64_t at;                 /* ms, QAT_TS */
+    /* QN_MSEL / QN_SUBQ */
+    int64_t range, step;        /* ms; step 0 = default */
+    /* children */
+    struct ql_node *lhs, *rhs;  /* QN_BINARY; QN_UNARY uses lhs; QN_PAREN/MSEL/SUBQ/AGG: lhs */
+    struct ql_node *param;      /* QN_AGG parameter */
+    enum ql_op op;              /* QN_BINARY; QN_UNARY QOP_SUB/QOP_ADD */
+    int bool_mod;
+    enum ql_card card;
+    int on, has_matching;
+    char **mlabels;             /* on/ignoring labels */
+    size_t nmlabels;
+    char **include;             /* group_left/right labels */
+    size_t ninclude;
+    enum ql_agg agg;            /* QN_AGG */
+    int without, has_grouping;
+    char **grouping;
+    size_t ngrouping;
+    const struct ql_func *fn;   /* QN_CALL */
+    struct ql_node **args;
+    size_t nargs;
+};
+
+struct mtd_ql_expr {
+    struct ql_arena arena;
+    struct ql_node *root;
+    int nsel;
+    char *text;
+};
+
+/* ---------------------------------------------------------------- values */
+struct ql_sample {
+    struct ql_labels l;
+    int64_t t;
+    double v;
+    int drop;                   /* delayed __name__ removal */
+};
+struct ql_vec {
+    struct ql_sample *s;
+    size_t n;
+};
+struct ql_series {
+    struct ql_labels l;
+    struct mtd_ql_point *p;
+    size_t n;
+    int drop;
+};
+struct ql_mat {
+    struct ql_series *s;
+    size_t n;
+    int64_t range_start, range_end; /* for rate-like functions: (start, end] */
+    int64_t range;
+};
+struct ql_val {
+    enum mtd_ql_vtype type;
+    double scalar;
+    const char *str;
+    struct ql_vec vec;
+    struct ql_mat mat;
+};
+
+struct ql_sel_data;
+struct ql_query;
+
+/* Function table entry. */
+typedef struct ql_val (*ql_fn_impl)(struct ql_query *q, struct ql_node *call, struct ql_val *args,
+                                    int64_t t);
+struct ql_func {
+    const char *name;
+    enum mtd_ql_vtype argt[4]; /* declared argument types; MTD_QL_NONE ends */
+    int nargs;                 /* declared count */
+    int variadic;              /* 0 fixed; >0 up to that many optional extra args; -1 unlimited */
+    enum mtd_ql_vtype ret;
+    ql_fn_impl impl;
+    int experimental;
+};
+const struct ql_func *ql_func_lookup(const char *name, size_t n);
+
+/* ---------------------------------------------------------------- evaluation */
+struct ql_query {
+    struct ql_arena qa;          /* query lifetime: selector data, output */
+    struct ql_arena sa;          /* step scratch */
+    jmp_buf jb;
+    struct obs_err *err;
+    struct mtd_storage *st;
+    const char *tenant;
+    const struct mtd_ql_expr *e;
+    int64_t start, end, interval;  /* query range (instant: start == end) */
+    int64_t lookback, default_step, deadline;
+    size_t max_samples, nsamples;
+    struct ql_sel_data *sel;       /* nsel entries */
+    char **annos;                  /* warnings then infos are collected separately */
+    size_t nwarn, ninfo, capw, capi;
+    char **warns, **infos;
+    uint64_t ticks;
+};
+
+struct ql_val ql_eval(struct ql_query *q, struct ql_node *n, int64_t t);
+void ql_warn(struct ql_query *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ql_info(struct ql_query *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ql_check_deadline(struct ql_query *q);
+double ql_kahan_inc(double inc, double sum, double *c);
+double ql_quantile(double q, double *v, size_t n); /* sorts v */
+/* Resolve a selector's evaluation instant (applies @ and offset). */
+int64_t ql_sel_time(struct ql_query *q, const struct ql_node *n, int64_t t);
+
+#endif
