@@ -10,6 +10,7 @@
 #   make lab             install deps, build, run the local lab in the foreground (Ctrl-C stops)
 #   make lab-up|lab-down start/stop the lab in the background (pids and data under .lab/)
 #   make deps            install system packages and npm test tools (scripts/install-deps)
+#   make lint | format   cppcheck / clang-format over the sources
 #   make clean           remove build/
 #
 # Variables:
@@ -186,6 +187,14 @@ lab-up: deps
 
 lab-down:
 	@scripts/lab down
+
+# Static checks: cppcheck over the sources; format rewrites them with .clang-format.
+lint:
+	cppcheck --quiet --std=c11 --enable=warning,portability --inline-suppr \
+	  --suppress=missingIncludeSystem -Icommon common $(DAEMONS) examples
+
+format:
+	clang-format -i $$(find common $(DAEMONS) examples tests -name '*.[ch]')
 
 clean:
 	rm -rf build

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "app/obs_app.h"
 #include "config/obs_cf.h"
 #include "core/obs_err.h"
 #include "core/obs_sbuf.h"
@@ -201,6 +202,13 @@ struct agd_rwq *agd_rwq_new(const struct agd_rw_cfg *cfg, struct obs_metrics *m,
 int agd_rwq_push(struct agd_rwq *q, const void *body, size_t len, size_t nsamples);
 /* Stop: try to send what is queued for up to drain_ms, then join and free. */
 void agd_rwq_free(struct agd_rwq *q, int drain_ms);
+
+/* obs_app glue (agentd.c): accepted top-level sections, components, setup/teardown. */
+extern const char *const agd_config_sections[];
+extern const struct obs_component agd_components[];
+extern const int agd_ncomponents;
+int agd_setup(struct obs_ctx *ctx, struct obs_err *err);
+void agd_teardown(struct obs_ctx *ctx);
 
 /* Exponential backoff helper shared by the senders: the delay after attempt n (0-based). */
 int64_t agd_backoff_ms(const struct agd_backoff_cfg *b, int attempt);

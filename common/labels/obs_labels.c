@@ -9,9 +9,9 @@
  *   - Hashes are XXH3-64 over "name\xff value\xff ..." for a sorted set: 0xff never occurs in
  *     valid UTF-8, so distinct sets cannot produce the same byte stream.
  *   - Regex matchers compile with PCRE2 (UTF mode), fully anchored as Prometheus anchors Go
- *     regexps ("^(?:re)$"): PCRE2_ANCHORED plus a trailing \z inside the pattern, so "a|ab"
- *     still matches "ab" (backtracking reaches the second branch) and "a" does not match
- *     "ab". JIT is used when available; matching falls back to the interpreter otherwise.
+ *     regexps ("^(?:re)$"): PCRE2_ANCHORED | PCRE2_ENDANCHORED, under which "a|ab" still
+ *     matches "ab" (PCRE2 backtracks into the second branch) and "a" does not match "ab";
+ *     ENDANCHORED also means "a" does not match "a\n", as Go's $ (no multiline) behaves. JIT is used when available; matching falls back to the interpreter otherwise.
  *   - Quoted strings follow Go/PromQL rules: "..." and '...' with escapes, `...` raw.
  */
 #include "labels/obs_labels.h"
@@ -179,22 +179,13 @@ int obs_matcher_init(struct obs_matcher *m, enum obs_match_type type, const char
     if (type != OBS_MATCH_RE && type != OBS_MATCH_NRE)
         return 0;
 
-    /* Wrap as (?:re)\z and compile anchored at the start: the whole value must match. */
-    struct obs_sbuf pat;
-    obs_sbuf_init(&pat);
-    obs_sbuf_puts(&pat, "(?:");
-    obs_sbuf_puts(&pat, m->value);
-    obs_sbuf_puts(&pat, ")\\z");
-    if (pat.oom) {
-        obs_sbuf_deinit(&pat);
-        obs_matcher_deinit(m);
-        return obs_err_set(err, OBS_ENOMEM, "out of memory");
-    }
+    /* Anchored at both ends by flags rather than by wrapping the text, so an unbalanced
+     * ")" in the user's regex is a syntax error instead of an escape from the anchors. */
     int ecode = 0;
     PCRE2_SIZE eoff = 0;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat.p, pat.len, PCRE2_ANCHORED | PCRE2_UTF,
-                                   &ecode, &eoff, NULL);
-    obs_sbuf_deinit(&pat);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)m->value, strlen(m->value),
+                                   PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &ecode, &eoff,
+                                   NULL);
     if (re == NULL) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(ecode, msg, sizeof msg);

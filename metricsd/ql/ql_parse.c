@@ -1,0 +1,902 @@
+/*
+ * ql_parse.c -- PromQL lexer and parser (Prometheus 3.x grammar) with type checking.
+ *
+ * A hand-written lexer feeds a precedence-climbing parser. Precedence, lowest first:
+ *   or  <  and unless  <  == != <= < >= >  <  + -  <  * / % atan2  <  ^ (right-assoc)
+ * Unary minus/plus binds like * (so -2^2 == -4). Postfix [range], [range:step], offset and @
+ * bind to the primary before any operator. Type rules and error texts follow Prometheus'
+ * checkAST so API clients see the same "1:col: parse error: ..." messages.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/obs_mem.h"
+#include "core/obs_time.h"
+#include "metricsd/ql/ql_int.h"
+
+enum tok {
+    T_EOF, T_IDENT, T_NUM, T_DUR, T_STR, T_LPAREN, T_RPAREN, T_LBRACE, T_RBRACE, T_LBRACK,
+    T_RBRACK, T_COMMA, T_COLON, T_AT, T_ASSIGN, T_EQLC, T_NEQ, T_RE, T_NRE, T_LSS, T_GTR,
+    T_LTE, T_GTE, T_ADD, T_SUB, T_MUL, T_DIV, T_MOD, T_POW, T_BAD
+};
+
+struct parser {
+    struct ql_arena *a;
+    const char *src;
+    size_t len;
+    size_t pos;          /* lexer cursor */
+    /* current token */
+    enum tok tk;
+    size_t tpos, tlen;
+    double num;          /* T_NUM / T_DUR (ms for durations) */
+    char *str;           /* T_STR unquoted */
+    int nsel;
+    int brackets;        /* inside [...] : colon is a token, not an identifier char */
+};
+
+static const char *tok_desc(enum tok t)
+{
+    static const char *d[] = {"end of input", "identifier", "number", "duration", "string",
+                              "\"(\"", "\")\"", "\"{\"", "\"}\"", "\"[\"", "\"]\"", "\",\"",
+                              "\":\"", "\"@\"", "\"=\"", "\"==\"", "\"!=\"", "\"=~\"", "\"!~\"",
+                              "\"<\"", "\">\"", "\"<=\"", "\">=\"", "\"+\"", "\"-\"", "\"*\"",
+                              "\"/\"", "\"%\"", "\"^\"", "character"};
+    return d[t];
+}
+
+__attribute__((format(printf, 3, 4), noreturn)) static void perr(struct parser *p, size_t at,
+                                                                 const char *fmt, ...)
+{
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int line = 1;
+    size_t ls = 0;
+    for (size_t i = 0; i < at && i < p->len; i++)
+        if (p->src[i] == '\n') {
+            line++;
+            ls = i + 1;
+        }
+    ql_throw(p->a, OBS_EINVAL, "%d:%zu: parse error: %s", line, at - ls + 1, msg);
+}
+
+static int is_ident_start(int c)
+{
+    return isalpha(c) || c == '_' || c == ':';
+}
+
+static int is_ident_char(int c)
+{
+    return isalnum(c) || c == '_' || c == ':';
+}
+
+/* Lex a number or duration at p->pos. */
+static void lex_number(struct parser *p)
+{
+    const char *s = p->src + p->pos;
+    size_t n = 0, max = p->len - p->pos;
+    /* Scan the maximal run that can belong to a number or a duration. */
+    while (n < max && (isalnum((unsigned char)s[n]) || s[n] == '.' || s[n] == '_' ||
+                       ((s[n] == '+' || s[n] == '-') && n > 0 &&
+                        (s[n - 1] == 'e' || s[n - 1] == 'E') && !(n > 1 && s[0] == '0' &&
+                                                                  (s[1] == 'x' || s[1] == 'X')))))
+        n++;
+    char buf[64];
+    if (n >= sizeof(buf))
+        perr(p, p->pos, "bad number or duration syntax: \"%.*s\"", (int)n, s);
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    p->tpos = p->pos;
+    p->tlen = n;
+    p->pos += n;
+    /* Plain float / hex / octal? */
+    char *end;
+    errno = 0;
+    double v;
+    if (n > 1 && buf[0] == '0' && (buf[1] == 'x' || buf[1] == 'X')) {
+        v = (double)strtoull(buf, &end, 16);
+    } else if (n > 1 && buf[0] == '0' && isdigit((unsigned char)buf[1]) &&
+               !strpbrk(buf, ".eE")) {
+        v = (double)strtoull(buf, &end, 8);
+        if (*end) {
+            end = buf;
+            v = 0;
+        }
+    } else {
+        v = strtod(buf, &end);
+        /* strtod accepts "inf"/"nan"/hex floats; a number token starts with a digit or '.'. */
+    }
+    if (*end == 0 && end != buf) {
+        p->tk = T_NUM;
+        p->num = v;
+        return;
+    }
+    int64_t ms;
+    if (strchr(buf, '.') == NULL && obs_duration_parse_ms(buf, &ms) == 0) {
+        p->tk = T_DUR;
+        p->num = (double)ms;
+        return;
+    }
+    perr(p, p->tpos, "bad number or duration syntax: \"%s\"", buf);
+}
+
+static void next(struct parser *p)
+{
+    const char *s = p->src;
+    for (;;) {
+        while (p->pos < p->len && isspace((unsigned char)s[p->pos]))
+            p->pos++;
+        if (p->pos < p->len && s[p->pos] == '#') {
+            while (p->pos < p->len && s[p->pos] != '\n')
+                p->pos++;
+            continue;
+        }
+        break;
+    }
+    p->tpos = p->pos;
+    p->tlen = 1;
+    if (p->pos >= p->len) {
+        p->tk = T_EOF;
+        p->tlen = 0;
+        return;
+    }
+    char c = s[p->pos], d = p->pos + 1 < p->len ? s[p->pos + 1] : 0;
+    if (isdigit((unsigned char)c) || (c == '.' && isdigit((unsigned char)d))) {
+        lex_number(p);
+        return;
+    }
+    if (is_ident_start((unsigned char)c) && !(c == ':' && p->brackets)) {
+        size_t n = 1;
+        while (p->pos + n < p->len && is_ident_char((unsigned char)s[p->pos + n]) &&
+               !(s[p->pos + n] == ':' && p->brackets))
+            n++;
+        p->tk = T_IDENT;
+        p->tlen = n;
+        p->pos += n;
+        return;
+    }
+    if (c == '"' || c == '\'' || c == '`') {
+        size_t used;
+        char *out;
+        if (obs_go_unquote(s + p->pos, p->len - p->pos, &out, &used) < 0)
+            perr(p, p->pos, "unterminated quoted string or invalid escape");
+        p->str = ql_strdup(p->a, out);
+        obs_free(out);
+        p->tk = T_STR;
+        p->tlen = used;
+        p->pos += used;
+        return;
+    }
+    p->pos++;
+    switch (c) {
+    case '(': p->tk = T_LPAREN; return;
+    case ')': p->tk = T_RPAREN; return;
+    case '{': p->tk = T_LBRACE; return;
+    case '}': p->tk = T_RBRACE; return;
+    case '[': p->tk = T_LBRACK; return;
+    case ']': p->tk = T_RBRACK; return;
+    case ',': p->tk = T_COMMA; return;
+    case ':': p->tk = T_COLON; return;
+    case '@': p->tk = T_AT; return;
+    case '+': p->tk = T_ADD; return;
+    case '-': p->tk = T_SUB; return;
+    case '*': p->tk = T_MUL; return;
+    case '/': p->tk = T_DIV; return;
+    case '%': p->tk = T_MOD; return;
+    case '^': p->tk = T_POW; return;
+    case '=':
+        if (d == '=') { p->pos++; p->tlen = 2; p->tk = T_EQLC; return; }
+        if (d == '~') { p->pos++; p->tlen = 2; p->tk = T_RE; return; }
+        p->tk = T_ASSIGN;
+        return;
+    case '!':
+        if (d == '=') { p->pos++; p->tlen = 2; p->tk = T_NEQ; return; }
+        if (d == '~') { p->pos++; p->tlen = 2; p->tk = T_NRE; return; }
+        perr(p, p->tpos, "unexpected character after '!': %c", d ? d : ' ');
+    case '<':
+        if (d == '=') { p->pos++; p->tlen = 2; p->tk = T_LTE; return; }
+        p->tk = T_LSS;
+        return;
+    case '>':
+        if (d == '=') { p->pos++; p->tlen = 2; p->tk = T_GTE; return; }
+        p->tk = T_GTR;
+        return;
+    default:
+        perr(p, p->tpos, "unexpected character: '%c'", c);
+    }
+}
+
+static int tok_is(struct parser *p, const char *kw)
+{
+    return p->tk == T_IDENT && strlen(kw) == p->tlen &&
+           strncasecmp(p->src + p->tpos, kw, p->tlen) == 0;
+}
+
+static char *tok_text(struct parser *p)
+{
+    return ql_strndup(p->a, p->src + p->tpos, p->tlen);
+}
+
+__attribute__((noreturn)) static void unexpected(struct parser *p, const char *ctx)
+{
+    if (p->tk == T_EOF)
+        perr(p, p->tpos, "unexpected end of input%s%s", ctx ? " " : "", ctx ? ctx : "");
+    if (p->tk == T_IDENT || p->tk == T_NUM || p->tk == T_DUR || p->tk == T_STR)
+        perr(p, p->tpos, "unexpected %s \"%.*s\"%s%s", tok_desc(p->tk), (int)p->tlen,
+             p->src + p->tpos, ctx ? " " : "", ctx ? ctx : "");
+    perr(p, p->tpos, "unexpected %s%s%s", tok_desc(p->tk), ctx ? " " : "", ctx ? ctx : "");
+}
+
+static void expect(struct parser *p, enum tok t, const char *ctx)
+{
+    if (p->tk != t)
+        unexpected(p, ctx);
+    next(p);
+}
+
+static struct ql_node *node(struct parser *p, enum ql_kind k, size_t pos)
+{
+    struct ql_node *n = ql_alloc(p->a, sizeof(*n));
+    n->kind = k;
+    n->pos = (int)pos;
+    n->sel_id = -1;
+    return n;
+}
+
+static const char *type_str(enum mtd_ql_vtype t)
+{
+    switch (t) {
+    case MTD_QL_SCALAR: return "scalar";
+    case MTD_QL_VECTOR: return "instant vector";
+    case MTD_QL_MATRIX: return "range vector";
+    case MTD_QL_STRING: return "string";
+    default: return "none";
+    }
+}
+
+/* ---------------------------------------------------------------- operators */
+static enum ql_op binop_of(struct parser *p)
+{
+    switch (p->tk) {
+    case T_ADD: return QOP_ADD;
+    case T_SUB: return QOP_SUB;
+    case T_MUL: return QOP_MUL;
+    case T_DIV: return QOP_DIV;
+    case T_MOD: return QOP_MOD;
+    case T_POW: return QOP_POW;
+    case T_EQLC: return QOP_EQL;
+    case T_NEQ: return QOP_NEQ;
+    case T_GTR: return QOP_GTR;
+    case T_LSS: return QOP_LSS;
+    case T_GTE: return QOP_GTE;
+    case T_LTE: return QOP_LTE;
+    case T_IDENT:
+        if (tok_is(p, "and")) return QOP_AND;
+        if (tok_is(p, "or")) return QOP_OR;
+        if (tok_is(p, "unless")) return QOP_UNLESS;
+        if (tok_is(p, "atan2")) return QOP_ATAN2;
+        return QOP_NONE;
+    default: return QOP_NONE;
+    }
+}
+
+static int prec(enum ql_op op)
+{
+    switch (op) {
+    case QOP_OR: return 1;
+    case QOP_AND: case QOP_UNLESS: return 2;
+    case QOP_EQL: case QOP_NEQ: case QOP_GTR: case QOP_LSS: case QOP_GTE: case QOP_LTE: return 3;
+    case QOP_ADD: case QOP_SUB: return 4;
+    case QOP_MUL: case QOP_DIV: case QOP_MOD: case QOP_ATAN2: return 5;
+    case QOP_POW: return 6;
+    default: return 0;
+    }
+}
+
+static int is_cmp(enum ql_op op)
+{
+    return op >= QOP_EQL && op <= QOP_LTE;
+}
+
+static int is_set(enum ql_op op)
+{
+    return op == QOP_AND || op == QOP_OR || op == QOP_UNLESS;
+}
+
+static const char *op_str(enum ql_op op)
+{
+    static const char *s[] = {"", "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">", "<",
+                              ">=", "<=", "and", "or", "unless"};
+    return s[op];
+}
+
+/* ---------------------------------------------------------------- expressions */
+static struct ql_node *parse_expr(struct parser *p, int minprec);
+
+/* ( label, label, ... ) -- names may be identifiers (keywords allowed) or strings. */
+static void parse_label_list(struct parser *p, char ***out, size_t *n)
+{
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    expect(p, T_LPAREN, "in grouping opts, expected \"(\"");
+    while (p->tk != T_RPAREN) {
+        char *name;
+        if (p->tk == T_IDENT) {
+            name = tok_text(p);
+            if (!obs_label_name_valid(name, strlen(name)))
+                perr(p, p->tpos, "unexpected %s \"%s\" in grouping opts, expected label",
+                     tok_desc(p->tk), name);
+        } else if (p->tk == T_STR) {
+            name = p->str;
+        } else {
+            unexpected(p, "in grouping opts, expected label");
+        }
+        QL_PUSH(p->a, *out, *n, cap, name);
+        next(p);
+        if (p->tk == T_COMMA)
+            next(p);
+        else if (p->tk != T_RPAREN)
+            unexpected(p, "in grouping opts, expected \")\" or \",\"");
+    }
+    next(p);
+}
+
+static void set_type_check_binary(struct parser *p, struct ql_node *n, size_t oppos)
+{
+    enum mtd_ql_vtype lt = n->lhs->type, rt = n->rhs->type;
+    if ((lt != MTD_QL_SCALAR && lt != MTD_QL_VECTOR) ||
+        (rt != MTD_QL_SCALAR && rt != MTD_QL_VECTOR))
+        perr(p, n->pos, "binary expression must contain only scalar and instant vector types");
+    if (n->bool_mod && !is_cmp(n->op))
+        perr(p, oppos, "bool modifier can only be used on comparison operators");
+    if (is_cmp(n->op) && lt == MTD_QL_SCALAR && rt == MTD_QL_SCALAR && !n->bool_mod)
+        perr(p, oppos, "comparisons between scalars must use BOOL modifier");
+    if (is_set(n->op) && (lt == MTD_QL_SCALAR || rt == MTD_QL_SCALAR))
+        perr(p, n->pos, "set operator \"%s\" not allowed in binary scalar expression",
+             op_str(n->op));
+    if ((lt != MTD_QL_VECTOR || rt != MTD_QL_VECTOR) && n->has_matching) {
+        if (n->nmlabels > 0 || n->on || n->card != QC_ONE_ONE)
+            perr(p, n->pos, "vector matching only allowed between instant vectors");
+        n->has_matching = 0;
+    }
+    if (is_set(n->op)) {
+        if (n->card == QC_MANY_ONE || n->card == QC_ONE_MANY)
+            perr(p, oppos, "no grouping allowed for \"%s\" operation", op_str(n->op));
+        n->card = QC_MANY_MANY;
+    }
+    for (size_t i = 0; n->on && i < n->ninclude; i++)
+        for (size_t j = 0; j < n->nmlabels; j++)
+            if (strcmp(n->include[i], n->mlabels[j]) == 0)
+                perr(p, oppos, "label \"%s\" must not occur in ON and GROUP clause at once",
+                     n->include[i]);
+    n->type = (lt == MTD_QL_SCALAR && rt == MTD_QL_SCALAR) ? MTD_QL_SCALAR : MTD_QL_VECTOR;
+}
+
+/* Label matchers inside { }. Adds a __name__ matcher when name != NULL. */
+static void parse_matchers(struct parser *p, struct ql_node *n, const char *name)
+{
+    size_t cap = 0;
+    struct obs_err e = {0};
+    if (name) {
+        struct obs_matcher m;
+        if (obs_matcher_init(&m, OBS_MATCH_EQ, "__name__", name, &e) < 0)
+            perr(p, n->pos, "%s", e.msg);
+        QL_PUSH(p->a, n->ms, n->nms, cap, m);
+    }
+    if (p->tk != T_LBRACE)
+        return;
+    next(p);
+    while (p->tk != T_RBRACE) {
+        size_t mpos = p->tpos;
+        char *lname;
+        if (p->tk == T_IDENT)
+            lname = tok_text(p);
+        else if (p->tk == T_STR)
+            lname = p->str;
+        else
+            unexpected(p, "in label matching, expected label");
+        int quoted = p->tk == T_STR;
+        next(p);
+        enum obs_match_type mt;
+        if (quoted && (p->tk == T_COMMA || p->tk == T_RBRACE)) {
+            /* {"metric.name"} */
+            if (name || n->name)
+                perr(p, mpos, "metric name must not be set twice: %s", lname);
+            n->name = lname;
+            mt = OBS_MATCH_EQ;
+            struct obs_matcher m;
+            if (obs_matcher_init(&m, mt, "__name__", lname, &e) < 0)
+                perr(p, mpos, "%s", e.msg);
+            QL_PUSH(p->a, n->ms, n->nms, cap, m);
+        } else {
+            switch (p->tk) {
+            case T_ASSIGN: mt = OBS_MATCH_EQ; break;
+            case T_NEQ: mt = OBS_MATCH_NEQ; break;
+            case T_RE: mt = OBS_MATCH_RE; break;
+            case T_NRE: mt = OBS_MATCH_NRE; break;
+            default: unexpected(p, "in label matching, expected label matching operator");
+            }
+            next(p);
+            if (p->tk != T_STR)
+                unexpected(p, "in label matching, expected string");
+            if (name && strcmp(lname, "__name__") == 0)
+                perr(p, mpos, "metric name must not be set twice: \"%s\" or \"%s\"", name,
+                     p->str);
+            struct obs_matcher m;
+            if (obs_matcher_init(&m, mt, lname, p->str, &e) < 0)
+                perr(p, mpos, "%s", e.msg);
+            QL_PUSH(p->a, n->ms, n->nms, cap, m);
+            next(p);
+        }
+        if (p->tk == T_COMMA)
+            next(p);
+        else if (p->tk != T_RBRACE)
+            unexpected(p, "in label matching, expected \",\" or \"}\"");
+    }
+    next(p);
+}
+
+static void register_matcher_cleanup(void *arg)
+{
+    struct ql_node *n = arg;
+    for (size_t i = 0; i < n->nms; i++)
+        obs_matcher_deinit(&n->ms[i]);
+}
+
+static struct ql_node *parse_vsel(struct parser *p, char *name, size_t pos)
+{
+    struct ql_node *n = node(p, QN_VSEL, pos);
+    n->type = MTD_QL_VECTOR;
+    n->name = name;
+    ql_on_free(p->a, register_matcher_cleanup, n);
+    parse_matchers(p, n, name);
+    int nonempty = 0;
+    for (size_t i = 0; i < n->nms; i++)
+        if (!obs_matcher_matches_empty(&n->ms[i]))
+            nonempty = 1;
+    if (!nonempty)
+        perr(p, pos, "vector selector must contain at least one non-empty matcher");
+    n->sel_id = p->nsel++;
+    n->endpos = (int)p->tpos;
+    return n;
+}
+
+/* Duration or number of seconds (for ranges, offsets, steps). sign allowed if neg_ok. */
+static int64_t parse_duration(struct parser *p, int neg_ok, const char *ctx)
+{
+    int neg = 0;
+    if (neg_ok && (p->tk == T_SUB || p->tk == T_ADD)) {
+        neg = p->tk == T_SUB;
+        next(p);
+    }
+    int64_t ms;
+    if (p->tk == T_DUR)
+        ms = (int64_t)p->num;
+    else if (p->tk == T_NUM) {
+        if (!isfinite(p->num) || fabs(p->num) > 9e15)
+            perr(p, p->tpos, "invalid duration");
+        ms = (int64_t)llround(p->num * 1000.0);
+    } else
+        unexpected(p, ctx);
+    next(p);
+    return neg ? -ms : ms;
+}
+
+static int is_aggr(struct parser *p, enum ql_agg *out)
+{
+    static const struct { const char *n; enum ql_agg a; } aggs[] = {
+        {"sum", QA_SUM}, {"avg", QA_AVG}, {"min", QA_MIN}, {"max", QA_MAX},
+        {"count", QA_COUNT}, {"group", QA_GROUP}, {"stddev", QA_STDDEV}, {"stdvar", QA_STDVAR},
+        {"topk", QA_TOPK}, {"bottomk", QA_BOTTOMK}, {"quantile", QA_QUANTILE},
+        {"count_values", QA_COUNT_VALUES}, {"limitk", QA_LIMITK},
+        {"limit_ratio", QA_LIMIT_RATIO}};
+    for (size_t i = 0; i < sizeof(aggs) / sizeof(aggs[0]); i++)
+        if (tok_is(p, aggs[i].n)) {
+            *out = aggs[i].a;
+            return 1;
+        }
+    return 0;
+}
+
+static struct ql_node *parse_aggr(struct parser *p, enum ql_agg agg, size_t pos)
+{
+    struct ql_node *n = node(p, QN_AGG, pos);
+    n->agg = agg;
+    char *aname = tok_text(p);
+    next(p);
+    if (tok_is(p, "by") || tok_is(p, "without")) {
+        n->without = tok_is(p, "without");
+        n->has_grouping = 1;
+        next(p);
+        parse_label_list(p, &n->grouping, &n->ngrouping);
+    }
+    expect(p, T_LPAREN, "in aggregation, expected \"(\"");
+    int needs_param = agg == QA_TOPK || agg == QA_BOTTOMK || agg == QA_QUANTILE ||
+                      agg == QA_COUNT_VALUES || agg == QA_LIMITK || agg == QA_LIMIT_RATIO;
+    if (p->tk == T_RPAREN)
+        perr(p, p->tpos, "no arguments for aggregate expression provided");
+    struct ql_node *first = parse_expr(p, 0);
+    if (needs_param) {
+        if (p->tk != T_COMMA)
+            perr(p, p->tpos, "wrong number of arguments for aggregate expression provided, "
+                             "expected 2, got 1");
+        next(p);
+        n->param = first;
+        n->lhs = parse_expr(p, 0);
+    } else {
+        n->lhs = first;
+        if (p->tk == T_COMMA)
+            perr(p, p->tpos, "wrong number of arguments for aggregate expression provided, "
+                             "expected 1, got 2");
+    }
+    if (p->tk == T_COMMA)
+        next(p);
+    expect(p, T_RPAREN, "in aggregation, expected \")\"");
+    if (tok_is(p, "by") || tok_is(p, "without")) {
+        if (n->has_grouping)
+            perr(p, p->tpos, "unexpected <by/without> in aggregation");
+        n->without = tok_is(p, "without");
+        n->has_grouping = 1;
+        next(p);
+        parse_label_list(p, &n->grouping, &n->ngrouping);
+    }
+    if (n->lhs->type != MTD_QL_VECTOR)
+        perr(p, n->lhs->pos, "expected type instant vector in aggregation expression, got %s",
+             type_str(n->lhs->type));
+    if (n->param) {
+        enum mtd_ql_vtype want = agg == QA_COUNT_VALUES ? MTD_QL_STRING : MTD_QL_SCALAR;
+        if (n->param->type != want)
+            perr(p, n->param->pos, "expected type %s in aggregation parameter, got %s",
+                 type_str(want), type_str(n->param->type));
+    }
+    if (agg == QA_COUNT_VALUES && n->param->kind == QN_STR &&
+        !obs_label_name_valid(n->param->str, strlen(n->param->str)))
+        perr(p, n->param->pos, "invalid label name %s", n->param->str);
+    (void)aname;
+    n->type = MTD_QL_VECTOR;
+    return n;
+}
+
+static struct ql_node *parse_call(struct parser *p, const struct ql_func *f, size_t pos)
+{
+    struct ql_node *n = node(p, QN_CALL, pos);
+    n->fn = f;
+    next(p); /* name */
+    expect(p, T_LPAREN, NULL);
+    size_t cap = 0;
+    while (p->tk != T_RPAREN) {
+        struct ql_node *a = parse_expr(p, 0);
+        QL_PUSH(p->a, n->args, n->nargs, cap, a);
+        if (p->tk == T_COMMA)
+            next(p);
+        else if (p->tk != T_RPAREN)
+            unexpected(p, "in call to function, expected \",\" or \")\"");
+    }
+    next(p);
+    int minargs = f->nargs, maxargs = f->variadic < 0 ? 1 << 20 : f->nargs + f->variadic;
+    if (f->variadic != 0 && f->nargs > 0 && f->variadic > 0)
+        minargs = f->nargs;
+    if (f->variadic == 0 && (int)n->nargs != f->nargs)
+        perr(p, pos, "expected %d argument(s) in call to \"%s\", got %zu", f->nargs, f->name,
+             n->nargs);
+    if ((int)n->nargs < minargs)
+        perr(p, pos, "expected at least %d argument(s) in call to \"%s\", got %zu", minargs,
+             f->name, n->nargs);
+    if ((int)n->nargs > maxargs)
+        perr(p, pos, "expected at most %d argument(s) in call to \"%s\", got %zu", maxargs,
+             f->name, n->nargs);
+    for (size_t i = 0; i < n->nargs; i++) {
+        enum mtd_ql_vtype want;
+        int last = 0;
+        while (last < 3 && f->argt[last + 1] != MTD_QL_NONE)
+            last++;
+        want = (int)i <= last ? f->argt[i] : f->argt[last];
+        if (n->args[i]->type != want)
+            perr(p, n->args[i]->pos, "expected type %s in call to function \"%s\", got %s",
+                 type_str(want), f->name, type_str(n->args[i]->type));
+    }
+    n->type = f->ret;
+    return n;
+}
+
+/* offset / @ / [range] / [range:step] after a primary. */
+static struct ql_node *parse_postfix(struct parser *p, struct ql_node *e)
+{
+    for (;;) {
+        if (p->tk == T_LBRACK) {
+            size_t bpos = p->tpos;
+            p->brackets++;
+            next(p);
+            int64_t range = parse_duration(p, 0, "in subquery or range selector, expected "
+                                                  "duration");
+            if (p->tk == T_COLON) {
+                next(p);
+                int64_t step = 0;
+                if (p->tk != T_RBRACK)
+                    step = parse_duration(p, 0, "in subquery, expected duration");
+                p->brackets--;
+                expect(p, T_RBRACK, "in subquery, expected \"]\"");
+                if (e->type != MTD_QL_VECTOR)
+                    perr(p, e->pos, "subquery is only allowed on instant vector, got %s "
+                                    "instead", e->type == MTD_QL_MATRIX ? "matrix" :
+                                                 type_str(e->type));
+                if (range <= 0)
+                    perr(p, bpos, "range must be greater than 0");
+                struct ql_node *s = node(p, QN_SUBQ, e->pos);
+                s->lhs = e;
+                s->range = range;
+                s->step = step;
+                s->type = MTD_QL_MATRIX;
+                e = s;
+            } else {
+                p->brackets--;
+                expect(p, T_RBRACK, "in range selector, expected \"]\"");
+                if (e->kind != QN_VSEL)
+                    perr(p, e->pos, "ranges only allowed for vector selectors");
+                if (e->offset != 0 || e->at_kind != QAT_NONE)
+                    perr(p, bpos, "no offset or @ modifiers allowed before range");
+                if (range <= 0)
+                    perr(p, bpos, "range must be greater than 0");
+                struct ql_node *m = node(p, QN_MSEL, e->pos);
+                m->lhs = e;
+                m->range = range;
+                m->type = MTD_QL_MATRIX;
+                e = m;
+            }
+        } else if (tok_is(p, "offset")) {
+            size_t opos = p->tpos;
+            next(p);
+            int64_t off = parse_duration(p, 1, "in offset, expected duration");
+            struct ql_node *t = e->kind == QN_MSEL ? e->lhs : e;
+            if (t->kind != QN_VSEL && t->kind != QN_SUBQ)
+                perr(p, opos, "offset modifier must be preceded by an instant vector selector "
+                              "or range vector selector or a subquery");
+            if (t->offset != 0)
+                perr(p, opos, "offset may not be set multiple times");
+            t->offset = off;
+        } else if (p->tk == T_AT) {
+            size_t apos = p->tpos;
+            next(p);
+            struct ql_node *t = e->kind == QN_MSEL ? e->lhs : e;
+            if (t->kind != QN_VSEL && t->kind != QN_SUBQ)
+                perr(p, apos, "@ modifier must be preceded by an instant vector selector or "
+                              "range vector selector or a subquery");
+            if (t->at_kind != QAT_NONE)
+                perr(p, apos, "@ <timestamp> may not be set multiple times");
+            if (tok_is(p, "start") || tok_is(p, "end")) {
+                t->at_kind = tok_is(p, "start") ? QAT_START : QAT_END;
+                next(p);
+                expect(p, T_LPAREN, "in @, expected \"(\"");
+                expect(p, T_RPAREN, "in @, expected \")\"");
+            } else {
+                int neg = 0;
+                if (p->tk == T_SUB || p->tk == T_ADD) {
+                    neg = p->tk == T_SUB;
+                    next(p);
+                }
+                if (p->tk != T_NUM)
+                    unexpected(p, "in @, expected timestamp");
+                double v = neg ? -p->num : p->num;
+                if (!isfinite(v) || fabs(v) > 9.2e15)
+                    perr(p, apos, "timestamp out of bounds for @ modifier: %g", v);
+                t->at_kind = QAT_TS;
+                t->at = (int64_t)llround(v * 1000.0);
+                next(p);
+            }
+        } else {
+            return e;
+        }
+    }
+}
+
+static struct ql_node *parse_primary(struct parser *p)
+{
+    size_t pos = p->tpos;
+    struct ql_node *n;
+    switch (p->tk) {
+    case T_NUM:
+        n = node(p, QN_NUM, pos);
+        n->num = p->num;
+        n->type = MTD_QL_SCALAR;
+        next(p);
+        return n;
+    case T_DUR:
+        n = node(p, QN_NUM, pos);
+        n->num = p->num / 1000.0;
+        n->type = MTD_QL_SCALAR;
+        next(p);
+        return n;
+    case T_STR:
+        n = node(p, QN_STR, pos);
+        n->str = p->str;
+        n->type = MTD_QL_STRING;
+        next(p);
+        return n;
+    case T_LPAREN:
+        next(p);
+        n = node(p, QN_PAREN, pos);
+        n->lhs = parse_expr(p, 0);
+        n->type = n->lhs->type;
+        expect(p, T_RPAREN, "in paren expression, expected \")\"");
+        return n;
+    case T_LBRACE:
+        return parse_vsel(p, NULL, pos);
+    case T_IDENT: {
+        enum ql_agg agg;
+        if (tok_is(p, "inf") || tok_is(p, "nan")) {
+            n = node(p, QN_NUM, pos);
+            n->num = tok_is(p, "inf") ? INFINITY : NAN;
+            n->type = MTD_QL_SCALAR;
+            next(p);
+            return n;
+        }
+        /* Look ahead: '(' after an identifier makes a call or aggregation. */
+        size_t save = p->pos;
+        while (save < p->len && isspace((unsigned char)p->src[save]))
+            save++;
+        int paren = save < p->len && p->src[save] == '(';
+        if (is_aggr(p, &agg)) {
+            size_t q = save;
+            int grouping = 0;
+            if (!paren) {
+                /* sum by (x) (...) / sum without (x) (...) */
+                if ((p->len - q >= 2 && strncmp(p->src + q, "by", 2) == 0) ||
+                    (p->len - q >= 7 && strncmp(p->src + q, "without", 7) == 0))
+                    grouping = 1;
+            }
+            if (paren || grouping)
+                return parse_aggr(p, agg, pos);
+        }
+        if (paren) {
+            const struct ql_func *f = ql_func_lookup(p->src + p->tpos, p->tlen);
+            if (!f)
+                perr(p, pos, "unknown function with name \"%.*s\"", (int)p->tlen,
+                     p->src + p->tpos);
+            return parse_call(p, f, pos);
+        }
+        char *name = tok_text(p);
+        static const char *kw[] = {"and", "or", "unless", "atan2", "by", "without", "on",
+                                   "ignoring", "group_left", "group_right", "offset", "bool",
+                                   NULL};
+        for (int i = 0; kw[i]; i++)
+            if (tok_is(p, kw[i]))
+                unexpected(p, NULL);
+        next(p);
+        return parse_vsel(p, name, pos);
+    }
+    default:
+        unexpected(p, NULL);
+    }
+}
+
+static struct ql_node *parse_unary(struct parser *p)
+{
+    if (p->tk == T_SUB || p->tk == T_ADD) {
+        size_t pos = p->tpos;
+        int neg = p->tk == T_SUB;
+        next(p);
+        struct ql_node *e = parse_expr(p, 6);
+        if (e->type != MTD_QL_SCALAR && e->type != MTD_QL_VECTOR)
+            perr(p, pos, "unary expression only allowed on expressions of type scalar or "
+                         "instant vector, got \"%s\"", e->type == MTD_QL_MATRIX ? "range vector"
+                                                                               : "string");
+        if (e->kind == QN_NUM) {
+            if (neg)
+                e->num = -e->num;
+            e->pos = (int)pos;
+            return e;
+        }
+        if (!neg)
+            return e;
+        struct ql_node *n = node(p, QN_UNARY, pos);
+        n->op = QOP_SUB;
+        n->lhs = e;
+        n->type = e->type;
+        return n;
+    }
+    return parse_postfix(p, parse_primary(p));
+}
+
+static struct ql_node *parse_expr(struct parser *p, int minprec)
+{
+    struct ql_node *lhs = parse_unary(p);
+    for (;;) {
+        enum ql_op op = binop_of(p);
+        if (op == QOP_NONE || prec(op) < minprec)
+            return lhs;
+        size_t oppos = p->tpos;
+        next(p);
+        struct ql_node *n = node(p, QN_BINARY, lhs->pos);
+        n->op = op;
+        n->lhs = lhs;
+        if (tok_is(p, "bool")) {
+            n->bool_mod = 1;
+            next(p);
+        }
+        if (tok_is(p, "on") || tok_is(p, "ignoring")) {
+            n->on = tok_is(p, "on");
+            n->has_matching = 1;
+            next(p);
+            parse_label_list(p, &n->mlabels, &n->nmlabels);
+            if (tok_is(p, "group_left") || tok_is(p, "group_right")) {
+                n->card = tok_is(p, "group_left") ? QC_MANY_ONE : QC_ONE_MANY;
+                next(p);
+                if (p->tk == T_LPAREN)
+                    parse_label_list(p, &n->include, &n->ninclude);
+            }
+        } else if (tok_is(p, "group_left") || tok_is(p, "group_right")) {
+            unexpected(p, NULL);
+        }
+        n->rhs = parse_expr(p, op == QOP_POW ? prec(op) : prec(op) + 1);
+        set_type_check_binary(p, n, oppos);
+        lhs = n;
+    }
+}
+
+int mtd_ql_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *err)
+{
+    struct obs_err local;
+    if (!err)
+        err = &local;
+    obs_err_clear(err);
+    struct mtd_ql_expr *e = obs_calloc(1, sizeof(*e));
+    if (!e)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    jmp_buf jb;
+    ql_arena_init(&e->arena, &jb, err);
+    struct parser p;
+    memset(&p, 0, sizeof(p));
+    p.a = &e->arena;
+    if (setjmp(jb)) {
+        int code = err->code ? err->code : OBS_EINVAL;
+        ql_arena_deinit(&e->arena);
+        obs_free(e);
+        return code;
+    }
+    p.src = ql_strdup(p.a, query);
+    p.len = strlen(query);
+    e->text = (char *)p.src;
+    next(&p);
+    if (p.tk == T_EOF)
+        perr(&p, 0, "no expression found in input");
+    e->root = parse_expr(&p, 0);
+    if (p.tk != T_EOF)
+        unexpected(&p, NULL);
+    e->nsel = p.nsel;
+    e->arena.jb = NULL;
+    *out = e;
+    return 0;
+}
+
+void mtd_ql_expr_free(struct mtd_ql_expr *e)
+{
+    if (!e)
+        return;
+    ql_arena_deinit(&e->arena);
+    obs_free(e);
+}
+
+enum mtd_ql_vtype mtd_ql_expr_type(const struct mtd_ql_expr *e)
+{
+    return e->root->type;
+}
+
+const char *mtd_ql_type_name(enum mtd_ql_vtype t)
+{
+    switch (t) {
+    case MTD_QL_SCALAR: return "scalar";
+    case MTD_QL_VECTOR: return "vector";
+    case MTD_QL_MATRIX: return "matrix";
+    case MTD_QL_STRING: return "string";
+    default: return "none";
+    }
+}
