@@ -156,6 +156,7 @@ struct trd_app {
     struct trd_querier_cfg qcfg;
     struct trd_store *store;
     struct obs_wal *wal;
+    uint64_t wal_ckpt_bytes; /* WAL size after the last checkpoint/replay */
     struct obs_http_server *otlp_http;
     struct obs_grpc_server *grpc;
     struct obs_mchild *m_spans, *m_batches, *m_rejected, *m_bytes;

@@ -13,6 +13,7 @@
  */
 #include "codec/obs_codec.h"
 #include "core/obs_err.h"
+#include "http/obs_http.h" /* the snappy/gzip prototypes must match both headers */
 
 #include <limits.h>
 #include <lz4.h>

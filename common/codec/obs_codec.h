@@ -3,9 +3,9 @@
  *
  * snappy (block format, Prometheus remote write / Loki push) and gzip/deflate (HTTP
  * Content-Encoding) are declared in http/obs_http.h, where the ingest paths use them, and
- * again below; they are implemented in obs_codec.c next to lz4. lz4 here is the raw block format (no frame, no
- * size header): the caller stores the uncompressed length next to the block, as chunk
- * formats do, and passes it back to obs_lz4_decompress.
+ * again below; they are implemented in obs_codec.c next to lz4. lz4 here is the raw block
+ * format (no frame, no size header): the caller stores the uncompressed length next to the
+ * block, as chunk formats do, and passes it back to obs_lz4_decompress.
  * All functions are thread-safe (no shared state) and leave out's previous content intact on
  * error (out->len is restored).
  */

@@ -207,6 +207,8 @@ size_t obs_uvarint_decode(const uint8_t *p, const uint8_t *end, uint64_t *out)
     uint64_t v = 0;
     unsigned shift = 0;
     for (size_t i = 0; p + i < end && i < 10; i++) {
+        if (i == 9 && p[i] > 1)
+            return 0; /* overflows 64 bits */
         v |= (uint64_t)(p[i] & 0x7f) << shift;
         if (!(p[i] & 0x80)) {
             *out = v;

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ int obs_duration_parse_ms(const char *s, int64_t *out_ms)
     int64_t total = 0;
     const char *p = s;
     int any = 0;
+    int64_t last_unit = INT64_MAX; /* units must be strictly decreasing: 1h30m, not 30m1h */
     while (*p) {
         if (!isdigit((unsigned char)*p))
             return OBS_EINVAL;
@@ -73,6 +75,9 @@ int obs_duration_parse_ms(const char *s, int64_t *out_ms)
             }
             p++;
         }
+        if (unit >= last_unit)
+            return OBS_EINVAL;
+        last_unit = unit;
         total += n * unit;
         any = 1;
     }

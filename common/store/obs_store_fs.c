@@ -8,6 +8,10 @@
  * filesystem as the objects, so rename is atomic. It is hidden from listings, and keys whose
  * first component is ".obs-tmp" are refused.
  *
+ * Temp files older than an hour (a crash mid-put) are swept at open.
+ *
+ * get: a range starting past the end is OBS_ERANGE; one running past the end is clamped.
+ *
  * Keys: non-empty, '/'-separated, no leading or trailing '/', no empty, "." or ".."
  * components, so a key can never escape the root.
  *
@@ -32,9 +36,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TMP_DIR ".obs-tmp"
+#define TMP_STALE_SECS 3600 /* temp files older than this are leftovers of a crash */
 
 struct fs_store {
     struct obs_store base;
@@ -484,6 +490,25 @@ static int fs_del(struct obs_store *s, const char *key, struct obs_err *err)
     return OBS_OK;
 }
 
+/* Remove temp files a crashed put left behind. Only old ones: another process sharing the
+ * directory may be in the middle of a put right now. */
+static void sweep_tmp(const char *tmpdir)
+{
+    DIR *d = opendir(tmpdir);
+    if (d == NULL)
+        return;
+    time_t now = time(NULL);
+    struct dirent *de;
+    for (int n = 0; n < 100000 && (de = readdir(d)) != NULL; n++) {
+        struct stat st;
+        if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) != 0)
+            continue;
+        if (S_ISREG(st.st_mode) && now - st.st_mtime > TMP_STALE_SECS)
+            unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 static void fs_close(struct obs_store *s)
 {
     struct fs_store *fs = fs_of(s);
@@ -537,6 +562,7 @@ struct obs_store *obs_store_fs_open(const char *dir, struct obs_err *err)
         obs_free(fs);
         return NULL;
     }
+    sweep_tmp(tmp);
     fs->root = root;
     fs->root_len = strlen(root);
     fs->base.ops = &fs_ops;

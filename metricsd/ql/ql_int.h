@@ -178,7 +178,7 @@ struct ql_vec {
 struct ql_series {
     struct ql_labels l;
     struct mtd_ql_point *p;
-    size_t n;
+    size_t n, cap;
     int drop;
 };
 struct ql_mat {

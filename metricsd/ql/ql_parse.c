@@ -842,12 +842,8 @@ static struct ql_node *parse_expr(struct parser *p, int minprec)
     }
 }
 
-int mtd_ql_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *err)
+static int do_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *err)
 {
-    struct obs_err local;
-    if (!err)
-        err = &local;
-    obs_err_clear(err);
     struct mtd_ql_expr *e = obs_calloc(1, sizeof(*e));
     if (!e)
         return obs_err_set(err, OBS_ENOMEM, "out of memory");
@@ -875,6 +871,15 @@ int mtd_ql_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *er
     e->arena.jb = NULL;
     *out = e;
     return 0;
+}
+
+int mtd_ql_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *err)
+{
+    struct obs_err local;
+    if (!err)
+        err = &local;
+    obs_err_clear(err);
+    return do_parse(query, out, err);
 }
 
 void mtd_ql_expr_free(struct mtd_ql_expr *e)

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/obs_cf.h"
@@ -374,6 +376,30 @@ START_TEST(open_errors)
 }
 END_TEST
 
+START_TEST(sweep_stale_tmp)
+{
+    char root[300], stale[400], fresh[400];
+    snprintf(root, sizeof(root), "%s/objects", tdir);
+    snprintf(stale, sizeof(stale), "%s/.obs-tmp/999.1", root);
+    snprintf(fresh, sizeof(fresh), "%s/.obs-tmp/999.2", root);
+    FILE *f = fopen(stale, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    f = fopen(fresh, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    struct timespec old[2] = {{.tv_sec = time(NULL) - 7200}, {.tv_sec = time(NULL) - 7200}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, stale, old, 0), 0);
+    struct obs_store *s2 = obs_store_fs_open(root, NULL);
+    ck_assert_ptr_nonnull(s2);
+    ck_assert_int_ne(access(stale, F_OK), 0); /* crash leftover removed */
+    ck_assert_int_eq(access(fresh, F_OK), 0); /* possibly another process' put: kept */
+    obs_store_close(s2);
+    struct keys ks;
+    ck_assert_str_eq(list("", NULL, &ks), ""); /* never listed */
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("obs_store");
@@ -385,6 +411,7 @@ static Suite *store_suite(void)
         {"missing", missing}, {"list_sorted", list_sorted}, {"list_delim", list_delim},
         {"del", del},         {"bad_keys", bad_keys},     {"atomic_replace", atomic_replace},
         {"open_from_config", open_from_config},           {"open_errors", open_errors},
+        {"sweep_stale_tmp", sweep_stale_tmp},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -1,0 +1,340 @@
+/*
+ * distributor.c -- metricsd's distributor: the remote write 1.0 endpoint.
+ *
+ * POST /api/v1/push and /api/v1/write take a snappy-compressed (block format) protobuf
+ * prometheus.WriteRequest (proto/prometheus_remote.proto). The HTTP layer decodes
+ * Content-Encoding: snappy; a body sent without that header is tried as snappy first and as
+ * raw protobuf second. Per tenant (X-Scope-OrgID, default "anonymous").
+ *
+ * Validation per series, with Mimir's wording: metric name present and valid, label names
+ * valid, sorted, unique, values non-empty, label count and lengths within `limits`, sample
+ * timestamps not too far in the future. Invalid series are dropped, valid ones are still
+ * ingested (partial acceptance), and the reply is 400 with the first problem as plain text
+ * so senders do not retry. Exemplars and native histograms are accepted and dropped.
+ * Only after the ingester has the samples in its WAL (fsynced) does the reply say 200.
+ *
+ * Config (`distributor:`): max_recv_msg_size (bytes, the body limit -> 413),
+ * ring (accepted).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "core/obs_arena.h"
+#include "core/obs_log.h"
+#include "core/obs_mem.h"
+#include "core/obs_sbuf.h"
+#include "core/obs_time.h"
+#include "http/obs_http.h"
+#include "labels/obs_labels.h"
+#include "metrics/obs_metrics.h"
+#include "metricsd/ingester.h"
+#include "metricsd/metricsd.h"
+#include "proto/prometheus_remote.pb-c.h"
+
+struct distributor_cfg {
+    int64_t max_recv_msg_size;
+};
+
+static const struct obs_cfmap distributor_map[] = {
+    {"max_recv_msg_size", OBS_CFT_BYTES, "100MiB",
+     offsetof(struct distributor_cfg, max_recv_msg_size),
+     "Largest remote-write body accepted (413 above); decoded size is capped at 8x", NULL,
+     NULL},
+    {"ring", OBS_CFT_IGNORE, NULL, 0, "accepted; the ring is in-process for now", NULL, NULL},
+    {"remote_timeout", OBS_CFT_IGNORE, NULL, 0, "accepted", NULL, NULL},
+    {NULL, 0, NULL, 0, NULL, NULL, NULL},
+};
+
+struct distributor {
+    struct obs_ctx *ctx;
+    struct mtd_app *app;
+    size_t max_body;
+    struct obs_mfamily *f_discarded;
+    struct obs_mchild *m_received, *m_requests;
+};
+
+/* protobuf-c allocator over the request arena: everything unpacked dies with the request. */
+static void *arena_pb_alloc(void *data, size_t size)
+{
+    return obs_arena_alloc(data, size ? size : 1);
+}
+
+static void arena_pb_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+/* Mimir-style tenant ID check: 1..150 of [a-zA-Z0-9!-_.*'()], not "." or "..". */
+static int tenant_valid(const char *t, char *why, size_t cap)
+{
+    size_t n = strlen(t);
+    if (n == 0) {
+        snprintf(why, cap, "no org id");
+        return 0;
+    }
+    if (n > 150) {
+        snprintf(why, cap, "tenant ID is too long: max 150 characters");
+        return 0;
+    }
+    if (strcmp(t, ".") == 0 || strcmp(t, "..") == 0) {
+        snprintf(why, cap, "tenant ID is '.' or '..'");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("!-_.*'()", c) != NULL)
+            continue;
+        snprintf(why, cap, "tenant ID '%.60s' contains unsupported character '%c'", t, c);
+        return 0;
+    }
+    return 1;
+}
+
+static void discard(struct distributor *d, const char *reason, size_t n)
+{
+    if (n == 0 || d->f_discarded == NULL)
+        return;
+    struct obs_mchild *c = obs_mfamily_with(d->f_discarded, reason);
+    if (c)
+        obs_mchild_add(c, (double)n);
+}
+
+/* Validate one series against the limits. Returns 0 or OBS_EINVAL with err set and
+ * *reason a short metric label. */
+static int validate_series(const struct distributor *d, const Prometheus__TimeSeries *ts,
+                           struct obs_label *l, int64_t now_ms, struct obs_err *err,
+                           const char **reason)
+{
+    const struct mtd_limits *lim = &d->app->limits;
+    size_t n = ts->n_labels;
+    for (size_t k = 0; k < n; k++) {
+        l[k].name = ts->labels[k]->name ? ts->labels[k]->name : "";
+        l[k].value = ts->labels[k]->value ? ts->labels[k]->value : "";
+    }
+    const char *name = obs_labels_get(l, n, "__name__");
+    if (name == NULL || name[0] == '\0') {
+        *reason = "missing_metric_name";
+        return obs_err_set(err, OBS_EINVAL, "received a series without metric name");
+    }
+    if (!obs_metric_name_valid(name, strlen(name))) {
+        *reason = "metric_name_invalid";
+        return obs_err_set(err, OBS_EINVAL,
+                           "received a series with invalid metric name: '%.100s'", name);
+    }
+    if (lim->max_label_names_per_series > 0 && (int64_t)n > lim->max_label_names_per_series) {
+        *reason = "max_label_names_per_series";
+        return obs_err_set(err, OBS_EINVAL,
+                           "received a series whose number of labels exceeds the limit "
+                           "(actual: %zu, limit: %lld) series: '%.100s'", n,
+                           (long long)lim->max_label_names_per_series, name);
+    }
+    for (size_t k = 0; k < n; k++) {
+        size_t nl = strlen(l[k].name), vl = strlen(l[k].value);
+        if (lim->max_label_name_length > 0 && (int64_t)nl > lim->max_label_name_length) {
+            *reason = "label_name_too_long";
+            return obs_err_set(err, OBS_EINVAL,
+                               "received a series whose label name length exceeds the limit, "
+                               "label: '%.60s...' series: '%.100s'", l[k].name, name);
+        }
+        if (lim->max_label_value_length > 0 && (int64_t)vl > lim->max_label_value_length) {
+            *reason = "label_value_too_long";
+            return obs_err_set(err, OBS_EINVAL,
+                               "received a series whose label value length exceeds the limit, "
+                               "label: '%.60s' value: '%.40s...' series: '%.100s'", l[k].name,
+                               l[k].value, name);
+        }
+    }
+    if (obs_labels_check(l, n, err) != 0) {
+        *reason = "label_invalid";
+        return OBS_EINVAL;
+    }
+    if (lim->creation_grace_period_ms > 0) {
+        for (size_t k = 0; k < ts->n_samples; k++) {
+            if (ts->samples[k]->timestamp > now_ms + lim->creation_grace_period_ms) {
+                *reason = "too_far_in_future";
+                return obs_err_set(err, OBS_EINVAL,
+                                   "received a sample whose timestamp is too far in the "
+                                   "future, timestamp: %lld series: '%.100s'",
+                                   (long long)ts->samples[k]->timestamp, name);
+            }
+        }
+    }
+    return 0;
+}
+
+static void h_push(struct obs_http_req *r, void *arg)
+{
+    struct distributor *d = arg;
+    struct obs_arena *ar = obs_http_req_arena(r);
+    const char *tenant = obs_http_req_tenant(r, "anonymous");
+    char why[200];
+    size_t len = 0;
+    const uint8_t *body = obs_http_req_body(r, &len);
+    struct obs_sbuf dec;
+    obs_sbuf_init(&dec);
+
+    if (d->m_requests)
+        obs_mchild_add(d->m_requests, 1);
+    if (!tenant_valid(tenant, why, sizeof why)) {
+        obs_http_reply_text(r, 400, "%s", why);
+        return;
+    }
+    if (d->app->head == NULL) {
+        obs_http_reply_text(r, 503, "no ingester available in this process");
+        return;
+    }
+
+    ProtobufCAllocator alloc = {arena_pb_alloc, arena_pb_free, ar};
+    Prometheus__WriteRequest *wr = NULL;
+    const char *enc = obs_http_req_encoding(r);
+    if (enc == NULL || enc[0] == '\0') {
+        /* No Content-Encoding: senders still compress (Prometheus always does). Try snappy,
+         * then the raw bytes. */
+        int src = obs_snappy_decode(body, len, d->max_body * 8, &dec);
+        if (src == OBS_ELIMIT) {
+            obs_sbuf_deinit(&dec);
+            obs_http_reply_text(r, 413, "decompressed request body too large (limit %zu bytes)",
+                                d->max_body * 8);
+            return;
+        }
+        if (src == 0)
+            wr = prometheus__write_request__unpack(&alloc, dec.len, (const uint8_t *)dec.p);
+        if (wr == NULL)
+            wr = prometheus__write_request__unpack(&alloc, len, body);
+        if (wr == NULL) {
+            obs_sbuf_deinit(&dec);
+            obs_http_reply_text(r, 400, "%s", src != 0 ?
+                                "snappy: corrupt input (body is neither snappy-compressed nor "
+                                "a protobuf WriteRequest)" :
+                                "failed to unmarshal remote write request: "
+                                "proto: invalid WriteRequest");
+            return;
+        }
+    } else {
+        wr = prometheus__write_request__unpack(&alloc, len, body);
+        if (wr == NULL) {
+            obs_http_reply_text(r, 400, "failed to unmarshal remote write request: "
+                                "proto: invalid WriteRequest");
+            return;
+        }
+    }
+
+    /* Validate; keep the valid series in a filtered request. */
+    int64_t now = obs_now_ms();
+    Prometheus__TimeSeries **keep =
+        obs_arena_alloc(ar, (wr->n_timeseries ? wr->n_timeseries : 1) * sizeof *keep);
+    size_t nkeep = 0, bad_series = 0, bad_samples = 0, total = 0;
+    struct obs_err first = {0};
+    if (keep == NULL) {
+        obs_sbuf_deinit(&dec);
+        obs_http_reply_text(r, 500, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < wr->n_timeseries; i++) {
+        Prometheus__TimeSeries *ts = wr->timeseries[i];
+        total += ts->n_samples;
+        if (ts->n_histograms)
+            discard(d, "native_histogram", ts->n_histograms);
+        if (ts->n_samples == 0 && ts->n_histograms == 0 && ts->n_exemplars == 0)
+            continue;
+        struct obs_label *l = obs_arena_alloc(ar, (ts->n_labels ? ts->n_labels : 1) *
+                                                      sizeof *l);
+        struct obs_err e = {0};
+        const char *reason = "invalid";
+        if (l == NULL) {
+            obs_sbuf_deinit(&dec);
+            obs_http_reply_text(r, 500, "out of memory");
+            return;
+        }
+        if (validate_series(d, ts, l, now, &e, &reason) != 0) {
+            bad_series++;
+            bad_samples += ts->n_samples;
+            discard(d, reason, ts->n_samples);
+            if (first.code == 0)
+                first = e;
+            continue;
+        }
+        if (ts->n_samples)
+            keep[nkeep++] = ts;
+    }
+    if (d->m_received)
+        obs_mchild_add(d->m_received, (double)total);
+    Prometheus__WriteRequest filtered = *wr;
+    filtered.timeseries = keep;
+    filtered.n_timeseries = nkeep;
+
+    /* Metadata: drop oversize entries, keep the rest. */
+    for (size_t i = 0; i < wr->n_metadata; i++) {
+        Prometheus__MetricMetadata *m = wr->metadata[i];
+        int64_t lim = d->app->limits.max_metadata_length;
+        if (lim > 0 && ((m->help && (int64_t)strlen(m->help) > lim) ||
+                        (m->unit && (int64_t)strlen(m->unit) > lim))) {
+            if (first.code == 0)
+                obs_err_set(&first, OBS_EINVAL, "received a metric metadata whose help or unit "
+                            "exceeds the limit of %lld characters, metric name: '%.100s'",
+                            (long long)lim, m->metric_family_name ? m->metric_family_name : "");
+            m->metric_family_name = NULL; /* skipped by the ingester */
+        }
+    }
+
+    struct mtd_push_result res;
+    struct obs_err err = {0};
+    int rc = mtd_ingester_push(d->app, tenant, &filtered, &res, &err);
+    obs_sbuf_deinit(&dec);
+    if (rc != 0) {
+        obs_clog_error("distributor", "push failed\ttenant=%s err=\"%s\"", tenant, err.msg);
+        obs_http_reply_text(r, rc == OBS_EAGAIN ? 503 : 500, "%s", err.msg);
+        return;
+    }
+    if (res.rejected)
+        discard(d, res.first_code == OBS_ERANGE ? "sample_out_of_order" :
+                   res.first_code == OBS_EEXIST ? "new_value_for_timestamp" :
+                   res.first_code == OBS_ELIMIT ? "per_user_series_limit" : "other",
+                res.rejected);
+    if (first.code != 0) {
+        obs_http_reply_text(r, 400, "%s (%zu of %zu series rejected, %zu samples)", first.msg,
+                            bad_series, wr->n_timeseries, bad_samples);
+        return;
+    }
+    if (res.rejected) {
+        int status = res.first_code == OBS_ELIMIT ? 429 : 400;
+        obs_http_reply_text(r, status, "%s (%llu of %llu samples rejected)", res.first_msg,
+                            (unsigned long long)res.rejected,
+                            (unsigned long long)(res.rejected + res.accepted));
+        return;
+    }
+    obs_http_reply(r, 200, NULL, "", 0);
+}
+
+int mtd_distributor_init(struct obs_ctx *ctx, struct obs_err *err)
+{
+    struct distributor_cfg cfg = {0};
+    int rc = obs_cf_bind(obs_cf_get(ctx->cfg, "distributor"), distributor_map, &cfg, err);
+    if (rc != 0)
+        return rc;
+    struct distributor *d = obs_calloc(1, sizeof *d);
+    if (d == NULL)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    d->ctx = ctx;
+    d->app = mtd_app_of(ctx);
+    d->max_body = cfg.max_recv_msg_size > 0 ? (size_t)cfg.max_recv_msg_size : (100u << 20);
+    d->f_discarded = obs_metrics_family(ctx->metrics, OBS_MCOUNTER,
+                                        "mtd_discarded_samples_total",
+                                        "Samples discarded by the distributor or ingester.",
+                                        "reason", NULL, 0);
+    d->m_received = obs_metrics_counter(ctx->metrics, "mtd_distributor_received_samples_total",
+                                        "Samples received by remote write.");
+    d->m_requests = obs_metrics_counter(ctx->metrics, "mtd_distributor_requests_total",
+                                        "Remote-write requests received.");
+    obs_http_route_limit(ctx->http, "POST", "/api/v1/push", d->max_body, h_push, d);
+    obs_http_route_limit(ctx->http, "POST", "/api/v1/write", d->max_body, h_push, d);
+    d->app->distributor = d; /* freed by mtd_app_teardown, after the loop stopped */
+    return 0;
+}
+
+/* The distributor hands pushes to the ingester in this process. */
+const char *const mtd_distributor_deps[] = {"ingester", NULL};

@@ -1,0 +1,46 @@
+/*
+ * main.c -- metricsd: Prometheus-compatible metrics storage (Mimir's components in one
+ * binary). This file is only the table; obs_app_main() does the rest (see obs_app.h).
+ */
+#include "app/obs_app.h"
+#include "metricsd/metricsd.h"
+
+static const struct obs_component components[] = {
+    MTD_INGESTER_COMPONENT,
+    MTD_DISTRIBUTOR_COMPONENT,
+    /* ---- PromQL helper: add the querier and ruler components here, e.g.
+     *   MTD_QUERIER_COMPONENT,   (name "querier", deps {"ingester"})
+     *   MTD_RULER_COMPONENT,     (name "ruler",   deps {"querier"})
+     * ---- end of PromQL helper's entries */
+};
+
+static const char *const sections[] = {
+    "ingester", "distributor", "querier", "ruler", "limits", "blocks_storage", "common",
+    NULL,
+};
+
+/* Mimir's flag spellings for the keys people pass most. */
+static const char *const aliases[][2] = {
+    {"blocks-storage.tsdb.dir", "blocks_storage.tsdb.dir"},
+    {"blocks-storage.backend", "blocks_storage.backend"},
+    {"blocks-storage.filesystem.dir", "blocks_storage.filesystem.dir"},
+    {"distributor.max-recv-msg-size", "distributor.max_recv_msg_size"},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    static const struct obs_app_desc desc = {
+        .name = "metricsd",
+        .version = "0.1.0",
+        .default_http_port = 9090,
+        .default_grpc_port = 9095,
+        .components = components,
+        .ncomponents = (int)(sizeof components / sizeof components[0]),
+        .config_sections = sections,
+        .flag_aliases = aliases,
+        .setup = mtd_app_setup,
+        .teardown = mtd_app_teardown,
+    };
+    return obs_app_main(argc, argv, &desc);
+}

@@ -1,0 +1,99 @@
+/*
+ * metricsd.h -- state shared by metricsd's components through ctx->app, and the component
+ * descriptors main.c lists.
+ *
+ * setup (mtd_app_setup, app.c) allocates struct mtd_app and binds the sections every
+ * component reads (limits, blocks_storage, common); each component then binds its own
+ * section in its init (ingester:, distributor:; querier: and ruler: by their owners).
+ * Components run on the one event loop; nothing here is locked.
+ */
+#ifndef MTD_METRICSD_H
+#define MTD_METRICSD_H
+
+#include <stdint.h>
+
+#include "app/obs_app.h"
+#include "config/obs_cf.h"
+
+struct mtd_head;
+struct mtd_storage;
+struct obs_mchild;
+
+/* Per-tenant limits (`limits:` section, Mimir's key names). One set for all tenants for
+ * now; per-tenant overrides come later. */
+struct mtd_limits {
+    int64_t max_label_names_per_series;  /* 30 */
+    int64_t max_label_name_length;       /* 1024 */
+    int64_t max_label_value_length;      /* 2048 */
+    int64_t max_global_series_per_user;  /* 0 = unlimited */
+    int64_t creation_grace_period_ms;    /* samples newer than now + this are rejected; 0 = off */
+    int64_t max_metadata_length;         /* 1024: help text cap */
+    int64_t max_fetched_series_per_query; /* 0 = unlimited (querier) */
+    int64_t max_fetched_samples_per_query; /* 0 = unlimited (querier) */
+    int64_t max_query_lookback_ms;       /* 0 = unlimited (querier) */
+    int ingestion_native_histograms;     /* accepted and ignored for now (native histograms are
+                                          * dropped, as Mimir does when they are disabled) */
+};
+
+/* blocks_storage: (Mimir's key) */
+struct mtd_tsdb_cfg {
+    char *dir;                      /* ./data/metricsd/tsdb; the WAL lives in <dir>/wal */
+    int64_t retention_period_ms;    /* 0 = keep forever (blocks come in a later issue) */
+    int64_t wal_segment_size_bytes; /* 128 MiB */
+    int64_t block_ranges_period_ms; /* 2h */
+};
+
+struct mtd_blocks_storage_cfg {
+    char *backend;       /* "filesystem" */
+    struct mtd_tsdb_cfg tsdb;
+    struct {
+        char *dir;       /* ./data/metricsd/blocks */
+    } filesystem;
+};
+
+struct mtd_app {
+    struct obs_ctx *ctx;
+    struct mtd_limits limits;
+    struct mtd_blocks_storage_cfg blocks;
+    const struct obs_cf_node *common; /* `common:` (borrowed, reserved) */
+
+    /* Set by the ingester's init; NULL when the ingester is not a target. */
+    struct mtd_head *head;
+    /* The read interface (storage.h) the querier and ruler use: the head for now. */
+    struct mtd_storage *storage;
+
+    void *distributor; /* distributor.c's state (obs_free'd at teardown) */
+
+    /* Owned by the PromQL helper's components (querier.c, ruler.c): their state. */
+    void *querier;
+    void *ruler;
+};
+
+static inline struct mtd_app *mtd_app_of(struct obs_ctx *ctx)
+{
+    return (struct mtd_app *)ctx->app;
+}
+
+/* desc.setup / desc.teardown (app.c). */
+int mtd_app_setup(struct obs_ctx *ctx, struct obs_err *err);
+void mtd_app_teardown(struct obs_ctx *ctx);
+
+/* Register the non-PromQL read API on ctx->http: /api/v1/labels, /api/v1/label/<n>/values,
+ * /api/v1/series, /api/v1/metadata, /api/v1/status/buildinfo (api_meta.c). Called by the
+ * ingester's init; calling it again (e.g. from the querier) just replaces the routes. */
+int mtd_api_meta_register(struct obs_ctx *ctx);
+
+/* The version reported by /api/v1/status/buildinfo (Prometheus-compatible numbering). */
+#define MTD_PROM_VERSION "2.42.0-obs"
+
+/* Components (one file each). main.c's table is built from these initialisers because a
+ * C array of structs cannot be initialised from other const objects. */
+int mtd_ingester_init(struct obs_ctx *ctx, struct obs_err *err);
+void mtd_ingester_stop(struct obs_ctx *ctx);
+int mtd_distributor_init(struct obs_ctx *ctx, struct obs_err *err);
+extern const char *const mtd_distributor_deps[];
+
+#define MTD_INGESTER_COMPONENT {"ingester", NULL, mtd_ingester_init, mtd_ingester_stop}
+#define MTD_DISTRIBUTOR_COMPONENT {"distributor", mtd_distributor_deps, mtd_distributor_init, NULL}
+
+#endif

@@ -1,0 +1,1070 @@
+/*
+ * ql_eval.c -- PromQL evaluation: selectors, operators, aggregations, subqueries, and the
+ * instant/range query drivers.
+ *
+ * Design: every node is evaluated at one instant t (ql_eval). A range query evaluates the
+ * root at each step and stitches the per-step vectors into series by label set; a subquery
+ * does the same for its inner steps. Each selector's series are read from storage once per
+ * query, over a time window computed up front by walking the AST (selector_windows), and the
+ * per-step lookups are binary searches into those arrays. Per-step values live in a scratch
+ * arena released after each top-level step; selector data and the output live in the query
+ * arena. Name removal is delayed as in Prometheus 3.x: samples carry a `drop` flag and
+ * __name__ is removed at the end (or before grouping).
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/obs_mem.h"
+#include "core/obs_sbuf.h"
+#include "core/obs_time.h"
+#include "metricsd/ql/ql_int.h"
+#include "metricsd/storage.h"
+
+struct ql_sel_data {
+    int loaded;
+    int64_t mint, maxt;
+    int want;               /* selector is evaluated at all */
+    struct mtd_series_set *set;
+};
+
+/* ---------------------------------------------------------------- annotations */
+static void add_anno(struct ql_query *q, char ***arr, size_t *n, size_t *cap, const char *msg)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*arr)[i], msg) == 0)
+            return;
+    char *m = ql_strdup(&q->qa, msg);
+    QL_PUSH(&q->qa, *arr, *n, *cap, m);
+}
+
+void ql_warn(struct ql_query *q, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    add_anno(q, &q->warns, &q->nwarn, &q->capw, buf);
+}
+
+void ql_info(struct ql_query *q, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    add_anno(q, &q->infos, &q->ninfo, &q->capi, buf);
+}
+
+void ql_check_deadline(struct ql_query *q)
+{
+    if (q->deadline && (++q->ticks & 63) == 0 && obs_mono_ns() > q->deadline)
+        ql_throw(&q->qa, MTD_QL_ETIMEOUT, "query timed out in expression evaluation");
+}
+
+/* ---------------------------------------------------------------- selectors */
+int64_t ql_sel_time(struct ql_query *q, const struct ql_node *n, int64_t t)
+{
+    int64_t base = t;
+    switch (n->at_kind) {
+    case QAT_TS: base = n->at; break;
+    case QAT_START: base = q->start; break;
+    case QAT_END: base = q->end; break;
+    default: break;
+    }
+    return base - n->offset;
+}
+
+static void widen(struct ql_query *q, const struct ql_node *v, int64_t lo, int64_t hi)
+{
+    struct ql_sel_data *d = &q->sel[v->sel_id];
+    if (!d->want) {
+        d->want = 1;
+        d->mint = lo;
+        d->maxt = hi;
+    } else {
+        if (lo < d->mint)
+            d->mint = lo;
+        if (hi > d->maxt)
+            d->maxt = hi;
+    }
+}
+
+/* Evaluation instants of node n span [s, e]: record the sample window each selector needs. */
+static void selector_windows(struct ql_query *q, struct ql_node *n, int64_t s, int64_t e)
+{
+    if (!n)
+        return;
+    switch (n->kind) {
+    case QN_VSEL: {
+        int64_t lo = n->at_kind ? ql_sel_time(q, n, s) : s - n->offset;
+        int64_t hi = n->at_kind ? lo : e - n->offset;
+        widen(q, n, lo - q->lookback, hi);
+        return;
+    }
+    case QN_MSEL: {
+        struct ql_node *v = n->lhs;
+        int64_t lo = v->at_kind ? ql_sel_time(q, v, s) : s - v->offset;
+        int64_t hi = v->at_kind ? lo : e - v->offset;
+        widen(q, v, lo - n->range, hi);
+        return;
+    }
+    case QN_SUBQ: {
+        int64_t lo = n->at_kind ? ql_sel_time(q, n, s) : s - n->offset;
+        int64_t hi = n->at_kind ? lo : e - n->offset;
+        selector_windows(q, n->lhs, lo - n->range, hi);
+        return;
+    }
+    case QN_CALL:
+        for (size_t i = 0; i < n->nargs; i++)
+            selector_windows(q, n->args[i], s, e);
+        return;
+    default:
+        selector_windows(q, n->lhs, s, e);
+        selector_windows(q, n->rhs, s, e);
+        selector_windows(q, n->param, s, e);
+        return;
+    }
+}
+
+static void set_free_cb(void *arg)
+{
+    mtd_series_set_free(arg);
+}
+
+static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
+{
+    struct ql_sel_data *d = &q->sel[v->sel_id];
+    if (d->loaded)
+        return d;
+    struct mtd_select_opts o;
+    memset(&o, 0, sizeof(o));
+    o.mint = d->mint;
+    o.maxt = d->maxt;
+    struct mtd_series_set *set = NULL;
+    struct obs_err e = {0};
+    int rc = mtd_storage_select(q->st, q->tenant, v->ms, v->nms, &o, &set, &e);
+    if (rc < 0)
+        ql_throw(&q->qa, rc, "%s", e.msg[0] ? e.msg : "storage select failed");
+    ql_on_free(&q->qa, set_free_cb, set);
+    d->set = set;
+    d->loaded = 1;
+    q->nsamples += set->nsamples_total;
+    if (q->max_samples && q->nsamples > q->max_samples)
+        ql_throw(&q->qa, OBS_ELIMIT, "query processing would load too many samples into "
+                                     "memory in query execution");
+    return d;
+}
+
+/* Index of the last sample with t <= ts, or -1. */
+static long last_le(const struct mtd_sample *s, size_t n, int64_t ts)
+{
+    long lo = 0, hi = (long)n - 1, r = -1;
+    while (lo <= hi) {
+        long mid = (lo + hi) / 2;
+        if (s[mid].t <= ts) {
+            r = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return r;
+}
+
+static struct ql_val eval_vsel(struct ql_query *q, struct ql_node *n, int64_t t)
+{
+    struct ql_sel_data *d = load_sel(q, n);
+    int64_t ts = ql_sel_time(q, n, t);
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    r.vec.s = ql_alloc(&q->sa, (d->set->nseries + 1) * sizeof(struct ql_sample));
+    for (size_t i = 0; i < d->set->nseries; i++) {
+        const struct mtd_series *s = &d->set->series[i];
+        long k = last_le(s->samples, s->nsamples, ts);
+        if (k < 0 || s->samples[k].t <= ts - q->lookback || mtd_value_is_stale(s->samples[k].v))
+            continue;
+        struct ql_sample *o = &r.vec.s[r.vec.n++];
+        o->l.v = s->labels;
+        o->l.n = (uint32_t)s->nlabels;
+        o->t = s->samples[k].t;
+        o->v = s->samples[k].v;
+    }
+    return r;
+}
+
+static struct ql_val eval_msel(struct ql_query *q, struct ql_node *m, int64_t t)
+{
+    struct ql_node *n = m->lhs;
+    struct ql_sel_data *d = load_sel(q, n);
+    int64_t ts = ql_sel_time(q, n, t);
+    struct ql_val r = {.type = MTD_QL_MATRIX};
+    r.mat.range_end = ts;
+    r.mat.range_start = ts - m->range;
+    r.mat.range = m->range;
+    r.mat.s = ql_alloc(&q->sa, (d->set->nseries + 1) * sizeof(struct ql_series));
+    for (size_t i = 0; i < d->set->nseries; i++) {
+        const struct mtd_series *s = &d->set->series[i];
+        long hi = last_le(s->samples, s->nsamples, ts);
+        long lo = last_le(s->samples, s->nsamples, ts - m->range) + 1;
+        if (hi < lo)
+            continue;
+        struct ql_series *o = &r.mat.s[r.mat.n];
+        o->l.v = s->labels;
+        o->l.n = (uint32_t)s->nlabels;
+        o->p = ql_alloc(&q->sa, (size_t)(hi - lo + 1) * sizeof(struct mtd_ql_point));
+        for (long k = lo; k <= hi; k++) {
+            if (mtd_value_is_stale(s->samples[k].v))
+                continue;
+            o->p[o->n].t = s->samples[k].t;
+            o->p[o->n++].v = s->samples[k].v;
+        }
+        if (o->n)
+            r.mat.n++;
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------- stitching */
+/* Collects per-step vectors into series keyed by label set (+ drop flag). */
+struct stitch {
+    struct ql_arena *a;
+    struct ql_map map;
+    struct ql_series *s;
+    size_t n, cap;
+};
+
+static void stitch_init(struct stitch *st, struct ql_arena *a)
+{
+    memset(st, 0, sizeof(*st));
+    st->a = a;
+    ql_map_init(&st->map, a, 16);
+}
+
+static const char *label_key(struct ql_arena *a, struct ql_labels l, int drop, size_t *len)
+{
+    size_t total = 2;
+    for (uint32_t i = 0; i < l.n; i++)
+        total += strlen(l.v[i].name) + strlen(l.v[i].value) + 2;
+    char *p = ql_alloc(a, total);
+    size_t o = 0;
+    p[o++] = drop ? 'd' : 'k';
+    for (uint32_t i = 0; i < l.n; i++) {
+        size_t x = strlen(l.v[i].name), y = strlen(l.v[i].value);
+        memcpy(p + o, l.v[i].name, x);
+        o += x;
+        p[o++] = '\xff';
+        memcpy(p + o, l.v[i].value, y);
+        o += y;
+        p[o++] = '\xff';
+    }
+    *len = o;
+    return p;
+}
+
+static struct ql_labels copy_labels(struct ql_arena *a, struct ql_labels l)
+{
+    struct obs_label *v = ql_alloc(a, (l.n ? l.n : 1) * sizeof(*v));
+    for (uint32_t i = 0; i < l.n; i++) {
+        v[i].name = ql_strdup(a, l.v[i].name);
+        v[i].value = ql_strdup(a, l.v[i].value);
+    }
+    struct ql_labels r = {v, l.n};
+    return r;
+}
+
+/* Add vector samples at time t. copy: labels must be copied into st->a (they live in a
+ * scratch arena that is about to be released). */
+static void stitch_add(struct ql_query *q, struct stitch *st, struct ql_vec v, int64_t t,
+                       int copy)
+{
+    for (size_t i = 0; i < v.n; i++) {
+        size_t kl;
+        const char *k = label_key(&q->sa, v.s[i].l, v.s[i].drop, &kl);
+        int idx = ql_map_get(&st->map, k, kl);
+        if (idx < 0) {
+            struct ql_series ns = {0};
+            ns.l = copy ? copy_labels(st->a, v.s[i].l) : v.s[i].l;
+            ns.drop = v.s[i].drop;
+            idx = (int)st->n;
+            QL_PUSH(st->a, st->s, st->n, st->cap, ns);
+            ql_map_put(&st->map, ql_strndup(st->a, k, kl), kl, idx);
+        }
+        struct ql_series *s = &st->s[idx];
+        if (s->n > 0 && s->p[s->n - 1].t == t)
+            ql_throw(&q->qa, OBS_EINVAL, "vector cannot contain metrics with the same labelset");
+        struct mtd_ql_point pt = {t, v.s[i].v};
+        QL_PUSH(st->a, s->p, s->n, s->cap, pt);
+    }
+}
+
+/* ---------------------------------------------------------------- subqueries */
+static struct ql_val eval_subq(struct ql_query *q, struct ql_node *n, int64_t t)
+{
+    int64_t base = ql_sel_time(q, n, t);
+    int64_t step = n->step > 0 ? n->step : q->default_step;
+    int64_t lo = base - n->range;
+    int64_t start = step * (lo / step);
+    if (start <= lo)
+        start += step;
+    struct stitch st;
+    stitch_init(&st, &q->sa);
+    for (int64_t ts = start; ts <= base; ts += step) {
+        ql_check_deadline(q);
+        struct ql_val v = ql_eval(q, n->lhs, ts);
+        if (v.type == MTD_QL_SCALAR) {
+            struct ql_sample s = {.t = ts, .v = v.scalar};
+            struct ql_vec vv = {&s, 1};
+            stitch_add(q, &st, vv, ts, 0);
+        } else {
+            stitch_add(q, &st, v.vec, ts, 0);
+        }
+    }
+    struct ql_val r = {.type = MTD_QL_MATRIX};
+    r.mat.s = st.s;
+    r.mat.n = st.n;
+    r.mat.range_start = lo;
+    r.mat.range_end = base;
+    r.mat.range = n->range;
+    return r;
+}
+
+/* ---------------------------------------------------------------- binary operators */
+static int op_is_cmp(enum ql_op op)
+{
+    return op >= QOP_EQL && op <= QOP_LTE;
+}
+
+/* Apply op to (l, r). Returns the value; *keep is 0 when a comparison filters it out. */
+static double binop(enum ql_op op, double l, double r, int *keep)
+{
+    *keep = 1;
+    switch (op) {
+    case QOP_ADD: return l + r;
+    case QOP_SUB: return l - r;
+    case QOP_MUL: return l * r;
+    case QOP_DIV: return l / r;
+    case QOP_MOD: return fmod(l, r);
+    case QOP_POW: return pow(l, r);
+    case QOP_ATAN2: return atan2(l, r);
+    case QOP_EQL: *keep = l == r; return l;
+    case QOP_NEQ: *keep = l != r; return l;
+    case QOP_GTR: *keep = l > r; return l;
+    case QOP_LSS: *keep = l < r; return l;
+    case QOP_GTE: *keep = l >= r; return l;
+    case QOP_LTE: *keep = l <= r; return l;
+    default: return NAN;
+    }
+}
+
+static struct ql_val vec_scalar(struct ql_query *q, struct ql_node *n, struct ql_vec v, double sc,
+                                int swap, int64_t t)
+{
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    r.vec.s = ql_alloc(&q->sa, (v.n + 1) * sizeof(struct ql_sample));
+    int cmp = op_is_cmp(n->op);
+    for (size_t i = 0; i < v.n; i++) {
+        double lv = v.s[i].v, rv = sc;
+        if (swap) {
+            lv = sc;
+            rv = v.s[i].v;
+        }
+        int keep;
+        double val = binop(n->op, lv, rv, &keep);
+        if (cmp && swap)
+            val = rv;
+        if (n->bool_mod) {
+            val = keep ? 1 : 0;
+            keep = 1;
+        }
+        if (!keep)
+            continue;
+        struct ql_sample *o = &r.vec.s[r.vec.n++];
+        o->l = v.s[i].l;
+        o->t = t;
+        o->v = val;
+        o->drop = v.s[i].drop || !cmp || n->bool_mod;
+    }
+    return r;
+}
+
+static const char *sig_of(struct ql_query *q, struct ql_node *n, struct ql_labels l, size_t *len)
+{
+    return ql_lsig(&q->sa, l, n->mlabels, n->nmlabels, n->on, len);
+}
+
+static struct ql_val set_op(struct ql_query *q, struct ql_node *n, struct ql_vec l,
+                            struct ql_vec rv)
+{
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    r.vec.s = ql_alloc(&q->sa, (l.n + rv.n + 1) * sizeof(struct ql_sample));
+    struct ql_map m;
+    size_t kl;
+    const char *k;
+    if (n->op == QOP_OR) {
+        ql_map_init(&m, &q->sa, l.n);
+        for (size_t i = 0; i < l.n; i++) {
+            k = sig_of(q, n, l.s[i].l, &kl);
+            ql_map_put(&m, k, kl, 1);
+            r.vec.s[r.vec.n++] = l.s[i];
+        }
+        for (size_t i = 0; i < rv.n; i++) {
+            k = sig_of(q, n, rv.s[i].l, &kl);
+            if (ql_map_get(&m, k, kl) < 0)
+                r.vec.s[r.vec.n++] = rv.s[i];
+        }
+        return r;
+    }
+    ql_map_init(&m, &q->sa, rv.n);
+    for (size_t i = 0; i < rv.n; i++) {
+        k = sig_of(q, n, rv.s[i].l, &kl);
+        ql_map_put(&m, k, kl, 1);
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        k = sig_of(q, n, l.s[i].l, &kl);
+        int found = ql_map_get(&m, k, kl) >= 0;
+        if ((n->op == QOP_AND) == found)
+            r.vec.s[r.vec.n++] = l.s[i];
+    }
+    return r;
+}
+
+static struct ql_labels result_labels(struct ql_query *q, struct ql_node *n, struct ql_labels l,
+                                      struct ql_labels r)
+{
+    struct ql_labels out = l;
+    if (n->card == QC_ONE_ONE) {
+        if (n->on)
+            out = ql_lfilter(&q->sa, l, n->mlabels, n->nmlabels, 1, 0);
+        else
+            out = ql_lfilter(&q->sa, l, n->mlabels, n->nmlabels, 0, 0);
+    }
+    for (size_t i = 0; i < n->ninclude; i++) {
+        const char *v = ql_lget(r, n->include[i]);
+        out = ql_lset(&q->sa, out, n->include[i], v ? v : "");
+    }
+    return out;
+}
+
+static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_vec l,
+                             struct ql_vec rv, int64_t t)
+{
+    if (n->card == QC_MANY_MANY)
+        return set_op(q, n, l, rv);
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    if (l.n == 0 || rv.n == 0)
+        return r;
+    int swapped = n->card == QC_ONE_MANY;
+    if (swapped) {
+        struct ql_vec tmp = l;
+        l = rv;
+        rv = tmp;
+    }
+    struct ql_map rs;
+    ql_map_init(&rs, &q->sa, rv.n);
+    size_t kl;
+    for (size_t i = 0; i < rv.n; i++) {
+        const char *k = sig_of(q, n, rv.s[i].l, &kl);
+        int prev = ql_map_put(&rs, k, kl, (int)i);
+        if (prev >= 0) {
+            struct ql_labels ml = n->on ? ql_lfilter(&q->sa, rv.s[i].l, n->mlabels, n->nmlabels,
+                                                     1, 0)
+                                        : ql_lfilter(&q->sa, rv.s[i].l, n->mlabels,
+                                                     n->nmlabels, 0, 1);
+            ql_throw(&q->qa, OBS_EINVAL,
+                     "found duplicate series for the match group %s on the %s hand-side of the "
+                     "operation: [%s, %s];many-to-many matching not allowed: matching labels "
+                     "must be unique on one side",
+                     ql_lstr(&q->sa, ml), swapped ? "left" : "right",
+                     ql_lstr(&q->sa, rv.s[i].l), ql_lstr(&q->sa, rv.s[prev].l));
+        }
+    }
+    r.vec.s = ql_alloc(&q->sa, (l.n + 1) * sizeof(struct ql_sample));
+    struct ql_map matched, inserted;
+    ql_map_init(&matched, &q->sa, l.n);
+    ql_map_init(&inserted, &q->sa, l.n);
+    int cmp = op_is_cmp(n->op);
+    for (size_t i = 0; i < l.n; i++) {
+        const char *k = sig_of(q, n, l.s[i].l, &kl);
+        int ri = ql_map_get(&rs, k, kl);
+        if (ri < 0)
+            continue;
+        double fl = l.s[i].v, fr = rv.s[ri].v;
+        if (swapped) {
+            double tmp = fl;
+            fl = fr;
+            fr = tmp;
+        }
+        int keep;
+        double val = binop(n->op, fl, fr, &keep);
+        if (n->bool_mod) {
+            val = keep ? 1 : 0;
+        } else if (!keep) {
+            continue;
+        }
+        struct ql_labels ml = result_labels(q, n, l.s[i].l, rv.s[ri].l);
+        int drop = !cmp || n->bool_mod || l.s[i].drop;
+        if (n->card == QC_ONE_ONE) {
+            if (ql_map_put(&matched, k, kl, 1) >= 0)
+                ql_throw(&q->qa, OBS_EINVAL, "multiple matches for labels: many-to-one matching "
+                                             "must be explicit (group_left/group_right)");
+        } else {
+            size_t ikl;
+            const char *ik = label_key(&q->sa, ml, 0, &ikl);
+            char *full = ql_alloc(&q->sa, kl + ikl + 1);
+            memcpy(full, k, kl);
+            full[kl] = '\x01';
+            memcpy(full + kl + 1, ik, ikl);
+            if (ql_map_put(&inserted, full, kl + ikl + 1, 1) >= 0)
+                ql_throw(&q->qa, OBS_EINVAL, "multiple matches for matching labels; many-to-one "
+                                             "matching must be explicit (group_left/group_right)");
+        }
+        struct ql_sample *o = &r.vec.s[r.vec.n++];
+        o->l = ml;
+        o->t = t;
+        o->v = val;
+        o->drop = drop;
+    }
+    return r;
+}
+
+static struct ql_val eval_binary(struct ql_query *q, struct ql_node *n, int64_t t)
+{
+    struct ql_val l = ql_eval(q, n->lhs, t);
+    struct ql_val r = ql_eval(q, n->rhs, t);
+    if (l.type == MTD_QL_SCALAR && r.type == MTD_QL_SCALAR) {
+        int keep;
+        double v = binop(n->op, l.scalar, r.scalar, &keep);
+        if (n->bool_mod)
+            v = keep ? 1 : 0;
+        struct ql_val o = {.type = MTD_QL_SCALAR, .scalar = v};
+        return o;
+    }
+    if (l.type == MTD_QL_VECTOR && r.type == MTD_QL_SCALAR)
+        return vec_scalar(q, n, l.vec, r.scalar, 0, t);
+    if (l.type == MTD_QL_SCALAR && r.type == MTD_QL_VECTOR)
+        return vec_scalar(q, n, r.vec, l.scalar, 1, t);
+    return vec_vec(q, n, l.vec, r.vec, t);
+}
+
+/* ---------------------------------------------------------------- aggregation */
+struct group {
+    struct ql_labels l;
+    double v, c, mean, cnt;
+    int inc_mean;      /* avg switched to incremental mean after overflow */
+    double *vals;      /* quantile */
+    size_t nv, capv;
+    struct ql_sample *keep; /* topk/bottomk/limitk */
+    size_t nk, capk;
+    int has;
+};
+
+static int samp_cmp_asc(const void *a, const void *b)
+{
+    const struct ql_sample *x = a, *y = b;
+    if (x->v != x->v || y->v != y->v)
+        return (x->v != x->v) - (y->v != y->v);
+    return x->v < y->v ? -1 : x->v > y->v ? 1 : 0;
+}
+
+static int samp_cmp_desc(const void *a, const void *b)
+{
+    const struct ql_sample *x = a, *y = b;
+    if (x->v != x->v || y->v != y->v)
+        return (x->v != x->v) - (y->v != y->v);
+    return x->v > y->v ? -1 : x->v < y->v ? 1 : 0;
+}
+
+static int64_t param_int(struct ql_query *q, double v, const char *what)
+{
+    if (v != v || v > 9.2e18 || v < -9.2e18)
+        ql_throw(&q->qa, OBS_EINVAL, "Scalar value %s overflows int64", v != v ? "NaN" :
+                 v > 0 ? "+Inf" : "-Inf");
+    (void)what;
+    return (int64_t)v;
+}
+
+static uint64_t labels_hash(struct ql_labels l)
+{
+    return obs_labels_hash(l.v, l.n);
+}
+
+static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
+{
+    struct ql_val in = ql_eval(q, n->lhs, t);
+    double pv = 0;
+    const char *ps = NULL;
+    if (n->param) {
+        struct ql_val p = ql_eval(q, n->param, t);
+        if (p.type == MTD_QL_STRING)
+            ps = p.str;
+        else
+            pv = p.scalar;
+    }
+    int64_t k = 0;
+    if (n->agg == QA_TOPK || n->agg == QA_BOTTOMK || n->agg == QA_LIMITK) {
+        k = param_int(q, pv, "k");
+        if (k < 1) {
+            struct ql_val e = {.type = MTD_QL_VECTOR};
+            return e;
+        }
+    }
+    if (n->agg == QA_QUANTILE && (pv < 0 || pv > 1))
+        ql_warn(q, "PromQL warning: quantile value should be between 0 and 1, got %s",
+                pv != pv ? "NaN" : ql_printf(&q->sa, "%g", pv));
+    if (n->agg == QA_LIMIT_RATIO && (pv < -1 || pv > 1)) {
+        ql_warn(q, "PromQL warning: ratio value should be between -1 and 1, got %g, "
+                   "capping to %d", pv, pv < 0 ? -1 : 1);
+        pv = pv < 0 ? -1 : 1;
+    }
+    struct ql_map gm;
+    ql_map_init(&gm, &q->sa, in.vec.n);
+    struct group *g = ql_alloc(&q->sa, (in.vec.n + 1) * sizeof(*g));
+    size_t ng = 0;
+    int keep_labels = n->agg == QA_TOPK || n->agg == QA_BOTTOMK || n->agg == QA_LIMITK ||
+                      n->agg == QA_LIMIT_RATIO;
+    for (size_t i = 0; i < in.vec.n; i++) {
+        struct ql_sample *s = &in.vec.s[i];
+        struct ql_labels sl = s->l;
+        if (s->drop && !keep_labels)
+            sl = ql_ldel(&q->sa, sl, "__name__");
+        struct ql_labels gl;
+        if (n->without)
+            gl = ql_lfilter(&q->sa, sl, n->grouping, n->ngrouping, 0, 1);
+        else
+            gl = ql_lfilter(&q->sa, sl, n->grouping, n->ngrouping, 1, 0);
+        if (n->agg == QA_COUNT_VALUES) {
+            char buf[64];
+            obs_fmt_float(buf, sizeof(buf), s->v);
+            gl = ql_lset(&q->sa, gl, ps, ql_strdup(&q->sa, buf));
+        }
+        size_t kl;
+        const char *key = label_key(&q->sa, gl, 0, &kl);
+        int gi = ql_map_put(&gm, key, kl, (int)ng);
+        struct group *G;
+        if (gi < 0) {
+            G = &g[ng++];
+            G->l = gl;
+            G->v = s->v;
+            G->mean = s->v;
+            G->cnt = 1;
+            G->c = 0;
+            G->has = 1;
+            switch (n->agg) {
+            case QA_COUNT: case QA_COUNT_VALUES: case QA_GROUP: G->v = 1; break;
+            case QA_STDDEV: case QA_STDVAR: G->v = 0; break;
+            case QA_QUANTILE: QL_PUSH(&q->sa, G->vals, G->nv, G->capv, s->v); break;
+            case QA_TOPK: case QA_BOTTOMK: case QA_LIMITK: case QA_LIMIT_RATIO:
+                QL_PUSH(&q->sa, G->keep, G->nk, G->capk, *s);
+                break;
+            default: break;
+            }
+            continue;
+        }
+        G = &g[gi];
+        switch (n->agg) {
+        case QA_SUM:
+            G->v = ql_kahan_inc(s->v, G->v, &G->c);
+            break;
+        case QA_AVG: {
+            G->cnt++;
+            if (!G->inc_mean) {
+                double c2 = G->c;
+                double nv = ql_kahan_inc(s->v, G->v, &c2);
+                if (!isinf(nv)) {
+                    G->v = nv;
+                    G->c = c2;
+                    break;
+                }
+                /* The sum overflowed: switch to the incremental mean. */
+                G->inc_mean = 1;
+                G->mean = G->v / (G->cnt - 1);
+                G->c = G->c / (G->cnt - 1);
+            }
+            if (isinf(G->mean)) {
+                if (isinf(s->v) && (G->mean > 0) == (s->v > 0))
+                    break;
+                if (!isinf(s->v) && !isnan(s->v))
+                    break;
+            }
+            double cur = G->mean + G->c;
+            G->mean = ql_kahan_inc(s->v / G->cnt - cur / G->cnt, G->mean, &G->c);
+            break;
+        }
+        case QA_MIN:
+            if (G->v > s->v || isnan(G->v))
+                G->v = s->v;
+            break;
+        case QA_MAX:
+            if (G->v < s->v || isnan(G->v))
+                G->v = s->v;
+            break;
+        case QA_COUNT: case QA_COUNT_VALUES:
+            G->v += 1;
+            break;
+        case QA_GROUP:
+            break;
+        case QA_STDDEV: case QA_STDVAR: {
+            G->cnt++;
+            double delta = s->v - G->mean;
+            G->mean += delta / G->cnt;
+            G->v += delta * (s->v - G->mean);
+            break;
+        }
+        case QA_QUANTILE:
+            QL_PUSH(&q->sa, G->vals, G->nv, G->capv, s->v);
+            break;
+        case QA_TOPK: case QA_BOTTOMK: case QA_LIMITK: case QA_LIMIT_RATIO:
+            QL_PUSH(&q->sa, G->keep, G->nk, G->capk, *s);
+            break;
+        }
+    }
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    r.vec.s = ql_alloc(&q->sa, (in.vec.n + 1) * sizeof(struct ql_sample));
+    for (size_t i = 0; i < ng; i++) {
+        struct group *G = &g[i];
+        double v = G->v;
+        switch (n->agg) {
+        case QA_SUM:
+            v = G->v + G->c;
+            break;
+        case QA_AVG:
+            v = G->inc_mean ? G->mean + G->c : (G->v + G->c) / G->cnt;
+            break;
+        case QA_STDVAR:
+            v = G->v / G->cnt;
+            break;
+        case QA_STDDEV:
+            v = sqrt(G->v / G->cnt);
+            break;
+        case QA_QUANTILE:
+            v = ql_quantile(pv, G->vals, G->nv);
+            break;
+        case QA_TOPK: case QA_BOTTOMK: {
+            qsort(G->keep, G->nk, sizeof(struct ql_sample),
+                  n->agg == QA_TOPK ? samp_cmp_desc : samp_cmp_asc);
+            size_t lim = (size_t)k < G->nk ? (size_t)k : G->nk;
+            for (size_t j = 0; j < lim; j++) {
+                struct ql_sample s = G->keep[j];
+                s.t = t;
+                r.vec.s[r.vec.n++] = s;
+            }
+            continue;
+        }
+        case QA_LIMITK: {
+            size_t lim = (size_t)k < G->nk ? (size_t)k : G->nk;
+            for (size_t j = 0; j < lim; j++) {
+                struct ql_sample s = G->keep[j];
+                s.t = t;
+                r.vec.s[r.vec.n++] = s;
+            }
+            continue;
+        }
+        case QA_LIMIT_RATIO: {
+            for (size_t j = 0; j < G->nk; j++) {
+                double h = (double)labels_hash(G->keep[j].l) / 18446744073709551616.0;
+                int sel = pv >= 0 ? h < pv : h >= 1 + pv;
+                if (sel) {
+                    struct ql_sample s = G->keep[j];
+                    s.t = t;
+                    r.vec.s[r.vec.n++] = s;
+                }
+            }
+            continue;
+        }
+        default:
+            break;
+        }
+        struct ql_sample *o = &r.vec.s[r.vec.n++];
+        o->l = G->l;
+        o->t = t;
+        o->v = v;
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------- dispatcher */
+struct ql_val ql_eval(struct ql_query *q, struct ql_node *n, int64_t t)
+{
+    ql_check_deadline(q);
+    struct ql_val r = {.type = MTD_QL_NONE};
+    switch (n->kind) {
+    case QN_NUM:
+        r.type = MTD_QL_SCALAR;
+        r.scalar = n->num;
+        return r;
+    case QN_STR:
+        r.type = MTD_QL_STRING;
+        r.str = n->str;
+        return r;
+    case QN_PAREN:
+    case QN_STEPINV:
+        return ql_eval(q, n->lhs, t);
+    case QN_VSEL:
+        return eval_vsel(q, n, t);
+    case QN_MSEL:
+        return eval_msel(q, n, t);
+    case QN_SUBQ:
+        return eval_subq(q, n, t);
+    case QN_UNARY: {
+        struct ql_val v = ql_eval(q, n->lhs, t);
+        if (v.type == MTD_QL_SCALAR) {
+            v.scalar = -v.scalar;
+            return v;
+        }
+        struct ql_sample *s = ql_alloc(&q->sa, (v.vec.n + 1) * sizeof(*s));
+        for (size_t i = 0; i < v.vec.n; i++) {
+            s[i] = v.vec.s[i];
+            s[i].v = -s[i].v;
+            s[i].t = t;
+            s[i].drop = 1;
+        }
+        v.vec.s = s;
+        return v;
+    }
+    case QN_BINARY:
+        return eval_binary(q, n, t);
+    case QN_AGG:
+        return eval_agg(q, n, t);
+    case QN_CALL: {
+        struct ql_val args[8];
+        struct ql_val *av = n->nargs <= 8 ? args : ql_alloc(&q->sa, n->nargs * sizeof(*av));
+        for (size_t i = 0; i < n->nargs; i++)
+            av[i] = ql_eval(q, n->args[i], t);
+        return n->fn->impl(q, n, av, t);
+    }
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------- drivers */
+static int query_begin(struct ql_query *q, const struct mtd_ql_expr *e, struct mtd_storage *st,
+                       const char *tenant, const struct mtd_ql_opts *o, struct obs_err *err)
+{
+    memset(q, 0, sizeof(*q));
+    q->err = err;
+    q->st = st;
+    q->tenant = tenant ? tenant : "anonymous";
+    q->e = e;
+    q->lookback = o && o->lookback_ms > 0 ? o->lookback_ms : 5 * 60 * 1000;
+    q->default_step = o && o->default_step_ms > 0 ? o->default_step_ms : 60 * 1000;
+    q->deadline = o ? o->deadline_ns : 0;
+    q->max_samples = o ? o->max_samples : 0;
+    return 0;
+}
+
+/* Drop flagged names and reject duplicate label sets (Prometheus' cleanupMetricLabels). */
+static void finish_series(struct ql_query *q, struct ql_series *s, size_t n)
+{
+    struct ql_map m;
+    ql_map_init(&m, &q->qa, n);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].drop)
+            s[i].l = ql_ldel(&q->qa, s[i].l, "__name__");
+        size_t kl;
+        const char *k = label_key(&q->qa, s[i].l, 0, &kl);
+        if (ql_map_put(&m, k, kl, (int)i) >= 0)
+            ql_throw(&q->qa, OBS_EINVAL, "vector cannot contain metrics with the same labelset");
+    }
+}
+
+static struct mtd_ql_result *new_result(struct ql_query *q)
+{
+    struct mtd_ql_result *r = ql_alloc(&q->qa, sizeof(*r));
+    return r;
+}
+
+static void fill_annos(struct ql_query *q, struct mtd_ql_result *r)
+{
+    r->nwarnings = (int)q->nwarn;
+    r->ninfos = (int)q->ninfo;
+    r->warnings = ql_alloc(&q->qa, (q->nwarn + q->ninfo + 1) * sizeof(char *));
+    for (size_t i = 0; i < q->nwarn; i++)
+        r->warnings[i] = q->warns[i];
+    for (size_t i = 0; i < q->ninfo; i++)
+        r->warnings[q->nwarn + i] = q->infos[i];
+}
+
+static void set_series(struct mtd_ql_result *r, struct ql_series *s, size_t n,
+                       struct ql_query *q)
+{
+    r->series = ql_alloc(&q->qa, (n + 1) * sizeof(*r->series));
+    r->nseries = n;
+    for (size_t i = 0; i < n; i++) {
+        r->series[i].labels = (struct obs_label *)s[i].l.v;
+        r->series[i].nlabels = s[i].l.n;
+        r->series[i].pts = s[i].p;
+        r->series[i].npts = s[i].n;
+    }
+}
+
+static int top_is_ordered(const struct ql_node *n)
+{
+    while (n->kind == QN_PAREN)
+        n = n->lhs;
+    if (n->kind == QN_CALL)
+        return strncmp(n->fn->name, "sort", 4) == 0;
+    return 0;
+}
+
+static int run(struct ql_query *q, struct mtd_ql_result **out, int range, int64_t start,
+               int64_t end, int64_t step)
+{
+    struct ql_arena *qa = &q->qa;
+    struct obs_err *err = q->err;
+    ql_arena_init(&q->qa, &q->jb, err);
+    ql_arena_init(&q->sa, &q->jb, err);
+    if (setjmp(q->jb)) {
+        int code = err->code ? err->code : OBS_EINVAL;
+        ql_arena_deinit(&q->sa);
+        ql_arena_deinit(qa);
+        return code;
+    }
+    q->start = start;
+    q->end = end;
+    q->interval = step;
+    struct ql_node *root = q->e->root;
+    if (range && root->type != MTD_QL_SCALAR && root->type != MTD_QL_VECTOR)
+        ql_throw(qa, OBS_EINVAL, "invalid expression type \"%s\" for range query, must be "
+                                 "Scalar or instant Vector",
+                 root->type == MTD_QL_MATRIX ? "range vector" : mtd_ql_type_name(root->type));
+    q->sel = ql_alloc(qa, ((size_t)q->e->nsel + 1) * sizeof(*q->sel));
+    selector_windows(q, root, start, end);
+    struct mtd_ql_result *r = new_result(q);
+    r->t = end;
+    if (!range) {
+        struct ql_val v = ql_eval(q, root, start);
+        r->type = v.type;
+        switch (v.type) {
+        case MTD_QL_SCALAR:
+            r->scalar = v.scalar;
+            break;
+        case MTD_QL_STRING:
+            r->str = ql_strdup(qa, v.str);
+            break;
+        case MTD_QL_VECTOR: {
+            struct ql_series *s = ql_alloc(qa, (v.vec.n + 1) * sizeof(*s));
+            for (size_t i = 0; i < v.vec.n; i++) {
+                s[i].l = copy_labels(qa, v.vec.s[i].l);
+                s[i].drop = v.vec.s[i].drop;
+                s[i].p = ql_alloc(qa, sizeof(struct mtd_ql_point));
+                s[i].p[0].t = start;
+                s[i].p[0].v = v.vec.s[i].v;
+                s[i].n = 1;
+            }
+            finish_series(q, s, v.vec.n);
+            set_series(r, s, v.vec.n, q);
+            r->ordered = top_is_ordered(root);
+            break;
+        }
+        case MTD_QL_MATRIX: {
+            struct ql_series *s = ql_alloc(qa, (v.mat.n + 1) * sizeof(*s));
+            for (size_t i = 0; i < v.mat.n; i++) {
+                s[i].l = copy_labels(qa, v.mat.s[i].l);
+                s[i].drop = v.mat.s[i].drop;
+                s[i].n = v.mat.s[i].n;
+                s[i].p = ql_alloc(qa, (s[i].n + 1) * sizeof(struct mtd_ql_point));
+                memcpy(s[i].p, v.mat.s[i].p, s[i].n * sizeof(struct mtd_ql_point));
+            }
+            finish_series(q, s, v.mat.n);
+            set_series(r, s, v.mat.n, q);
+            break;
+        }
+        default:
+            break;
+        }
+    } else {
+        struct stitch st;
+        stitch_init(&st, qa);
+        for (int64_t ts = start; ts <= end; ts += step) {
+            struct ql_mark mk = ql_arena_mark(&q->sa);
+            struct ql_val v = ql_eval(q, root, ts);
+            if (v.type == MTD_QL_SCALAR) {
+                struct ql_sample s = {.t = ts, .v = v.scalar};
+                struct ql_vec vv = {&s, 1};
+                stitch_add(q, &st, vv, ts, 1);
+            } else {
+                stitch_add(q, &st, v.vec, ts, 1);
+            }
+            ql_arena_release(&q->sa, mk);
+        }
+        finish_series(q, st.s, st.n);
+        /* Sort series by labels, as Prometheus does for matrix results. */
+        for (size_t i = 1; i < st.n; i++) {
+            struct ql_series x = st.s[i];
+            size_t j = i;
+            while (j > 0 && ql_lcmp(st.s[j - 1].l, x.l) > 0) {
+                st.s[j] = st.s[j - 1];
+                j--;
+            }
+            st.s[j] = x;
+        }
+        r->type = MTD_QL_MATRIX;
+        set_series(r, st.s, st.n, q);
+    }
+    fill_annos(q, r);
+    ql_arena_deinit(&q->sa);
+    /* Move the query arena into the result (it owns everything the result points to). */
+    struct ql_arena *keep = obs_malloc(sizeof(*keep));
+    if (!keep) {
+        ql_arena_deinit(qa);
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    }
+    *keep = *qa;
+    keep->jb = NULL;
+    r->mem = keep;
+    *out = r;
+    return 0;
+}
+
+int mtd_ql_exec_instant(const struct mtd_ql_expr *e, struct mtd_storage *st, const char *tenant,
+                        int64_t t, const struct mtd_ql_opts *o, struct mtd_ql_result **out,
+                        struct obs_err *err)
+{
+    struct obs_err local;
+    if (!err)
+        err = &local;
+    obs_err_clear(err);
+    struct ql_query *q = obs_malloc(sizeof(*q));
+    if (!q)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    query_begin(q, e, st, tenant, o, err);
+    int rc = run(q, out, 0, t, t, 0);
+    obs_free(q);
+    return rc;
+}
+
+int mtd_ql_exec_range(const struct mtd_ql_expr *e, struct mtd_storage *st, const char *tenant,
+                      int64_t start, int64_t end, int64_t step, const struct mtd_ql_opts *o,
+                      struct mtd_ql_result **out, struct obs_err *err)
+{
+    struct obs_err local;
+    if (!err)
+        err = &local;
+    obs_err_clear(err);
+    if (step <= 0)
+        return obs_err_set(err, OBS_EINVAL, "zero or negative query resolution step widths are "
+                                            "not accepted. Try a positive integer");
+    if (end < start)
+        return obs_err_set(err, OBS_EINVAL, "end timestamp must not be before start time");
+    struct ql_query *q = obs_malloc(sizeof(*q));
+    if (!q)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    query_begin(q, e, st, tenant, o, err);
+    int rc = run(q, out, 1, start, end, step);
+    obs_free(q);
+    return rc;
+}
+
+void mtd_ql_result_free(struct mtd_ql_result *r)
+{
+    if (!r)
+        return;
+    struct ql_arena *a = r->mem;
+    /* r itself lives in the arena. */
+    ql_arena_deinit(a);
+    obs_free(a);
+}

@@ -1,0 +1,1259 @@
+/*
+ * ql_funcs.c -- PromQL functions: the table the parser type-checks against and the
+ * implementations the evaluator calls (float samples; native-histogram functions return
+ * nothing).
+ *
+ * Adding a function: write `static struct ql_val fn_x(q, call, args, t)` and add a row to
+ * funcs[] with its argument types (the last type repeats for variadic functions).
+ * Algorithms follow Prometheus' promql/functions.go: extrapolated rate, Kahan-compensated
+ * sums, linear regression, histogram_quantile with bucket coalescing and the monotonicity
+ * fix, Go's regexp expansion rules for label_replace.
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/obs_sbuf.h"
+#include "metricsd/ql/ql_int.h"
+
+#define V MTD_QL_VECTOR
+#define M MTD_QL_MATRIX
+#define S MTD_QL_SCALAR
+#define STR MTD_QL_STRING
+
+/* ---------------------------------------------------------------- helpers */
+static struct ql_val new_vec(struct ql_query *q, size_t cap)
+{
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    r.vec.s = ql_alloc(&q->sa, (cap + 1) * sizeof(struct ql_sample));
+    return r;
+}
+
+static void push(struct ql_val *r, struct ql_labels l, double v, int64_t t, int drop)
+{
+    struct ql_sample *s = &r->vec.s[r->vec.n++];
+    s->l = l;
+    s->v = v;
+    s->t = t;
+    s->drop = drop;
+}
+
+static double go_min(double a, double b)
+{
+    if (isnan(a) || isnan(b))
+        return NAN;
+    if (a == 0 && b == 0)
+        return signbit(a) ? a : b;
+    return a < b ? a : b;
+}
+
+static double go_max(double a, double b)
+{
+    if (isnan(a) || isnan(b))
+        return NAN;
+    if (a == 0 && b == 0)
+        return signbit(a) ? b : a;
+    return a > b ? a : b;
+}
+
+/* Apply f to every sample of args[0] (drops the name). */
+static struct ql_val map_vec(struct ql_query *q, struct ql_vec in, int64_t t,
+                             double (*f)(double))
+{
+    struct ql_val r = new_vec(q, in.n);
+    for (size_t i = 0; i < in.n; i++)
+        push(&r, in.s[i].l, f(in.s[i].v), t, 1);
+    return r;
+}
+
+#define SIMPLE(name, expr)                                                                    \
+    static double f_##name(double x) { return (expr); }                                      \
+    static struct ql_val fn_##name(struct ql_query *q, struct ql_node *c, struct ql_val *a,    \
+                                   int64_t t)                                                 \
+    {                                                                                         \
+        (void)c;                                                                              \
+        return map_vec(q, a[0].vec, t, f_##name);                                             \
+    }
+
+SIMPLE(abs, fabs(x))
+SIMPLE(ceil, ceil(x))
+SIMPLE(floor, floor(x))
+SIMPLE(sqrt, sqrt(x))
+SIMPLE(exp, exp(x))
+SIMPLE(ln, log(x))
+SIMPLE(log2, log2(x))
+SIMPLE(log10, log10(x))
+SIMPLE(sin, sin(x))
+SIMPLE(cos, cos(x))
+SIMPLE(tan, tan(x))
+SIMPLE(asin, asin(x))
+SIMPLE(acos, acos(x))
+SIMPLE(atan, atan(x))
+SIMPLE(sinh, sinh(x))
+SIMPLE(cosh, cosh(x))
+SIMPLE(tanh, tanh(x))
+SIMPLE(asinh, asinh(x))
+SIMPLE(acosh, acosh(x))
+SIMPLE(atanh, atanh(x))
+SIMPLE(deg, x * 180 / M_PI)
+SIMPLE(rad, x * M_PI / 180)
+SIMPLE(sgn, x < 0 ? -1 : x > 0 ? 1 : x)
+
+static struct ql_val fn_round(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    double to = c->nargs > 1 ? a[1].scalar : 1;
+    double inv = 1.0 / to;
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    for (size_t i = 0; i < a[0].vec.n; i++)
+        push(&r, a[0].vec.s[i].l, floor(a[0].vec.s[i].v * inv + 0.5) / inv, t, 1);
+    return r;
+}
+
+static struct ql_val clamp_common(struct ql_query *q, struct ql_vec in, double lo, double hi,
+                                  int64_t t)
+{
+    struct ql_val r = new_vec(q, in.n);
+    if (hi < lo)
+        return r;
+    for (size_t i = 0; i < in.n; i++)
+        push(&r, in.s[i].l, go_max(lo, go_min(hi, in.s[i].v)), t, 1);
+    return r;
+}
+
+static struct ql_val fn_clamp(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)c;
+    return clamp_common(q, a[0].vec, a[1].scalar, a[2].scalar, t);
+}
+
+static struct ql_val fn_clamp_min(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                  int64_t t)
+{
+    (void)c;
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    for (size_t i = 0; i < a[0].vec.n; i++)
+        push(&r, a[0].vec.s[i].l, go_max(a[1].scalar, a[0].vec.s[i].v), t, 1);
+    return r;
+}
+
+static struct ql_val fn_clamp_max(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                  int64_t t)
+{
+    (void)c;
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    for (size_t i = 0; i < a[0].vec.n; i++)
+        push(&r, a[0].vec.s[i].l, go_min(a[1].scalar, a[0].vec.s[i].v), t, 1);
+    return r;
+}
+
+static struct ql_val fn_time(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)q; (void)c; (void)a;
+    struct ql_val r = {.type = MTD_QL_SCALAR, .scalar = (double)t / 1000.0};
+    return r;
+}
+
+static struct ql_val fn_pi(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)q; (void)c; (void)a; (void)t;
+    struct ql_val r = {.type = MTD_QL_SCALAR, .scalar = M_PI};
+    return r;
+}
+
+static struct ql_val fn_vector(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)c;
+    struct ql_val r = new_vec(q, 1);
+    struct ql_labels none = {NULL, 0};
+    push(&r, none, a[0].scalar, t, 0);
+    return r;
+}
+
+static struct ql_val fn_scalar(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)q; (void)c; (void)t;
+    struct ql_val r = {.type = MTD_QL_SCALAR, .scalar = NAN};
+    if (a[0].vec.n == 1)
+        r.scalar = a[0].vec.s[0].v;
+    return r;
+}
+
+static struct ql_val fn_timestamp(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                  int64_t t)
+{
+    (void)c;
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    for (size_t i = 0; i < a[0].vec.n; i++)
+        push(&r, a[0].vec.s[i].l, (double)a[0].vec.s[i].t / 1000.0, t, 1);
+    return r;
+}
+
+/* Labels for absent(): equality matchers of the selector (not __name__), minus names that
+ * appear more than once. */
+static struct ql_labels absent_labels(struct ql_query *q, struct ql_node *arg)
+{
+    struct ql_labels l = {NULL, 0};
+    while (arg->kind == QN_PAREN)
+        arg = arg->lhs;
+    if (arg->kind == QN_MSEL)
+        arg = arg->lhs;
+    if (arg->kind != QN_VSEL)
+        return l;
+    char **dups = NULL;
+    size_t nd = 0, capd = 0;
+    for (size_t i = 0; i < arg->nms; i++) {
+        const struct obs_matcher *m = &arg->ms[i];
+        if (strcmp(m->name, "__name__") == 0)
+            continue;
+        int seen = 0;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(arg->ms[j].name, m->name) == 0)
+                seen = 1;
+        if (seen) {
+            QL_PUSH(&q->sa, dups, nd, capd, m->name);
+            continue;
+        }
+        if (m->type == OBS_MATCH_EQ)
+            l = ql_lset(&q->sa, l, m->name, m->value);
+    }
+    for (size_t i = 0; i < nd; i++)
+        l = ql_ldel(&q->sa, l, dups[i]);
+    return l;
+}
+
+static struct ql_val fn_absent(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    struct ql_val r = new_vec(q, 1);
+    size_t n = a[0].type == MTD_QL_MATRIX ? a[0].mat.n : a[0].vec.n;
+    if (n > 0)
+        return r;
+    push(&r, absent_labels(q, c->args[0]), 1, t, 0);
+    return r;
+}
+
+static int natcmp(const char *a, const char *b)
+{
+    while (*a && *b) {
+        if (isdigit((unsigned char)*a) && isdigit((unsigned char)*b)) {
+            const char *x = a, *y = b;
+            while (*x == '0') x++;
+            while (*y == '0') y++;
+            size_t lx = 0, ly = 0;
+            while (isdigit((unsigned char)x[lx])) lx++;
+            while (isdigit((unsigned char)y[ly])) ly++;
+            if (lx != ly)
+                return lx < ly ? -1 : 1;
+            int c = strncmp(x, y, lx);
+            if (c)
+                return c;
+            a = x + lx;
+            b = y + ly;
+            continue;
+        }
+        if (*a != *b)
+            return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+        a++;
+        b++;
+    }
+    return *a ? 1 : *b ? -1 : 0;
+}
+
+static int cmp_asc(const void *x, const void *y)
+{
+    const struct ql_sample *a = x, *b = y;
+    if (isnan(a->v) || isnan(b->v))
+        return isnan(a->v) - isnan(b->v);
+    return a->v < b->v ? -1 : a->v > b->v ? 1 : 0;
+}
+
+static int cmp_desc(const void *x, const void *y)
+{
+    const struct ql_sample *a = x, *b = y;
+    if (isnan(a->v) || isnan(b->v))
+        return isnan(a->v) - isnan(b->v);
+    return a->v > b->v ? -1 : a->v < b->v ? 1 : 0;
+}
+
+static struct ql_val sorted(struct ql_query *q, struct ql_vec in, int (*cmp)(const void *,
+                                                                             const void *))
+{
+    struct ql_val r = new_vec(q, in.n);
+    memcpy(r.vec.s, in.s, in.n * sizeof(*in.s));
+    r.vec.n = in.n;
+    qsort(r.vec.s, r.vec.n, sizeof(*r.vec.s), cmp);
+    return r;
+}
+
+static struct ql_val fn_sort(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)c; (void)t;
+    return sorted(q, a[0].vec, cmp_asc);
+}
+
+static struct ql_val fn_sort_desc(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                  int64_t t)
+{
+    (void)c; (void)t;
+    return sorted(q, a[0].vec, cmp_desc);
+}
+
+struct sbl_ctx {
+    const struct ql_val *args;
+    size_t n;
+    int desc;
+};
+
+static int cmp_by_label(const void *x, const void *y, void *arg)
+{
+    const struct ql_sample *a = x, *b = y;
+    const struct sbl_ctx *cx = arg;
+    const struct ql_val *sbl_args = cx->args;
+    size_t sbl_n = cx->n;
+    int sbl_desc = cx->desc;
+    for (size_t i = 1; i < sbl_n; i++) {
+        const char *la = ql_lget(a->l, sbl_args[i].str), *lb = ql_lget(b->l, sbl_args[i].str);
+        if (!la) la = "";
+        if (!lb) lb = "";
+        if (strcmp(la, lb) == 0)
+            continue;
+        int c = natcmp(la, lb) < 0 ? -1 : 1;
+        return sbl_desc ? -c : c;
+    }
+    int c = ql_lcmp(a->l, b->l);
+    return sbl_desc ? -c : c;
+}
+
+static struct ql_val sort_by_label(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                   int desc)
+{
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    memcpy(r.vec.s, a[0].vec.s, a[0].vec.n * sizeof(struct ql_sample));
+    r.vec.n = a[0].vec.n;
+    struct sbl_ctx cx = {a, c->nargs, desc};
+    qsort_r(r.vec.s, r.vec.n, sizeof(struct ql_sample), cmp_by_label, &cx);
+    return r;
+}
+
+static struct ql_val fn_sort_by_label(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                      int64_t t)
+{
+    (void)t;
+    return sort_by_label(q, c, a, 0);
+}
+
+static struct ql_val fn_sort_by_label_desc(struct ql_query *q, struct ql_node *c,
+                                           struct ql_val *a, int64_t t)
+{
+    (void)t;
+    return sort_by_label(q, c, a, 1);
+}
+
+/* ---------------------------------------------------------------- label functions */
+static void code_free(void *p)
+{
+    pcre2_code_free(p);
+}
+
+static void md_free(void *p)
+{
+    pcre2_match_data_free(p);
+}
+
+static void check_dups(struct ql_query *q, struct ql_val *r)
+{
+    struct ql_map m;
+    ql_map_init(&m, &q->sa, r->vec.n);
+    for (size_t i = 0; i < r->vec.n; i++) {
+        size_t kl;
+        struct ql_labels l = r->vec.s[i].l;
+        const char *k = ql_lsig(&q->sa, l, NULL, 0, 0, &kl);
+        /* include the name unless it will be dropped */
+        const char *nm = ql_lget(l, "__name__");
+        char *full = ql_printf(&q->sa, "%s\x01%d", r->vec.s[i].drop || !nm ? "" : nm,
+                               r->vec.s[i].drop);
+        char *key = ql_alloc(&q->sa, kl + strlen(full) + 1);
+        memcpy(key, k, kl);
+        memcpy(key + kl, full, strlen(full));
+        if (ql_map_put(&m, key, kl + strlen(full), 1) >= 0)
+            ql_throw(&q->qa, OBS_EINVAL, "vector cannot contain metrics with the same labelset");
+    }
+}
+
+/* Go's Regexp.Expand template rules: $1, ${1}, $name, ${name}, $$. */
+static void expand(struct obs_sbuf *b, const char *tmpl, const char *subj, PCRE2_SIZE *ov,
+                   int nmatch, pcre2_code *re)
+{
+    for (const char *p = tmpl; *p; p++) {
+        if (*p != '$') {
+            obs_sbuf_putc(b, *p);
+            continue;
+        }
+        p++;
+        if (*p == '$') {
+            obs_sbuf_putc(b, '$');
+            continue;
+        }
+        char name[128];
+        size_t nl = 0;
+        int brace = *p == '{';
+        const char *s = brace ? p + 1 : p;
+        while ((isalnum((unsigned char)s[nl]) || s[nl] == '_') && nl < sizeof(name) - 1) {
+            name[nl] = s[nl];
+            nl++;
+        }
+        name[nl] = 0;
+        if (nl == 0 || (brace && s[nl] != '}')) {
+            obs_sbuf_putc(b, '$');
+            p--;
+            continue;
+        }
+        p = s + nl - 1 + (brace ? 1 : 0);
+        int idx = -1;
+        int alldig = 1;
+        for (size_t i = 0; i < nl; i++)
+            if (!isdigit((unsigned char)name[i]))
+                alldig = 0;
+        if (alldig)
+            idx = nl < 9 ? atoi(name) : -1;
+        else
+            idx = pcre2_substring_number_from_name(re, (PCRE2_SPTR)name);
+        if (idx >= 0 && idx < nmatch && ov[2 * idx] != PCRE2_UNSET)
+            obs_sbuf_append(b, subj + ov[2 * idx], ov[2 * idx + 1] - ov[2 * idx]);
+    }
+}
+
+static struct ql_val fn_label_replace(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                      int64_t t)
+{
+    (void)c;
+    const char *dst = a[1].str, *repl = a[2].str, *src = a[3].str, *regex = a[4].str;
+    if (!obs_label_name_valid(dst, strlen(dst)))
+        ql_throw(&q->qa, OBS_EINVAL, "invalid destination label name in label_replace(): %s",
+                 dst);
+    char *pat = ql_printf(&q->sa, "^(?:%s)$", regex);
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_DOTALL,
+                                   &ec, &eo, NULL);
+    if (!re)
+        ql_throw(&q->qa, OBS_EINVAL, "invalid regular expression in label_replace(): %s", regex);
+    ql_on_free(&q->qa, code_free, re);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    if (!md)
+        ql_throw(&q->qa, OBS_ENOMEM, "out of memory");
+    ql_on_free(&q->qa, md_free, md);
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    for (size_t i = 0; i < a[0].vec.n; i++) {
+        struct ql_sample s = a[0].vec.s[i];
+        const char *sv = ql_lget(s.l, src);
+        if (!sv)
+            sv = "";
+        int rc = pcre2_match(re, (PCRE2_SPTR)sv, strlen(sv), 0, 0, md, NULL);
+        if (rc > 0) {
+            obs_sbuf_reset(&b);
+            expand(&b, repl, sv, pcre2_get_ovector_pointer(md), rc, re);
+            char *val = ql_strndup(&q->sa, b.p ? b.p : "", b.len);
+            s.l = ql_lset(&q->sa, s.l, ql_strdup(&q->sa, dst), val);
+            if (strcmp(dst, "__name__") == 0)
+                s.drop = 0;
+        }
+        s.t = t;
+        r.vec.s[r.vec.n++] = s;
+    }
+    obs_sbuf_deinit(&b);
+    check_dups(q, &r);
+    return r;
+}
+
+static struct ql_val fn_label_join(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                   int64_t t)
+{
+    const char *dst = a[1].str, *sep = a[2].str;
+    if (!obs_label_name_valid(dst, strlen(dst)))
+        ql_throw(&q->qa, OBS_EINVAL, "invalid destination label name in label_join(): %s", dst);
+    for (size_t j = 3; j < c->nargs; j++)
+        if (!obs_label_name_valid(a[j].str, strlen(a[j].str)))
+            ql_throw(&q->qa, OBS_EINVAL, "invalid source label name in label_join(): %s",
+                     a[j].str);
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    for (size_t i = 0; i < a[0].vec.n; i++) {
+        struct ql_sample s = a[0].vec.s[i];
+        obs_sbuf_reset(&b);
+        for (size_t j = 3; j < c->nargs; j++) {
+            if (j > 3)
+                obs_sbuf_puts(&b, sep);
+            const char *v = ql_lget(s.l, a[j].str);
+            obs_sbuf_puts(&b, v ? v : "");
+        }
+        s.l = ql_lset(&q->sa, s.l, ql_strdup(&q->sa, dst), ql_strndup(&q->sa, b.p ? b.p : "",
+                                                                   b.len));
+        if (strcmp(dst, "__name__") == 0)
+            s.drop = 0;
+        s.t = t;
+        r.vec.s[r.vec.n++] = s;
+    }
+    obs_sbuf_deinit(&b);
+    check_dups(q, &r);
+    return r;
+}
+
+/* ---------------------------------------------------------------- date functions */
+static double date_part(double v, int which)
+{
+    if (isnan(v) || isinf(v))
+        return NAN;
+    time_t tt = (time_t)(int64_t)v;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    switch (which) {
+    case 0: return tm.tm_mday;
+    case 1: return tm.tm_wday;
+    case 2: return tm.tm_yday + 1;
+    case 3: {
+        static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+        int y = tm.tm_year + 1900;
+        int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        return dm[tm.tm_mon] + (tm.tm_mon == 1 && leap);
+    }
+    case 4: return tm.tm_hour;
+    case 5: return tm.tm_min;
+    case 6: return tm.tm_mon + 1;
+    default: return tm.tm_year + 1900;
+    }
+}
+
+static struct ql_val date_fn(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t,
+                             int which)
+{
+    if (c->nargs == 0) {
+        struct ql_val r = new_vec(q, 1);
+        struct ql_labels none = {NULL, 0};
+        push(&r, none, date_part((double)(t / 1000), which), t, 0);
+        return r;
+    }
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    for (size_t i = 0; i < a[0].vec.n; i++)
+        push(&r, a[0].vec.s[i].l, date_part(a[0].vec.s[i].v, which), t, 1);
+    return r;
+}
+
+#define DATE(name, w)                                                                        \
+    static struct ql_val fn_##name(struct ql_query *q, struct ql_node *c, struct ql_val *a,   \
+                                   int64_t t)                                                \
+    {                                                                                        \
+        return date_fn(q, c, a, t, w);                                                       \
+    }
+DATE(day_of_month, 0)
+DATE(day_of_week, 1)
+DATE(day_of_year, 2)
+DATE(days_in_month, 3)
+DATE(hour, 4)
+DATE(minute, 5)
+DATE(month, 6)
+DATE(year, 7)
+
+/* ---------------------------------------------------------------- range-vector functions */
+/* Iterate the matrix argument; f returns 1 and sets *out to emit a sample. keep_name keeps
+ * the series name (last_over_time). */
+typedef int (*over_fn)(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                       const struct ql_series *s, const struct ql_mat *m, int64_t t,
+                       double *out);
+
+static struct ql_val over_time(struct ql_query *q, struct ql_node *c, struct ql_val *a, int mi,
+                               int64_t t, over_fn f, int keep_name)
+{
+    const struct ql_mat *m = &a[mi].mat;
+    struct ql_val r = new_vec(q, m->n);
+    for (size_t i = 0; i < m->n; i++) {
+        double v;
+        if (m->s[i].n == 0)
+            continue;
+        if (f(q, c, a, &m->s[i], m, t, &v))
+            push(&r, m->s[i].l, v, t, keep_name ? m->s[i].drop : 1);
+    }
+    return r;
+}
+
+#define OVER(name, keep)                                                                     \
+    static int o_##name(struct ql_query *q, struct ql_node *c, struct ql_val *a,              \
+                        const struct ql_series *s, const struct ql_mat *m, int64_t t,         \
+                        double *out);                                                        \
+    static struct ql_val fn_##name(struct ql_query *q, struct ql_node *c, struct ql_val *a,   \
+                                   int64_t t)                                                \
+    {                                                                                        \
+        int mi = 0;                                                                          \
+        while (a[mi].type != MTD_QL_MATRIX)                                                  \
+            mi++;                                                                            \
+        return over_time(q, c, a, mi, t, o_##name, keep);                                    \
+    }                                                                                        \
+    static int o_##name(struct ql_query *q, struct ql_node *c, struct ql_val *a,              \
+                        const struct ql_series *s, const struct ql_mat *m, int64_t t,         \
+                        double *out)
+
+static void counter_info(struct ql_query *q, const struct ql_series *s, int israte)
+{
+    const char *name = ql_lget(s->l, "__name__");
+    if (!israte || !name || !*name)
+        return;
+    size_t n = strlen(name);
+    static const char *suf[] = {"_total", "_sum", "_count", "_bucket"};
+    for (int i = 0; i < 4; i++) {
+        size_t k = strlen(suf[i]);
+        if (n >= k && strcmp(name + n - k, suf[i]) == 0)
+            return;
+    }
+    ql_info(q, "PromQL info: metric might not be a counter, name does not end in "
+               "_total/_sum/_count/_bucket: \"%s\"", name);
+}
+
+/* Prometheus' extrapolatedRate. */
+static int extrapolated(const struct ql_series *s, const struct ql_mat *m, int is_counter,
+                        int is_rate, double *out)
+{
+    if (s->n < 2)
+        return 0;
+    const struct mtd_ql_point *p = s->p;
+    size_t last = s->n - 1;
+    double result = p[last].v - p[0].v;
+    if (is_counter) {
+        double prev = p[0].v;
+        for (size_t i = 1; i < s->n; i++) {
+            if (p[i].v < prev)
+                result += prev;
+            prev = p[i].v;
+        }
+    }
+    double to_start = (double)(p[0].t - m->range_start) / 1000.0;
+    double to_end = (double)(m->range_end - p[last].t) / 1000.0;
+    double sampled = (double)(p[last].t - p[0].t) / 1000.0;
+    double avg = sampled / (double)last;
+    double threshold = avg * 1.1;
+    if (to_start >= threshold)
+        to_start = avg / 2;
+    if (is_counter) {
+        double to_zero = to_start;
+        if (result > 0 && p[0].v >= 0)
+            to_zero = sampled * (p[0].v / result);
+        if (to_zero < to_start)
+            to_start = to_zero;
+    }
+    if (to_end >= threshold)
+        to_end = avg / 2;
+    double factor = (sampled + to_start + to_end) / sampled;
+    if (is_rate)
+        factor /= (double)m->range / 1000.0;
+    *out = result * factor;
+    return 1;
+}
+
+OVER(rate, 0)
+{
+    (void)c; (void)a; (void)t;
+    counter_info(q, s, 1);
+    return extrapolated(s, m, 1, 1, out);
+}
+
+OVER(increase, 0)
+{
+    (void)c; (void)a; (void)t;
+    counter_info(q, s, 1);
+    return extrapolated(s, m, 1, 0, out);
+}
+
+OVER(delta, 0)
+{
+    (void)q; (void)c; (void)a; (void)t;
+    return extrapolated(s, m, 0, 0, out);
+}
+
+static int instant_value(const struct ql_series *s, int is_rate, double *out)
+{
+    if (s->n < 2)
+        return 0;
+    struct mtd_ql_point l = s->p[s->n - 1], p = s->p[s->n - 2];
+    double v = (is_rate && l.v < p.v) ? l.v : l.v - p.v;
+    int64_t dt = l.t - p.t;
+    if (dt == 0)
+        return 0;
+    if (is_rate)
+        v /= (double)dt / 1000.0;
+    *out = v;
+    return 1;
+}
+
+OVER(irate, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    return instant_value(s, 1, out);
+}
+
+OVER(idelta, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    return instant_value(s, 0, out);
+}
+
+static void linreg(const struct ql_series *s, int64_t icpt, double *slope, double *intercept)
+{
+    double n = 0, sx = 0, cx = 0, sy = 0, cy = 0, sxy = 0, cxy = 0, sx2 = 0, cx2 = 0;
+    double inity = s->p[0].v;
+    int consty = 1;
+    for (size_t i = 0; i < s->n; i++) {
+        if (consty && i > 0 && s->p[i].v != inity)
+            consty = 0;
+        n += 1;
+        double x = (double)(s->p[i].t - icpt) / 1e3;
+        sx = ql_kahan_inc(x, sx, &cx);
+        sy = ql_kahan_inc(s->p[i].v, sy, &cy);
+        sxy = ql_kahan_inc(x * s->p[i].v, sxy, &cxy);
+        sx2 = ql_kahan_inc(x * x, sx2, &cx2);
+    }
+    if (consty) {
+        if (isinf(inity)) {
+            *slope = NAN;
+            *intercept = NAN;
+        } else {
+            *slope = 0;
+            *intercept = inity;
+        }
+        return;
+    }
+    sx += cx;
+    sy += cy;
+    sxy += cxy;
+    sx2 += cx2;
+    double cov = sxy - sx * sy / n;
+    double var = sx2 - sx * sx / n;
+    *slope = cov / var;
+    *intercept = sy / n - *slope * sx / n;
+}
+
+OVER(deriv, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    if (s->n < 2)
+        return 0;
+    double sl, ic;
+    linreg(s, s->p[0].t, &sl, &ic);
+    *out = sl;
+    return 1;
+}
+
+OVER(predict_linear, 0)
+{
+    (void)q; (void)c; (void)m;
+    if (s->n < 2)
+        return 0;
+    double sl, ic;
+    linreg(s, t, &sl, &ic);
+    *out = sl * a[1].scalar + ic;
+    return 1;
+}
+
+OVER(resets, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double r = 0;
+    for (size_t i = 1; i < s->n; i++)
+        if (s->p[i].v < s->p[i - 1].v)
+            r++;
+    *out = r;
+    return 1;
+}
+
+OVER(changes, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double r = 0;
+    for (size_t i = 1; i < s->n; i++) {
+        double x = s->p[i].v, y = s->p[i - 1].v;
+        if (x != y && !(isnan(x) && isnan(y)))
+            r++;
+    }
+    *out = r;
+    return 1;
+}
+
+OVER(avg_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double sum = s->p[0].v, cs = 0, mean = 0, cm = 0, cnt = 1;
+    int inc = 0;
+    for (size_t i = 1; i < s->n; i++) {
+        double f = s->p[i].v;
+        cnt++;
+        if (!inc) {
+            double c2 = cs;
+            double nv = ql_kahan_inc(f, sum, &c2);
+            if (!isinf(nv)) {
+                sum = nv;
+                cs = c2;
+                continue;
+            }
+            inc = 1;
+            mean = sum / (cnt - 1);
+            cm = cs / (cnt - 1);
+        }
+        if (isinf(mean)) {
+            if (isinf(f) && (mean > 0) == (f > 0))
+                continue;
+            if (!isinf(f) && !isnan(f))
+                continue;
+        }
+        double cur = mean + cm;
+        mean = ql_kahan_inc(f / cnt - cur / cnt, mean, &cm);
+    }
+    *out = inc ? mean + cm : (sum + cs) / cnt;
+    return 1;
+}
+
+OVER(sum_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double sum = 0, cs = 0;
+    for (size_t i = 0; i < s->n; i++)
+        sum = ql_kahan_inc(s->p[i].v, sum, &cs);
+    *out = isinf(sum) ? sum : sum + cs;
+    return 1;
+}
+
+OVER(count_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    *out = (double)s->n;
+    return 1;
+}
+
+OVER(min_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double v = s->p[0].v;
+    for (size_t i = 1; i < s->n; i++)
+        if (s->p[i].v < v || isnan(v))
+            v = s->p[i].v;
+    *out = v;
+    return 1;
+}
+
+OVER(max_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double v = s->p[0].v;
+    for (size_t i = 1; i < s->n; i++)
+        if (s->p[i].v > v || isnan(v))
+            v = s->p[i].v;
+    *out = v;
+    return 1;
+}
+
+OVER(ts_of_min_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double v = s->p[0].v;
+    int64_t ts = s->p[0].t;
+    for (size_t i = 1; i < s->n; i++)
+        if (s->p[i].v <= v || isnan(v)) {
+            v = s->p[i].v;
+            ts = s->p[i].t;
+        }
+    *out = (double)ts / 1000.0;
+    return 1;
+}
+
+OVER(ts_of_max_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double v = s->p[0].v;
+    int64_t ts = s->p[0].t;
+    for (size_t i = 1; i < s->n; i++)
+        if (s->p[i].v >= v || isnan(v)) {
+            v = s->p[i].v;
+            ts = s->p[i].t;
+        }
+    *out = (double)ts / 1000.0;
+    return 1;
+}
+
+OVER(ts_of_last_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    *out = (double)s->p[s->n - 1].t / 1000.0;
+    return 1;
+}
+
+OVER(ts_of_first_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    *out = (double)s->p[0].t / 1000.0;
+    return 1;
+}
+
+OVER(last_over_time, 1)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    *out = s->p[s->n - 1].v;
+    return 1;
+}
+
+OVER(first_over_time, 1)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    *out = s->p[0].v;
+    return 1;
+}
+
+OVER(present_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m; (void)s;
+    *out = 1;
+    return 1;
+}
+
+static void variance(const struct ql_series *s, double *mean_out, double *var_out)
+{
+    double count = 0, mean = 0, cmean = 0, aux = 0, caux = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        double f = s->p[i].v;
+        count++;
+        double delta = f - (mean + cmean);
+        mean = ql_kahan_inc(delta / count, mean, &cmean);
+        aux = ql_kahan_inc(delta * (f - (mean + cmean)), aux, &caux);
+    }
+    *mean_out = mean + cmean;
+    *var_out = (aux + caux) / count;
+}
+
+OVER(stddev_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double mean, var;
+    variance(s, &mean, &var);
+    *out = sqrt(var);
+    return 1;
+}
+
+OVER(stdvar_over_time, 0)
+{
+    (void)q; (void)c; (void)a; (void)t; (void)m;
+    double mean, var;
+    variance(s, &mean, &var);
+    *out = var;
+    return 1;
+}
+
+OVER(quantile_over_time, 0)
+{
+    (void)c; (void)t; (void)m;
+    double phi = a[0].scalar;
+    if (phi < 0 || phi > 1 || isnan(phi))
+        ql_warn(q, "PromQL warning: quantile value should be between 0 and 1, got %s",
+                isnan(phi) ? "NaN" : ql_printf(&q->sa, "%g", phi));
+    double *v = ql_alloc(&q->sa, s->n * sizeof(double));
+    for (size_t i = 0; i < s->n; i++)
+        v[i] = s->p[i].v;
+    *out = ql_quantile(phi, v, s->n);
+    return 1;
+}
+
+OVER(mad_over_time, 0)
+{
+    (void)c; (void)a; (void)t; (void)m;
+    double *v = ql_alloc(&q->sa, s->n * sizeof(double));
+    for (size_t i = 0; i < s->n; i++)
+        v[i] = s->p[i].v;
+    double med = ql_quantile(0.5, v, s->n);
+    for (size_t i = 0; i < s->n; i++)
+        v[i] = fabs(s->p[i].v - med);
+    *out = ql_quantile(0.5, v, s->n);
+    return 1;
+}
+
+OVER(double_exponential_smoothing, 0)
+{
+    (void)c; (void)t; (void)m;
+    double sf = a[1].scalar, tf = a[2].scalar;
+    if (!(sf > 0 && sf < 1))
+        ql_throw(&q->qa, OBS_EINVAL, "invalid smoothing factor. Expected: 0 < sf < 1, got: %f",
+                 sf);
+    if (!(tf > 0 && tf < 1))
+        ql_throw(&q->qa, OBS_EINVAL, "invalid trend factor. Expected: 0 < tf < 1, got: %f", tf);
+    if (s->n < 2)
+        return 0;
+    double s0 = 0, s1 = s->p[0].v, b = s->p[1].v - s->p[0].v;
+    for (size_t i = 1; i < s->n; i++) {
+        double x = sf * s->p[i].v;
+        if (i > 1)
+            b = tf * (s1 - s0) + (1 - tf) * b;
+        double y = (1 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    *out = s1;
+    return 1;
+}
+
+static struct ql_val fn_absent_over_time(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                         int64_t t)
+{
+    return fn_absent(q, c, a, t);
+}
+
+/* ---------------------------------------------------------------- histogram_quantile */
+struct bucket {
+    double ub, count;
+};
+
+static int bucket_cmp(const void *x, const void *y)
+{
+    const struct bucket *a = x, *b = y;
+    return a->ub < b->ub ? -1 : a->ub > b->ub ? 1 : 0;
+}
+
+static int almost_equal(double a, double b, double eps)
+{
+    const double min_normal = 2.2250738585072014e-308;
+    if (a == b)
+        return 1;
+    double abs_sum = fabs(a) + fabs(b), diff = fabs(a - b);
+    if (a == 0 || b == 0 || abs_sum < min_normal)
+        return diff < eps * min_normal;
+    return diff / fmin(abs_sum, 1.7976931348623157e308) < eps;
+}
+
+static double bucket_quantile(double q, struct bucket *b, size_t n, int *forced)
+{
+    *forced = 0;
+    if (isnan(q))
+        return NAN;
+    if (q < 0)
+        return -INFINITY;
+    if (q > 1)
+        return INFINITY;
+    qsort(b, n, sizeof(*b), bucket_cmp);
+    if (!isinf(b[n - 1].ub) || b[n - 1].ub < 0)
+        return NAN;
+    /* coalesce equal upper bounds */
+    size_t k = 0;
+    struct bucket last = b[0];
+    for (size_t i = 1; i < n; i++) {
+        if (b[i].ub == last.ub)
+            last.count += b[i].count;
+        else {
+            b[k++] = last;
+            last = b[i];
+        }
+    }
+    b[k++] = last;
+    n = k;
+    /* monotonicity and small deltas */
+    double prev = b[0].count;
+    for (size_t i = 1; i < n; i++) {
+        double cur = b[i].count;
+        if (cur == prev)
+            continue;
+        if (almost_equal(prev, cur, 1e-12)) {
+            b[i].count = prev;
+            continue;
+        }
+        if (cur < prev) {
+            b[i].count = prev;
+            *forced = 1;
+            continue;
+        }
+        prev = cur;
+    }
+    if (n < 2)
+        return NAN;
+    double obs = b[n - 1].count;
+    if (obs == 0)
+        return NAN;
+    double rank = q * obs;
+    size_t i = 0;
+    while (i < n - 1 && !(b[i].count >= rank))
+        i++;
+    if (i == n - 1)
+        return b[n - 2].ub;
+    if (i == 0 && b[0].ub <= 0)
+        return b[0].ub;
+    double start = 0, end = b[i].ub, count = b[i].count;
+    if (i > 0) {
+        start = b[i - 1].ub;
+        count -= b[i - 1].count;
+        rank -= b[i - 1].count;
+    }
+    return start + (end - start) * (rank / count);
+}
+
+static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c,
+                                           struct ql_val *a, int64_t t)
+{
+    (void)c;
+    double phi = a[0].scalar;
+    struct ql_vec in = a[1].vec;
+    struct ql_val r = new_vec(q, in.n);
+    if (phi < 0 || phi > 1 || isnan(phi))
+        ql_warn(q, "PromQL warning: quantile value should be between 0 and 1, got %s",
+                isnan(phi) ? "NaN" : ql_printf(&q->sa, "%g", phi));
+    struct ql_map gm;
+    ql_map_init(&gm, &q->sa, in.n);
+    struct hg {
+        struct ql_labels l;
+        struct bucket *b;
+        size_t n, cap;
+        const char *name;
+    } *g = ql_alloc(&q->sa, (in.n + 1) * sizeof(*g));
+    size_t ng = 0;
+    for (size_t i = 0; i < in.n; i++) {
+        const char *le = ql_lget(in.s[i].l, "le");
+        char *end = NULL;
+        double ub = le ? strtod(le, &end) : 0;
+        if (!le || !*le || *end) {
+            const char *nm = ql_lget(in.s[i].l, "__name__");
+            ql_warn(q, "PromQL warning: bucket label \"le\" is missing or has a malformed "
+                       "value of \"%s\" for metric name \"%s\"", le ? le : "", nm ? nm : "");
+            continue;
+        }
+        struct ql_labels gl = ql_ldel(&q->sa, in.s[i].l, "le");
+        size_t kl;
+        const char *key = ql_lsig(&q->sa, gl, NULL, 0, 0, &kl);
+        const char *nm = ql_lget(gl, "__name__");
+        char *full = ql_printf(&q->sa, "%.*s\x01%s", (int)kl, key, nm ? nm : "");
+        int gi = ql_map_put(&gm, full, strlen(full), (int)ng);
+        if (gi < 0) {
+            gi = (int)ng++;
+            g[gi].l = gl;
+            g[gi].name = nm;
+        }
+        struct bucket bk = {ub, in.s[i].v};
+        QL_PUSH(&q->sa, g[gi].b, g[gi].n, g[gi].cap, bk);
+    }
+    for (size_t i = 0; i < ng; i++) {
+        int forced;
+        double v = bucket_quantile(phi, g[i].b, g[i].n, &forced);
+        if (forced)
+            ql_info(q, "PromQL info: input to histogram_quantile needed to be fixed for "
+                       "monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/"
+                       "functions/#histogram_quantile) for metric name \"%s\"",
+                    g[i].name ? g[i].name : "");
+        push(&r, g[i].l, v, t, 1);
+    }
+    return r;
+}
+
+static struct ql_val fn_empty(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)c; (void)a; (void)t;
+    return new_vec(q, 0);
+}
+
+static struct ql_val fn_identity(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                                 int64_t t)
+{
+    (void)q; (void)c; (void)t;
+    return a[0];
+}
+
+/* ---------------------------------------------------------------- table */
+/* nargs = required args; variadic: 0 exact, n>0 up to n optional extra (of the last type),
+ * -1 unlimited. */
+static const struct ql_func funcs[] = {
+    {"abs", {V}, 1, 0, V, fn_abs, 0},
+    {"absent", {V}, 1, 0, V, fn_absent, 0},
+    {"absent_over_time", {M}, 1, 0, V, fn_absent_over_time, 0},
+    {"acos", {V}, 1, 0, V, fn_acos, 0},
+    {"acosh", {V}, 1, 0, V, fn_acosh, 0},
+    {"asin", {V}, 1, 0, V, fn_asin, 0},
+    {"asinh", {V}, 1, 0, V, fn_asinh, 0},
+    {"atan", {V}, 1, 0, V, fn_atan, 0},
+    {"atanh", {V}, 1, 0, V, fn_atanh, 0},
+    {"avg_over_time", {M}, 1, 0, V, fn_avg_over_time, 0},
+    {"ceil", {V}, 1, 0, V, fn_ceil, 0},
+    {"changes", {M}, 1, 0, V, fn_changes, 0},
+    {"clamp", {V, S, S}, 3, 0, V, fn_clamp, 0},
+    {"clamp_max", {V, S}, 2, 0, V, fn_clamp_max, 0},
+    {"clamp_min", {V, S}, 2, 0, V, fn_clamp_min, 0},
+    {"cos", {V}, 1, 0, V, fn_cos, 0},
+    {"cosh", {V}, 1, 0, V, fn_cosh, 0},
+    {"count_over_time", {M}, 1, 0, V, fn_count_over_time, 0},
+    {"day_of_month", {V}, 0, 1, V, fn_day_of_month, 0},
+    {"day_of_week", {V}, 0, 1, V, fn_day_of_week, 0},
+    {"day_of_year", {V}, 0, 1, V, fn_day_of_year, 0},
+    {"days_in_month", {V}, 0, 1, V, fn_days_in_month, 0},
+    {"deg", {V}, 1, 0, V, fn_deg, 0},
+    {"delta", {M}, 1, 0, V, fn_delta, 0},
+    {"deriv", {M}, 1, 0, V, fn_deriv, 0},
+    {"double_exponential_smoothing", {M, S, S}, 3, 0, V, fn_double_exponential_smoothing, 1},
+    {"exp", {V}, 1, 0, V, fn_exp, 0},
+    {"first_over_time", {M}, 1, 0, V, fn_first_over_time, 1},
+    {"floor", {V}, 1, 0, V, fn_floor, 0},
+    {"histogram_avg", {V}, 1, 0, V, fn_empty, 0},
+    {"histogram_count", {V}, 1, 0, V, fn_empty, 0},
+    {"histogram_fraction", {S, S, V}, 3, 0, V, fn_empty, 0},
+    {"histogram_quantile", {S, V}, 2, 0, V, fn_histogram_quantile, 0},
+    {"histogram_stddev", {V}, 1, 0, V, fn_empty, 0},
+    {"histogram_stdvar", {V}, 1, 0, V, fn_empty, 0},
+    {"histogram_sum", {V}, 1, 0, V, fn_empty, 0},
+    {"hour", {V}, 0, 1, V, fn_hour, 0},
+    {"idelta", {M}, 1, 0, V, fn_idelta, 0},
+    {"increase", {M}, 1, 0, V, fn_increase, 0},
+    {"info", {V, V}, 1, 1, V, fn_identity, 1},
+    {"irate", {M}, 1, 0, V, fn_irate, 0},
+    {"label_join", {V, STR, STR, STR}, 3, -1, V, fn_label_join, 0},
+    {"label_replace", {V, STR, STR, STR}, 5, 0, V, fn_label_replace, 0},
+    {"last_over_time", {M}, 1, 0, V, fn_last_over_time, 0},
+    {"ln", {V}, 1, 0, V, fn_ln, 0},
+    {"log10", {V}, 1, 0, V, fn_log10, 0},
+    {"log2", {V}, 1, 0, V, fn_log2, 0},
+    {"mad_over_time", {M}, 1, 0, V, fn_mad_over_time, 1},
+    {"max_over_time", {M}, 1, 0, V, fn_max_over_time, 0},
+    {"min_over_time", {M}, 1, 0, V, fn_min_over_time, 0},
+    {"minute", {V}, 0, 1, V, fn_minute, 0},
+    {"month", {V}, 0, 1, V, fn_month, 0},
+    {"pi", {MTD_QL_NONE}, 0, 0, S, fn_pi, 0},
+    {"predict_linear", {M, S}, 2, 0, V, fn_predict_linear, 0},
+    {"present_over_time", {M}, 1, 0, V, fn_present_over_time, 0},
+    {"quantile_over_time", {S, M}, 2, 0, V, fn_quantile_over_time, 0},
+    {"rad", {V}, 1, 0, V, fn_rad, 0},
+    {"rate", {M}, 1, 0, V, fn_rate, 0},
+    {"resets", {M}, 1, 0, V, fn_resets, 0},
+    {"round", {V, S}, 1, 1, V, fn_round, 0},
+    {"scalar", {V}, 1, 0, S, fn_scalar, 0},
+    {"sgn", {V}, 1, 0, V, fn_sgn, 0},
+    {"sin", {V}, 1, 0, V, fn_sin, 0},
+    {"sinh", {V}, 1, 0, V, fn_sinh, 0},
+    {"sort", {V}, 1, 0, V, fn_sort, 0},
+    {"sort_by_label", {V, STR}, 1, -1, V, fn_sort_by_label, 1},
+    {"sort_by_label_desc", {V, STR}, 1, -1, V, fn_sort_by_label_desc, 1},
+    {"sort_desc", {V}, 1, 0, V, fn_sort_desc, 0},
+    {"sqrt", {V}, 1, 0, V, fn_sqrt, 0},
+    {"stddev_over_time", {M}, 1, 0, V, fn_stddev_over_time, 0},
+    {"stdvar_over_time", {M}, 1, 0, V, fn_stdvar_over_time, 0},
+    {"sum_over_time", {M}, 1, 0, V, fn_sum_over_time, 0},
+    {"tan", {V}, 1, 0, V, fn_tan, 0},
+    {"tanh", {V}, 1, 0, V, fn_tanh, 0},
+    {"time", {MTD_QL_NONE}, 0, 0, S, fn_time, 0},
+    {"timestamp", {V}, 1, 0, V, fn_timestamp, 0},
+    {"ts_of_first_over_time", {M}, 1, 0, V, fn_ts_of_first_over_time, 1},
+    {"ts_of_last_over_time", {M}, 1, 0, V, fn_ts_of_last_over_time, 1},
+    {"ts_of_max_over_time", {M}, 1, 0, V, fn_ts_of_max_over_time, 1},
+    {"ts_of_min_over_time", {M}, 1, 0, V, fn_ts_of_min_over_time, 1},
+    {"vector", {S}, 1, 0, V, fn_vector, 0},
+    {"year", {V}, 0, 1, V, fn_year, 0},
+};
+
+const struct ql_func *ql_func_lookup(const char *name, size_t n)
+{
+    for (size_t i = 0; i < sizeof(funcs) / sizeof(funcs[0]); i++)
+        if (strlen(funcs[i].name) == n && strncmp(funcs[i].name, name, n) == 0)
+            return &funcs[i];
+    return NULL;
+}
