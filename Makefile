@@ -113,12 +113,15 @@ $(BUILD)/.flags: FORCE
 	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
 FORCE:
 
+# Generated sources are not intermediates: keep them.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+
 $(GEN)/proto/%.pb-c.c $(GEN)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(GEN)
 	@echo "  PROTOC  $<"
 	$(Q)protoc-c --c_out=$(GEN) --proto_path=. $<
 
-$(BUILD)/obj/gen/%.o: $(GEN)/%.c $(BUILD)/.flags
+$(BUILD)/obj/gen/%.o: $(GEN)/%.c $(BUILD)/.flags | $(PROTO_H)
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -Wno-unused-parameter -MMD -MP -c -o $@ $<

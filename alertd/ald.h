@@ -216,7 +216,21 @@ struct ald {
     struct event *gc_timer;
     int stopping;
     int replaying;               /* loading state: no WAL writes, no dispatch */
+    /* self-metrics (Alertmanager's names); NULL-safe: unset in unit tests */
+    struct obs_mchild *m_recv_firing, *m_recv_resolved, *m_invalid;
+    struct obs_mchild *m_notif, *m_notif_failed, *m_notif_requests;
+    struct obs_mchild *m_alerts_active, *m_alerts_suppressed;
+    struct obs_mchild *m_sil_active, *m_sil_pending, *m_sil_expired;
+    struct obs_mchild *m_nflog_entries;
+    struct event *stats_timer;
+    const char *cfg_file;        /* for reload */
 };
+
+/* alertd.c: reload the config file (POST /-/reload, SIGHUP). Groups are rebuilt from the
+ * alert store; the nflog prevents re-sends. Returns 0 or an error code with err set. */
+int ald_reload(struct ald *d, struct obs_err *err);
+/* NULL-safe metric helper. */
+void ald_metric_add(struct obs_mchild *c, double v);
 
 /* alertd.c / state.c */
 struct ald *ald_new(struct event_base *base, struct ald_config *cfg_take, const char *original);

@@ -565,6 +565,10 @@ static void h_post_alerts(struct obs_http_req *r, struct ald *d)
     json_array_foreach(root, i, it) {
         char msg[300];
         struct ald_alert *a = parse_alert(d, it, now, msg, sizeof(msg));
+        if (a != NULL)
+            ald_metric_add(ald_alert_resolved(a, now) ? d->m_recv_resolved : d->m_recv_firing, 1);
+        else
+            ald_metric_add(d->m_invalid, 1);
         if (a == NULL) {
             if (errs.len)
                 obs_sbuf_puts(&errs, "; ");
@@ -1035,9 +1039,20 @@ static void h_silence_id(struct obs_http_req *r, void *arg)
     reply_sbuf(r, &sb);
 }
 
+static void h_reload(struct obs_http_req *r, void *arg)
+{
+    struct obs_err err = {0};
+    if (ald_reload(arg, &err) != 0) {
+        obs_http_reply_text(r, 500, "failed to reload config: %s", err.msg);
+        return;
+    }
+    obs_http_reply(r, 200, NULL, "", 0);
+}
+
 int ald_api_register(struct ald *d, struct obs_http_server *http)
 {
     int rc = 0;
+    rc |= obs_http_route(http, "POST", "/-/reload", h_reload, d);
     rc |= obs_http_route(http, "GET,POST", "/api/v2/alerts", h_alerts, d);
     rc |= obs_http_route(http, "GET", "/api/v2/alerts/groups", h_groups, d);
     rc |= obs_http_route(http, "GET", "/api/v2/status", h_status, d);

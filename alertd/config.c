@@ -274,6 +274,13 @@ static int bind_matchers(const struct obs_cf_node *match, const struct obs_cf_no
             if (!obs_label_name_valid(it->key, strlen(it->key)))
                 return obs_cf_error(err, it, "invalid label name \"%s\"", it->key);
             obs_err_clear(&e2);
+            /* match_re values are anchored as "^(?:re)$" (Alertmanager keeps that text,
+             * which shows in route keys); matching is anchored either way */
+            char re[1024];
+            if (k == 1) {
+                snprintf(re, sizeof(re), "^(?:%s)$", v);
+                v = re;
+            }
             if (ald_matchers_add(m, k == 0 ? OBS_MATCH_EQ : OBS_MATCH_RE, it->key, v, &e2) != 0)
                 return obs_cf_error(err, it, "%s", e2.msg);
         }

@@ -49,6 +49,7 @@ struct ald_group {
     struct event *timer;
     int has_flushed;
     int inflight;              /* flush in progress */
+    struct ald_flush *fl;      /* ... and its record (freed with the group at shutdown) */
 };
 
 struct ald_flush {
@@ -397,6 +398,7 @@ static void flush_done(struct ald_flush *fl)
         }
     }
     g->inflight = 0;
+    g->fl = NULL;
     obs_free(fl->rfp);
     obs_free(fl->rupd);
     obs_free(fl);
@@ -427,7 +429,9 @@ static void job_done(void *msg, void *arg)
     }
     int64_t now = obs_now_ms();
     j->attempt++;
+    ald_metric_add(d->m_notif_requests, 1);
     if (j->status / 100 == 2) {
+        ald_metric_add(d->m_notif, 1);
         ald_nflog_set(d, j->nkey, j->firing, j->nf, j->resolved, j->nr, now, 1);
         obs_clog_debug(COMP, "notified\tkey=%s attempts=%d", j->nkey, j->attempt);
     } else {
@@ -448,6 +452,8 @@ static void job_done(void *msg, void *arg)
         }
         obs_clog_error(COMP, "notify failed\tkey=%s attempts=%d err=\"%s\"", j->nkey,
                        j->attempt, j->errmsg);
+        ald_metric_add(d->m_notif, 1);
+        ald_metric_add(d->m_notif_failed, 1);
         j->fl->failed = 1;
     }
     struct ald_flush *fl = j->fl;
@@ -464,6 +470,11 @@ static void group_free(struct ald_group *g)
         return;
     if (g->timer)
         event_free(g->timer);
+    if (g->fl) {
+        obs_free(g->fl->rfp);
+        obs_free(g->fl->rupd);
+        obs_free(g->fl);
+    }
     for (size_t i = 0; i < g->n; i++)
         ald_alert_free(g->alerts[i]);
     obs_free(g->alerts);
@@ -572,6 +583,7 @@ static void group_flush(struct ald_group *g)
     }
     qsort(snap, ns, sizeof(*snap), alert_order);
     g->inflight = 1;
+    g->fl = fl;
     fl->pending = 1; /* held while queueing */
     for (size_t h = 0; rcv && h < rcv->nhooks; h++) {
         const struct ald_webhook *wh = &rcv->hooks[h];
@@ -811,8 +823,7 @@ void ald_dispatch_stop(struct ald *d)
     pthread_cond_destroy(&s->cv);
     obs_free(s);
     d->sender = NULL;
-    /* flush objects are owned by groups in flight; free groups (and their flushes leak
-     * nothing: jobs were freed above, their flush records go with them) */
+    /* free the groups; a flush in flight goes with its group (its jobs were freed above) */
     for (size_t i = 0; i < d->groups.cap; i++) {
         if (!ald_map_slot(&d->groups, i))
             continue;

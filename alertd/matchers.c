@@ -11,6 +11,7 @@
 #include "alertd/ald.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/obs_mem.h"
@@ -65,17 +66,41 @@ int ald_matchers_match(const struct ald_matchers *m, const struct obs_label *l, 
     return 1;
 }
 
+/* labels.Matchers order: name, then type, then value */
+static int mcmp(const void *pa, const void *pb)
+{
+    const struct obs_matcher *a = *(const struct obs_matcher *const *)pa;
+    const struct obs_matcher *b = *(const struct obs_matcher *const *)pb;
+    int c = strcmp(a->name, b->name);
+    if (c)
+        return c;
+    if (a->type != b->type)
+        return (int)a->type - (int)b->type;
+    return strcmp(a->value, b->value);
+}
+
 void ald_matchers_render(const struct ald_matchers *m, struct obs_sbuf *sb)
 {
+    const struct obs_matcher *small[16];
+    const struct obs_matcher **v = m->n <= 16 ? small : obs_malloc(m->n * sizeof(*v));
+    if (v == NULL) {
+        sb->oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < m->n; i++)
+        v[i] = &m->v[i];
+    qsort(v, m->n, sizeof(*v), mcmp);
     obs_sbuf_putc(sb, '{');
     for (size_t i = 0; i < m->n; i++) {
         if (i)
             obs_sbuf_putc(sb, ',');
-        obs_sbuf_puts(sb, m->v[i].name);
-        obs_sbuf_puts(sb, ald_match_op(m->v[i].type));
-        obs_sbuf_json_str(sb, m->v[i].value, strlen(m->v[i].value));
+        obs_sbuf_puts(sb, v[i]->name);
+        obs_sbuf_puts(sb, ald_match_op(v[i]->type));
+        obs_sbuf_json_str(sb, v[i]->value, strlen(v[i]->value));
     }
     obs_sbuf_putc(sb, '}');
+    if (v != small)
+        obs_free(v);
 }
 
 static const char *skip_ws(const char *p)

@@ -620,7 +620,8 @@ int lgd_engine_logs(struct lgd_tenant *t, const struct lgd_expr *e, int64_t star
             got++;
         }
     }
-    qsort(q.c, q.n, sizeof(*q.c), forward ? cand_cmp_fwd : cand_cmp_bwd);
+    if (q.n > 1)
+        qsort(q.c, q.n, sizeof(*q.c), forward ? cand_cmp_fwd : cand_cmp_bwd);
     size_t keep = q.n < limit ? q.n : limit;
     stt->returned += keep;
     /* Chain candidates per group in output order; groups appear in first-seen order. */
@@ -1483,7 +1484,8 @@ int lgd_engine_metric(struct lgd_tenant *t, const struct lgd_expr *e, int64_t st
         return obs_err_set(err, OBS_ELIMIT,
                            "maximum of series (%zu) reached for a single query", lim->max_series);
     }
-    qsort(m->s, m->n, sizeof(*m->s), ser_cmp);
+    if (m->n > 1)
+        qsort(m->s, m->n, sizeof(*m->s), ser_cmp);
     st->returned += m->n;
     if (m->scalar && instant) {
         obs_sbuf_puts(out, "\"resultType\":\"scalar\",\"result\":[");

@@ -1184,8 +1184,12 @@ int lgd_logql_parse_labels(const char *s, size_t len, struct obs_label **out, si
         rc = OBS_EINVAL;
     }
     tok_clear(&ps.t);
-    if (rc != 0)
+    if (rc != 0) {
+        for (size_t i = 0; i < nm; i++)
+            lgd_matcher_deinit(&m[i]);
+        obs_free(m);
         return err && err->code ? err->code : OBS_EINVAL;
+    }
     struct obs_label *v = obs_calloc(nm ? nm : 1, sizeof(*v));
     if (!v)
         rc = obs_err_set(err, OBS_ENOMEM, "out of memory");

@@ -4,6 +4,7 @@
  */
 #include "app/obs_app.h"
 #include "metricsd/metricsd.h"
+#include "metricsd/querier.h"
 
 static const struct obs_component components[] = {
     MTD_INGESTER_COMPONENT,
@@ -12,6 +13,7 @@ static const struct obs_component components[] = {
      *   MTD_QUERIER_COMPONENT,   (name "querier", deps {"ingester"})
      *   MTD_RULER_COMPONENT,     (name "ruler",   deps {"querier"})
      * ---- end of PromQL helper's entries */
+    MTD_QUERIER_COMPONENT,
 };
 
 static const char *const sections[] = {

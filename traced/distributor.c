@@ -174,7 +174,8 @@ int trd_distributor_init(struct obs_ctx *ctx, struct obs_err *err)
         a->otlp_http = obs_http_server_new(ctx->base, host, port, err);
         if (a->otlp_http == NULL)
             return err->code ? err->code : OBS_EIO;
-        obs_http_server_set_max_body(a->otlp_http, maxb);
+        /* No server-wide limit below the route's: evhttp's own 413 is HTML and drops the
+         * connection mid-upload; the route limit answers in plain text. */
         obs_http_route_limit(a->otlp_http, "POST", "/v1/traces", maxb, h_otlp_traces, a);
         obs_clog_info(COMP, "OTLP/HTTP receiver listening\taddr=%s port=%d", host,
                       obs_http_server_port(a->otlp_http));

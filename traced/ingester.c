@@ -95,6 +95,12 @@ int trd_ingester_push(struct trd_app *a, const trd_export_req *req, const uint8_
 {
     if (a->wal == NULL || a->store == NULL)
         return OBS_EIO;
+    size_t total = 0;
+    for (size_t r = 0; r < req->n_resource_spans; r++)
+        for (size_t c = 0; c < req->resource_spans[r]->n_scope_spans; c++)
+            total += req->resource_spans[r]->scope_spans[c]->n_spans;
+    if (total == 0)
+        return 0; /* nothing to keep (an empty export is valid) */
     int rc = obs_wal_append(a->wal, raw, len);
     if (rc == 0)
         rc = obs_wal_sync(a->wal);

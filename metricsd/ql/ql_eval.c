@@ -500,6 +500,10 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
         }
         int keep;
         double val = binop(n->op, fl, fr, &keep);
+        /* One-to-one: a second match is an error even when a comparison filters it. */
+        if (n->card == QC_ONE_ONE && ql_map_put(&matched, k, kl, 1) >= 0)
+            ql_throw(&q->qa, OBS_EINVAL, "multiple matches for labels: many-to-one matching "
+                                         "must be explicit (group_left/group_right)");
         if (n->bool_mod) {
             val = keep ? 1 : 0;
         } else if (!keep) {
@@ -507,11 +511,7 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
         }
         struct ql_labels ml = result_labels(q, n, l.s[i].l, rv.s[ri].l);
         int drop = !cmp || n->bool_mod || l.s[i].drop;
-        if (n->card == QC_ONE_ONE) {
-            if (ql_map_put(&matched, k, kl, 1) >= 0)
-                ql_throw(&q->qa, OBS_EINVAL, "multiple matches for labels: many-to-one matching "
-                                             "must be explicit (group_left/group_right)");
-        } else {
+        if (n->card != QC_ONE_ONE) {
             size_t ikl;
             const char *ik = label_key(&q->sa, ml, 0, &ikl);
             char *full = ql_alloc(&q->sa, kl + ikl + 1);
@@ -580,7 +580,9 @@ static int samp_cmp_desc(const void *a, const void *b)
 
 static int64_t param_int(struct ql_query *q, double v, const char *what)
 {
-    if (v != v || v > 9.2e18 || v < -9.2e18)
+    if (v != v)
+        ql_throw(&q->qa, OBS_EINVAL, "Parameter value is NaN");
+    if (v > 9.2e18 || v < -9.2e18)
         ql_throw(&q->qa, OBS_EINVAL, "Scalar value %s overflows int64", v != v ? "NaN" :
                  v > 0 ? "+Inf" : "-Inf");
     (void)what;
@@ -615,6 +617,8 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
     if (n->agg == QA_QUANTILE && (pv < 0 || pv > 1))
         ql_warn(q, "PromQL warning: quantile value should be between 0 and 1, got %s",
                 pv != pv ? "NaN" : ql_printf(&q->sa, "%g", pv));
+    if (n->agg == QA_LIMIT_RATIO && pv != pv)
+        ql_throw(&q->qa, OBS_EINVAL, "Ratio value is NaN");
     if (n->agg == QA_LIMIT_RATIO && (pv < -1 || pv > 1)) {
         ql_warn(q, "PromQL warning: ratio value should be between -1 and 1, got %g, "
                    "capping to %d", pv, pv < 0 ? -1 : 1);
@@ -655,7 +659,7 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             G->has = 1;
             switch (n->agg) {
             case QA_COUNT: case QA_COUNT_VALUES: case QA_GROUP: G->v = 1; break;
-            case QA_STDDEV: case QA_STDVAR: G->v = 0; break;
+            case QA_STDDEV: case QA_STDVAR: G->v = isnan(s->v) || isinf(s->v) ? NAN : 0; break;
             case QA_QUANTILE: QL_PUSH(&q->sa, G->vals, G->nv, G->capv, s->v); break;
             case QA_TOPK: case QA_BOTTOMK: case QA_LIMITK: case QA_LIMIT_RATIO:
                 QL_PUSH(&q->sa, G->keep, G->nk, G->capk, *s);

@@ -749,8 +749,10 @@ static struct ql_node *parse_primary(struct parser *p)
             int grouping = 0;
             if (!paren) {
                 /* sum by (x) (...) / sum without (x) (...) */
-                if ((p->len - q >= 2 && strncmp(p->src + q, "by", 2) == 0) ||
-                    (p->len - q >= 7 && strncmp(p->src + q, "without", 7) == 0))
+                if ((p->len - q >= 2 && strncasecmp(p->src + q, "by", 2) == 0 &&
+                     !is_ident_char((unsigned char)p->src[q + 2])) ||
+                    (p->len - q >= 7 && strncasecmp(p->src + q, "without", 7) == 0 &&
+                     !is_ident_char((unsigned char)p->src[q + 7])))
                     grouping = 1;
             }
             if (paren || grouping)

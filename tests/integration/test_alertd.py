@@ -374,15 +374,20 @@ ROUTES = """  routes:
     - match_re:
         team: ^(web|api)$
       receiver: other
+    - matchers: [team=many]
+      receiver: many
 """
 
 RECEIVERS = """  - name: db
     webhook_configs:
-      - url: URL
-        max_alerts: 1
+      - url: URL/db
+  - name: many
+    webhook_configs:
+      - url: URL/many
+        max_alerts: 2
   - name: other
-    email_configs:
-      - to: nobody@example.org
+    pagerduty_configs:
+      - routing_key: secret
 """
 
 INHIBIT = """inhibit_rules:
@@ -395,7 +400,7 @@ INHIBIT = """inhibit_rules:
 def test_routing_continue_group_all_and_max_alerts():
     hook = Hook()
     cfg = config(hook, extra_routes=ROUTES,
-                 extra_receivers=RECEIVERS.replace("URL", hook.url("/db")))
+                 extra_receivers=RECEIVERS.replace("URL", hook.url("")))
     check_config_with_amtool(cfg)
     d = start(cfg)
     try:
@@ -412,10 +417,16 @@ def test_routing_continue_group_all_and_max_alerts():
         body = hook.bodies("/db")[0]
         assert body["groupLabels"] == {"alertname": "DB", "severity": "crit", "team": "db",
                                        "x": "1"}, body
-        assert body["groupKey"].startswith('{}/{team="db",severity=~"crit|page"}:'), body
-        # max_alerts: 2 more DB alerts in a new group of 1..., use a shared group instead
+        assert body["groupKey"] == ('{}/{severity=~"crit|page",team="db"}:'
+                                    '{alertname="DB", severity="crit", team="db", x="1"}'), body
+        post_alerts(d, [{"labels": {"alertname": "Many", "team": "many", "i": str(i)}}
+                        for i in range(3)])
+        wait_until(lambda: hook.bodies("/many"), timeout=10, what="many webhook")
+        body = hook.bodies("/many")[0]
+        assert len(body["alerts"]) == 2 and body["truncatedAlerts"] == 1, body
+        assert body["groupKey"] == '{}/{team="many"}:{alertname="Many"}', body["groupKey"]
         st, rcv = http_json("GET", d.url("/api/v2/receivers"))
-        assert [r["name"] for r in rcv] == ["hook", "db", "other"], rcv
+        assert [r["name"] for r in rcv] == ["hook", "db", "many", "other"], rcv
     finally:
         d.cleanup()
         hook.stop()

@@ -116,6 +116,10 @@ def series_of(d, match, tenant=None, extra=""):
 
 
 CONFIG = """
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: %(port)d
+  grpc_listen_port: %(grpc)d
 distributor:
   max_recv_msg_size: 1MiB
 blocks_storage:
@@ -124,8 +128,10 @@ blocks_storage:
 """
 
 
-def start(workdir=None):
-    return Daemon("metricsd", CONFIG, workdir=workdir).start()
+def start(workdir=None, port=None):
+    port = port or free_port()
+    return Daemon("metricsd", CONFIG % {"port": port, "grpc": free_port()}, http_port=port,
+                  workdir=workdir).start()
 
 
 NOW = int(time.time() * 1000)
@@ -286,8 +292,9 @@ def test_kill9_loses_nothing_acknowledged():
             st, b = push(d, [(labels, [(t0 + i, v)]), ([("__name__", "durable_one")], [(t0 + i, v)])])
             assert st == 200, (st, b)
             acked.append((labels, t0 + i, v))
+        port = d.http_port
         d.kill9()
-        d = start(workdir=workdir)
+        d = start(workdir=workdir, port=port)
         assert len(series_of(d, "durable")) == 60
         for labels, t, v in acked:
             # the same sample again is an accepted duplicate; another value at that timestamp

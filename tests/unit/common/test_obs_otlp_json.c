@@ -5,6 +5,7 @@
  * ints or names), checks the protobuf with protobuf-c, renders it back, and checks errors.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,0 +1,961 @@
+/*
+ * promqltest.c -- runs Prometheus' promqltest scripts (promql/promqltest/testdata/ files)
+ * against metricsd's PromQL engine and prints "file: passed/total" per file.
+ *
+ *   promqltest [-v] file.test...      -v prints each failing command and why
+ *
+ * Data is loaded into a small in-memory backend implementing storage.h (the same interface
+ * the engine reads from the head), so the runner exercises exactly the engine code the
+ * querier runs. Format (see ../shared/conformance/README.md): load/clear/eval instant|range
+ * with expected series lines or `expect` lines. As upstream's runner does, every passing
+ * instant query is re-run as a range query (t-1m..t+1m step 1m) and compared at t.
+ * Native-histogram samples ({{...}}) are skipped (the engine is float-only).
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/obs_arena.h"
+#include "core/obs_mem.h"
+#include "core/obs_time.h"
+#include "labels/obs_labels.h"
+#include "metricsd/ql/mtd_ql.h"
+#include "metricsd/storage.h"
+
+/* ---------------------------------------------------------------- memory storage */
+struct mseries {
+    struct obs_label *l;
+    size_t nl;
+    struct mtd_sample *s;
+    size_t ns, cap;
+};
+
+struct memstore {
+    struct mseries *v;
+    size_t n, cap;
+};
+
+static struct memstore g_store;
+
+static int mem_select(struct mtd_storage *st, const char *tenant, const struct obs_matcher *ms,
+                      size_t nms, const struct mtd_select_opts *o, struct mtd_series_set **out,
+                      struct obs_err *err)
+{
+    (void)st; (void)tenant; (void)err;
+    struct mtd_series_set *set = obs_calloc(1, sizeof(*set));
+    set->arena = obs_arena_new(0);
+    set->series = obs_arena_calloc(set->arena, (g_store.n + 1) * sizeof(struct mtd_series));
+    for (size_t i = 0; i < g_store.n; i++) {
+        struct mseries *s = &g_store.v[i];
+        int ok = 1;
+        for (size_t k = 0; k < nms && ok; k++)
+            ok = obs_matcher_matches(&ms[k], obs_labels_get(s->l, s->nl, ms[k].name));
+        if (!ok)
+            continue;
+        size_t first = 0, cnt = 0;
+        while (first < s->ns && s->s[first].t < o->mint)
+            first++;
+        while (first + cnt < s->ns && s->s[first + cnt].t <= o->maxt)
+            cnt++;
+        if (cnt == 0)
+            continue;
+        struct mtd_series *d = &set->series[set->nseries++];
+        d->labels = s->l;
+        d->nlabels = s->nl;
+        struct mtd_sample *cp = obs_arena_alloc(set->arena, cnt * sizeof(*cp));
+        memcpy(cp, s->s + first, cnt * sizeof(*cp));
+        d->samples = cp;
+        d->nsamples = cnt;
+        set->nsamples_total += cnt;
+    }
+    *out = set;
+    return 0;
+}
+
+static const struct mtd_storage_ops mem_ops = {.select = mem_select};
+static struct mtd_storage g_st = {&mem_ops, NULL};
+
+static void store_clear(void)
+{
+    for (size_t i = 0; i < g_store.n; i++) {
+        for (size_t k = 0; k < g_store.v[i].nl; k++) {
+            free((char *)g_store.v[i].l[k].name);
+            free((char *)g_store.v[i].l[k].value);
+        }
+        free(g_store.v[i].l);
+        free(g_store.v[i].s);
+    }
+    free(g_store.v);
+    memset(&g_store, 0, sizeof(g_store));
+}
+
+static int lab_cmp(const struct obs_label *a, size_t na, const struct obs_label *b, size_t nb)
+{
+    size_t n = na < nb ? na : nb;
+    for (size_t i = 0; i < n; i++) {
+        int c = strcmp(a[i].name, b[i].name);
+        if (c)
+            return c;
+        c = strcmp(a[i].value, b[i].value);
+        if (c)
+            return c;
+    }
+    return (int)na - (int)nb;
+}
+
+static struct mseries *store_series(struct obs_label *l, size_t nl)
+{
+    for (size_t i = 0; i < g_store.n; i++)
+        if (lab_cmp(g_store.v[i].l, g_store.v[i].nl, l, nl) == 0) {
+            for (size_t k = 0; k < nl; k++) {
+                free((char *)l[k].name);
+                free((char *)l[k].value);
+            }
+            free(l);
+            return &g_store.v[i];
+        }
+    if (g_store.n == g_store.cap) {
+        g_store.cap = g_store.cap ? g_store.cap * 2 : 16;
+        g_store.v = realloc(g_store.v, g_store.cap * sizeof(*g_store.v));
+    }
+    /* keep series sorted by labels (storage.h contract) */
+    size_t pos = 0;
+    while (pos < g_store.n && lab_cmp(g_store.v[pos].l, g_store.v[pos].nl, l, nl) < 0)
+        pos++;
+    memmove(&g_store.v[pos + 1], &g_store.v[pos], (g_store.n - pos) * sizeof(*g_store.v));
+    g_store.n++;
+    struct mseries *s = &g_store.v[pos];
+    memset(s, 0, sizeof(*s));
+    s->l = l;
+    s->nl = nl;
+    return s;
+}
+
+static void series_add(struct mseries *s, int64_t t, double v)
+{
+    /* insert keeping order; replace duplicates */
+    size_t pos = s->ns;
+    while (pos > 0 && s->s[pos - 1].t > t)
+        pos--;
+    if (pos > 0 && s->s[pos - 1].t == t) {
+        s->s[pos - 1].v = v;
+        return;
+    }
+    if (s->ns == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->s = realloc(s->s, s->cap * sizeof(*s->s));
+    }
+    memmove(&s->s[pos + 1], &s->s[pos], (s->ns - pos) * sizeof(*s->s));
+    s->s[pos].t = t;
+    s->s[pos].v = v;
+    s->ns++;
+}
+
+/* ---------------------------------------------------------------- parsing helpers */
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* Parse `name{a="b", ...}` at *pp into a sorted, malloc'd label array. Returns 0 or -1. */
+static int parse_series_desc(const char **pp, struct obs_label **out, size_t *nout)
+{
+    const char *p = skip_ws(*pp);
+    struct obs_label *l = NULL;
+    size_t n = 0;
+    const char *s = p;
+    while (*p && (isalnum((unsigned char)*p) || *p == '_' || *p == ':'))
+        p++;
+    if (p > s) {
+        l = realloc(l, (n + 1) * sizeof(*l));
+        l[n].name = strdup("__name__");
+        l[n++].value = strndup(s, (size_t)(p - s));
+    }
+    if (*p == '{') {
+        p++;
+        for (;;) {
+            p = skip_ws(p);
+            if (*p == '}') {
+                p++;
+                break;
+            }
+            char *name;
+            if (*p == '"') {
+                size_t used;
+                if (obs_go_unquote(p, strlen(p), &name, &used) < 0)
+                    return -1;
+                p += used;
+                p = skip_ws(p);
+                if (*p == ',' || *p == '}') {
+                    l = realloc(l, (n + 1) * sizeof(*l));
+                    l[n].name = strdup("__name__");
+                    l[n++].value = strdup(name);
+                    obs_free(name);
+                    if (*p == ',')
+                        p++;
+                    continue;
+                }
+                char *tmp = strdup(name);
+                obs_free(name);
+                name = tmp;
+            } else {
+                s = p;
+                while (*p && (isalnum((unsigned char)*p) || *p == '_'))
+                    p++;
+                if (p == s)
+                    return -1;
+                name = strndup(s, (size_t)(p - s));
+            }
+            p = skip_ws(p);
+            if (*p != '=')
+                return -1;
+            p = skip_ws(p + 1);
+            char *val;
+            size_t used;
+            if (obs_go_unquote(p, strlen(p), &val, &used) < 0)
+                return -1;
+            p += used;
+            l = realloc(l, (n + 1) * sizeof(*l));
+            l[n].name = name;
+            l[n++].value = strdup(val);
+            obs_free(val);
+            p = skip_ws(p);
+            if (*p == ',')
+                p++;
+        }
+    }
+    if (n == 0 && p == *pp)
+        return -1;
+    obs_labels_sort(l, n);
+    *out = l;
+    *nout = n;
+    *pp = p;
+    return 0;
+}
+
+#define V_ABSENT 1
+#define V_STALE 2
+struct val {
+    double v;
+    int flags;
+};
+
+static int parse_num(const char *s, size_t n, double *out)
+{
+    char buf[64];
+    if (n == 0 || n >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    const char *b = buf;
+    int neg = 0;
+    if (*b == '-' || *b == '+') {
+        neg = *b == '-';
+        b++;
+    }
+    if (strcasecmp(b, "inf") == 0) {
+        *out = neg ? -INFINITY : INFINITY;
+        return 0;
+    }
+    if (strcasecmp(b, "nan") == 0) {
+        *out = NAN;
+        return 0;
+    }
+    char *end;
+    double v = strtod(buf, &end);
+    if (*end) {
+        int64_t ms;
+        if (obs_duration_parse_ms(buf, &ms) == 0) {
+            *out = (double)ms / 1000.0;
+            return 0;
+        }
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Expand a values string ("1 2+3x4 _ stale _x3 {{...}}") into vals. Returns count or -1. */
+static int parse_values(const char *p, struct val **out)
+{
+    struct val *v = NULL;
+    size_t n = 0, cap = 0;
+#define ADD(x, f)                                                                            \
+    do {                                                                                     \
+        if (n == cap) {                                                                      \
+            cap = cap ? cap * 2 : 16;                                                        \
+            v = realloc(v, cap * sizeof(*v));                                                \
+        }                                                                                    \
+        v[n].v = (x);                                                                        \
+        v[n++].flags = (f);                                                                  \
+    } while (0)
+    for (;;) {
+        p = skip_ws(p);
+        if (!*p || *p == '\n' || *p == '#')
+            break;
+        if (p[0] == '{' && p[1] == '{') {
+            /* native histogram: skip, counting as absent (with xN repeats) */
+            const char *e = strstr(p, "}}");
+            if (!e)
+                return -1;
+            p = e + 2;
+            int reps = 0;
+            if (*p == 'x') {
+                reps = atoi(p + 1);
+                while (*p && *p != ' ' && *p != '\t')
+                    p++;
+            } else if (*p == '+' || *p == '-') {
+                /* {{..}}+{{..}}xN */
+                const char *e2 = strstr(p, "}}");
+                if (e2) {
+                    p = e2 + 2;
+                    if (*p == 'x')
+                        reps = atoi(p + 1);
+                    while (*p && *p != ' ' && *p != '\t')
+                        p++;
+                }
+            }
+            for (int i = 0; i <= reps; i++)
+                ADD(0, V_ABSENT);
+            continue;
+        }
+        const char *s = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != '\n')
+            p++;
+        size_t len = (size_t)(p - s);
+        char tok[128];
+        if (len >= sizeof(tok))
+            return -1;
+        memcpy(tok, s, len);
+        tok[len] = 0;
+        if (strcmp(tok, "_") == 0) {
+            ADD(0, V_ABSENT);
+            continue;
+        }
+        if (strcmp(tok, "stale") == 0) {
+            ADD(0, V_STALE);
+            continue;
+        }
+        char *x = strrchr(tok, 'x');
+        if (x && x > tok && strchr("0123456789", x[1] ? x[1] : 'q') && x[1]) {
+            /* a+bxN, a-bxN, axN, _xN, stalexN */
+            long reps = strtol(x + 1, NULL, 10);
+            *x = 0;
+            if (strcmp(tok, "_") == 0) {
+                for (long i = 0; i < reps; i++)
+                    ADD(0, V_ABSENT);
+                continue;
+            }
+            if (strcmp(tok, "stale") == 0) {
+                for (long i = 0; i < reps; i++)
+                    ADD(0, V_STALE);
+                continue;
+            }
+            /* find the operator: last + or - not at the start and not after e/E */
+            char *op = NULL;
+            for (char *c = tok + 1; *c; c++)
+                if ((*c == '+' || *c == '-') && c[-1] != 'e' && c[-1] != 'E')
+                    op = c;
+            double a, b = 0;
+            if (op) {
+                if (parse_num(tok, (size_t)(op - tok), &a) < 0 ||
+                    parse_num(op + 1, strlen(op + 1), &b) < 0)
+                    return -1;
+                if (*op == '-')
+                    b = -b;
+            } else if (parse_num(tok, strlen(tok), &a) < 0) {
+                return -1;
+            }
+            /* Prometheus accumulates by repeated addition */
+            double cur = a;
+            ADD(cur, 0);
+            for (long i = 0; i < reps; i++) {
+                cur += b;
+                ADD(cur, 0);
+            }
+            continue;
+        }
+        double d;
+        if (parse_num(tok, len, &d) < 0)
+            return -1;
+        ADD(d, 0);
+    }
+    *out = v;
+    return (int)n;
+#undef ADD
+}
+
+/* ---------------------------------------------------------------- test commands */
+struct expect_series {
+    struct obs_label *l;
+    size_t nl;
+    struct val *v;
+    int nv;
+    int scalar; /* a bare value line */
+};
+
+struct evalcmd {
+    int line;
+    int range;
+    int64_t t, start, end, step;
+    char *query;
+    int fail, warn, no_warn, info, no_info, ordered;
+    char *fail_msg, *fail_regex, *expect_string;
+    int has_string;
+    int range_vector;
+    int64_t rv_start, rv_end, rv_step;
+    struct expect_series *ex;
+    size_t nex;
+};
+
+static int verbose;
+
+static void free_cmd(struct evalcmd *c)
+{
+    for (size_t i = 0; i < c->nex; i++) {
+        for (size_t k = 0; k < c->ex[i].nl; k++) {
+            free((char *)c->ex[i].l[k].name);
+            free((char *)c->ex[i].l[k].value);
+        }
+        free(c->ex[i].l);
+        free(c->ex[i].v);
+    }
+    free(c->ex);
+    free(c->query);
+    free(c->fail_msg);
+    free(c->fail_regex);
+    free(c->expect_string);
+}
+
+static int close_enough(double a, double b)
+{
+    if (isnan(a) && isnan(b))
+        return 1;
+    if (a == b)
+        return 1;
+    if (isinf(a) || isinf(b) || isnan(a) || isnan(b))
+        return 0;
+    double diff = fabs(a - b);
+    if (a == 0 || b == 0)
+        return diff < 1e-6 * 2.2250738585072014e-308 || diff < 1e-12;
+    return diff / fmin(fabs(a) + fabs(b), 1.7976931348623157e308) < 1e-6;
+}
+
+static char fail_why[1024];
+
+#define FAIL(...)                                                                            \
+    do {                                                                                     \
+        snprintf(fail_why, sizeof(fail_why), __VA_ARGS__);                                   \
+        return 0;                                                                            \
+    } while (0)
+
+static int labels_eq(const struct obs_label *a, size_t na, const struct obs_label *b, size_t nb)
+{
+    return lab_cmp(a, na, b, nb) == 0;
+}
+
+static int regex_match(const char *re, const char *s)
+{
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+    if (!c)
+        return 0;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
+    int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    pcre2_code_free(c);
+    return rc >= 0;
+}
+
+/* Compare an instant-style result (vector or scalar) to the expectations. */
+static int check_instant(struct evalcmd *c, const struct mtd_ql_result *r)
+{
+    if (c->has_string) {
+        if (r->type != MTD_QL_STRING)
+            FAIL("expected string, got %s", mtd_ql_type_name(r->type));
+        if (strcmp(r->str, c->expect_string) != 0)
+            FAIL("expected string \"%s\", got \"%s\"", c->expect_string, r->str);
+        return 1;
+    }
+    if (r->type == MTD_QL_SCALAR) {
+        if (c->nex != 1 || !c->ex[0].scalar)
+            FAIL("got scalar %g, expected %zu series", r->scalar, c->nex);
+        if (!close_enough(c->ex[0].v[0].v, r->scalar))
+            FAIL("expected scalar %g, got %g", c->ex[0].v[0].v, r->scalar);
+        return 1;
+    }
+    if (r->type == MTD_QL_MATRIX && !c->range_vector)
+        FAIL("got matrix, expected instant result");
+    if (r->type == MTD_QL_MATRIX) {
+        if (r->nseries != c->nex)
+            FAIL("expected %zu series, got %zu", c->nex, r->nseries);
+        for (size_t i = 0; i < c->nex; i++) {
+            const struct mtd_ql_series *m = NULL;
+            for (size_t k = 0; k < r->nseries; k++)
+                if (labels_eq(r->series[k].labels, r->series[k].nlabels, c->ex[i].l,
+                              c->ex[i].nl))
+                    m = &r->series[k];
+            if (!m)
+                FAIL("expected series %zu not found", i);
+            size_t pi = 0;
+            for (int j = 0; j < c->ex[i].nv; j++) {
+                int64_t ts = c->rv_start + j * c->rv_step;
+                if (c->ex[i].v[j].flags & V_ABSENT)
+                    continue;
+                while (pi < m->npts && m->pts[pi].t < ts)
+                    pi++;
+                if (pi >= m->npts || m->pts[pi].t != ts ||
+                    !close_enough(m->pts[pi].v, c->ex[i].v[j].v))
+                    FAIL("range vector point %d mismatch", j);
+            }
+        }
+        return 1;
+    }
+    if (r->type != MTD_QL_VECTOR)
+        FAIL("unexpected result type %s", mtd_ql_type_name(r->type));
+    if (c->nex == 1 && c->ex[0].scalar)
+        FAIL("expected scalar, got vector");
+    if (r->nseries != c->nex) {
+        char b[256] = "";
+        if (r->nseries)
+            mtd_ql_labels_str(r->series[0].labels, r->series[0].nlabels, b, sizeof(b));
+        FAIL("expected %zu series, got %zu (first: %s)", c->nex, r->nseries, b);
+    }
+    for (size_t i = 0; i < c->nex; i++) {
+        size_t k;
+        for (k = 0; k < r->nseries; k++)
+            if (labels_eq(r->series[k].labels, r->series[k].nlabels, c->ex[i].l, c->ex[i].nl))
+                break;
+        if (k == r->nseries) {
+            char b[256];
+            mtd_ql_labels_str(c->ex[i].l, c->ex[i].nl, b, sizeof(b));
+            char b2[256] = "";
+            mtd_ql_labels_str(r->series[i].labels, r->series[i].nlabels, b2, sizeof(b2));
+            FAIL("expected series %s not in result (e.g. got %s)", b, b2);
+        }
+        if (c->ordered && k != i)
+            FAIL("series %zu out of order", i);
+        if (c->ex[i].nv < 1 || !close_enough(c->ex[i].v[0].v, r->series[k].pts[0].v)) {
+            char b[256];
+            mtd_ql_labels_str(c->ex[i].l, c->ex[i].nl, b, sizeof(b));
+            FAIL("value of %s: expected %.17g, got %.17g", b, c->ex[i].nv ? c->ex[i].v[0].v : 0,
+                 r->series[k].pts[0].v);
+        }
+    }
+    return 1;
+}
+
+static int check_range(struct evalcmd *c, const struct mtd_ql_result *r)
+{
+    if (r->type != MTD_QL_MATRIX)
+        FAIL("range query returned %s", mtd_ql_type_name(r->type));
+    size_t want = 0;
+    for (size_t i = 0; i < c->nex; i++) {
+        int any = 0;
+        for (int j = 0; j < c->ex[i].nv; j++)
+            if (!(c->ex[i].v[j].flags & V_ABSENT))
+                any = 1;
+        want += any;
+    }
+    if (r->nseries != want)
+        FAIL("expected %zu series, got %zu", want, r->nseries);
+    for (size_t i = 0; i < c->nex; i++) {
+        const struct mtd_ql_series *m = NULL;
+        for (size_t k = 0; k < r->nseries; k++)
+            if (labels_eq(r->series[k].labels, r->series[k].nlabels, c->ex[i].l, c->ex[i].nl))
+                m = &r->series[k];
+        int nexp = 0;
+        for (int j = 0; j < c->ex[i].nv; j++)
+            if (!(c->ex[i].v[j].flags & V_ABSENT))
+                nexp++;
+        if (!m) {
+            if (nexp == 0)
+                continue;
+            char b[256];
+            mtd_ql_labels_str(c->ex[i].l, c->ex[i].nl, b, sizeof(b));
+            FAIL("expected series %s missing", b);
+        }
+        if ((int)m->npts != nexp)
+            FAIL("series %zu: expected %d points, got %zu", i, nexp, m->npts);
+        size_t pi = 0;
+        for (int j = 0; j < c->ex[i].nv; j++) {
+            if (c->ex[i].v[j].flags & V_ABSENT)
+                continue;
+            int64_t ts = c->start + j * c->step;
+            if (m->pts[pi].t != ts)
+                FAIL("series %zu: point at %lld, expected %lld", i, (long long)m->pts[pi].t,
+                     (long long)ts);
+            if (!close_enough(m->pts[pi].v, c->ex[i].v[j].v))
+                FAIL("series %zu at %lld: expected %.17g got %.17g", i, (long long)ts,
+                     c->ex[i].v[j].v, m->pts[pi].v);
+            pi++;
+        }
+    }
+    return 1;
+}
+
+static int check_annos(struct evalcmd *c, const struct mtd_ql_result *r)
+{
+    if (c->warn && r->nwarnings == 0)
+        FAIL("expected a warning");
+    if (c->no_warn && r->nwarnings > 0)
+        FAIL("unexpected warning: %s", r->warnings[0]);
+    if (c->info && r->ninfos == 0)
+        FAIL("expected an info annotation");
+    if (c->no_info && r->ninfos > 0)
+        FAIL("unexpected info: %s", r->warnings[r->nwarnings]);
+    return 1;
+}
+
+static int run_cmd(struct evalcmd *c)
+{
+    struct mtd_ql_expr *e = NULL;
+    struct obs_err err = {0};
+    struct mtd_ql_result *r = NULL;
+    int rc = mtd_ql_parse(c->query, &e, &err);
+    if (rc == 0) {
+        if (c->range)
+            rc = mtd_ql_exec_range(e, &g_st, "t", c->start, c->end, c->step, NULL, &r, &err);
+        else
+            rc = mtd_ql_exec_instant(e, &g_st, "t", c->t, NULL, &r, &err);
+    }
+    int ok;
+    if (c->fail) {
+        if (rc == 0) {
+            snprintf(fail_why, sizeof(fail_why), "expected failure, query succeeded");
+            ok = 0;
+        } else if (c->fail_msg && strcmp(c->fail_msg, err.msg) != 0) {
+            snprintf(fail_why, sizeof(fail_why), "error \"%s\" != expected \"%s\"", err.msg,
+                     c->fail_msg);
+            ok = 0;
+        } else if (c->fail_regex && !regex_match(c->fail_regex, err.msg)) {
+            snprintf(fail_why, sizeof(fail_why), "error \"%s\" !~ \"%s\"", err.msg,
+                     c->fail_regex);
+            ok = 0;
+        } else {
+            ok = 1;
+        }
+        mtd_ql_result_free(r);
+        mtd_ql_expr_free(e);
+        return ok;
+    }
+    if (rc != 0) {
+        snprintf(fail_why, sizeof(fail_why), "error: %s", err.msg);
+        mtd_ql_expr_free(e);
+        return 0;
+    }
+    ok = c->range ? check_range(c, r) : check_instant(c, r);
+    if (ok)
+        ok = check_annos(c, r);
+    /* Upstream also runs instant queries in range mode and compares at t. */
+    if (ok && !c->range && (r->type == MTD_QL_VECTOR || r->type == MTD_QL_SCALAR)) {
+        struct mtd_ql_result *rr = NULL;
+        rc = mtd_ql_exec_range(e, &g_st, "t", c->t - 60000, c->t + 60000, 60000, NULL, &rr,
+                               &err);
+        if (rc != 0) {
+            snprintf(fail_why, sizeof(fail_why), "range mode error: %s", err.msg);
+            ok = 0;
+        } else {
+            /* Build a vector at t from the matrix. */
+            struct mtd_ql_result v;
+            memset(&v, 0, sizeof(v));
+            v.type = MTD_QL_VECTOR;
+            struct mtd_ql_series *ss = calloc(rr->nseries + 1, sizeof(*ss));
+            size_t n = 0;
+            for (size_t i = 0; i < rr->nseries; i++)
+                for (size_t k = 0; k < rr->series[i].npts; k++)
+                    if (rr->series[i].pts[k].t == c->t) {
+                        ss[n] = rr->series[i];
+                        ss[n].pts = &rr->series[i].pts[k];
+                        ss[n++].npts = 1;
+                    }
+            v.series = ss;
+            v.nseries = n;
+            if (r->type == MTD_QL_SCALAR) {
+                v.type = MTD_QL_SCALAR;
+                v.scalar = n ? ss[0].pts[0].v : NAN;
+            }
+            int save = c->ordered;
+            c->ordered = 0;
+            ok = check_instant(c, &v);
+            c->ordered = save;
+            if (!ok) {
+                char tmp[1024];
+                snprintf(tmp, sizeof(tmp), "range mode: %s", fail_why);
+                snprintf(fail_why, sizeof(fail_why), "%s", tmp);
+            }
+            free(ss);
+            mtd_ql_result_free(rr);
+        }
+    }
+    mtd_ql_result_free(r);
+    mtd_ql_expr_free(e);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- file driver */
+static int is_indented_or_blank(const char *l)
+{
+    return l[0] == ' ' || l[0] == '\t';
+}
+
+static int is_blank(const char *l)
+{
+    l = skip_ws(l);
+    return *l == 0 || *l == '\n' || *l == '#';
+}
+
+static char **read_lines(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char **v = NULL;
+    size_t k = 0, cap = 0;
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &lcap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (k == cap) {
+            cap = cap ? cap * 2 : 256;
+            v = realloc(v, cap * sizeof(*v));
+        }
+        v[k++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+    *n = k;
+    return v;
+}
+
+static int parse_time(const char *s, size_t n, int64_t *out)
+{
+    char buf[64];
+    if (n >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    return obs_duration_parse_ms(buf, out) == 0 ? 0 : -1;
+}
+
+static const char *word(const char *p, size_t *n)
+{
+    p = skip_ws(p);
+    const char *s = p;
+    while (*p && *p != ' ' && *p != '\t')
+        p++;
+    *n = (size_t)(p - s);
+    return s;
+}
+
+static void run_file(const char *path, int *passed, int *total)
+{
+    size_t nl;
+    char **lines = read_lines(path, &nl);
+    *passed = *total = 0;
+    if (!lines) {
+        fprintf(stderr, "%s: cannot read\n", path);
+        return;
+    }
+    store_clear();
+    for (size_t i = 0; i < nl; i++) {
+        const char *l = lines[i];
+        if (is_blank(l))
+            continue;
+        if (strncmp(l, "clear", 5) == 0) {
+            store_clear();
+            continue;
+        }
+        if (strncmp(l, "load", 4) == 0) {
+            size_t wn;
+            const char *w = word(l + 4, &wn);
+            if (strncmp(l, "load_with_nhcb", 14) == 0)
+                w = word(l + 14, &wn);
+            int64_t interval = 0;
+            parse_time(w, wn, &interval);
+            while (i + 1 < nl && is_indented_or_blank(lines[i + 1]) && !is_blank(lines[i + 1])) {
+                i++;
+                const char *p = lines[i];
+                struct obs_label *lab;
+                size_t nlab;
+                if (parse_series_desc(&p, &lab, &nlab) < 0) {
+                    fprintf(stderr, "%s:%zu: bad series\n", path, i + 1);
+                    continue;
+                }
+                struct val *vals = NULL;
+                int nv = parse_values(p, &vals);
+                struct mseries *s = store_series(lab, nlab);
+                for (int k = 0; k < nv; k++) {
+                    if (vals[k].flags & V_ABSENT)
+                        continue;
+                    double v = vals[k].v;
+                    if (vals[k].flags & V_STALE) {
+                        uint64_t b = MTD_STALE_NAN_BITS;
+                        memcpy(&v, &b, sizeof(v));
+                    }
+                    series_add(s, (int64_t)k * interval, v);
+                }
+                free(vals);
+            }
+            continue;
+        }
+        if (strncmp(l, "eval", 4) == 0) {
+            struct evalcmd c;
+            memset(&c, 0, sizeof(c));
+            c.line = (int)i + 1;
+            const char *p = l + 4;
+            if (strncmp(p, "_fail", 5) == 0) { c.fail = 1; p += 5; }
+            else if (strncmp(p, "_warn", 5) == 0) { c.warn = 1; p += 5; }
+            else if (strncmp(p, "_info", 5) == 0) { c.info = 1; p += 5; }
+            else if (strncmp(p, "_ordered", 8) == 0) { c.ordered = 1; p += 8; }
+            size_t wn;
+            const char *w = word(p, &wn);
+            int bad = 0;
+            if (wn == 7 && strncmp(w, "instant", 7) == 0) {
+                p = w + wn;
+                w = word(p, &wn); /* at */
+                p = w + wn;
+                w = word(p, &wn);
+                bad |= parse_time(w, wn, &c.t);
+                p = w + wn;
+            } else if (wn == 5 && strncmp(w, "range", 5) == 0) {
+                c.range = 1;
+                p = w + wn;
+                w = word(p, &wn); p = w + wn; /* from */
+                w = word(p, &wn); bad |= parse_time(w, wn, &c.start); p = w + wn;
+                w = word(p, &wn); p = w + wn; /* to */
+                w = word(p, &wn); bad |= parse_time(w, wn, &c.end); p = w + wn;
+                w = word(p, &wn); p = w + wn; /* step */
+                w = word(p, &wn); bad |= parse_time(w, wn, &c.step); p = w + wn;
+            } else {
+                bad = 1;
+            }
+            c.query = strdup(skip_ws(p));
+            while (i + 1 < nl && is_indented_or_blank(lines[i + 1]) && !is_blank(lines[i + 1])) {
+                i++;
+                const char *x = skip_ws(lines[i]);
+                if (strncmp(x, "expect ", 7) == 0) {
+                    x = skip_ws(x + 7);
+                    if (strncmp(x, "fail", 4) == 0) {
+                        c.fail = 1;
+                        const char *m = strstr(x, "msg:");
+                        const char *rg = strstr(x, "regex:");
+                        if (m)
+                            c.fail_msg = strdup(skip_ws(m + 4));
+                        else if (rg)
+                            c.fail_regex = strdup(skip_ws(rg + 6));
+                    } else if (strncmp(x, "no_warn", 7) == 0) c.no_warn = 1;
+                    else if (strncmp(x, "warn", 4) == 0) c.warn = 1;
+                    else if (strncmp(x, "no_info", 7) == 0) c.no_info = 1;
+                    else if (strncmp(x, "info", 4) == 0) c.info = 1;
+                    else if (strncmp(x, "ordered", 7) == 0) c.ordered = 1;
+                    else if (strncmp(x, "string", 6) == 0) {
+                        x = skip_ws(x + 6);
+                        char *sv;
+                        size_t used;
+                        if (obs_go_unquote(x, strlen(x), &sv, &used) == 0) {
+                            c.expect_string = strdup(sv);
+                            obs_free(sv);
+                        } else {
+                            c.expect_string = strdup(x);
+                        }
+                        c.has_string = 1;
+                    } else if (strncmp(x, "range vector", 12) == 0) {
+                        c.range_vector = 1;
+                        x = skip_ws(x + 12);
+                        w = word(x, &wn); x = w + wn; /* from */
+                        w = word(x, &wn); parse_time(w, wn, &c.rv_start); x = w + wn;
+                        w = word(x, &wn); x = w + wn; /* to */
+                        w = word(x, &wn); parse_time(w, wn, &c.rv_end); x = w + wn;
+                        w = word(x, &wn); x = w + wn; /* step */
+                        w = word(x, &wn); parse_time(w, wn, &c.rv_step);
+                    }
+                    continue;
+                }
+                struct expect_series es;
+                memset(&es, 0, sizeof(es));
+                const char *vp = x;
+                double tmp;
+                size_t tn;
+                const char *tw = word(x, &tn);
+                if ((*x == '"' || *x == '\'' || *x == '`') && tn == strlen(x)) {
+                    /* a bare string result */
+                    char *sv;
+                    size_t used;
+                    if (obs_go_unquote(x, strlen(x), &sv, &used) == 0) {
+                        c.expect_string = strdup(sv);
+                        obs_free(sv);
+                        c.has_string = 1;
+                    }
+                    continue;
+                }
+                if (parse_num(tw, tn, &tmp) == 0 && *skip_ws(tw + tn) == 0) {
+                    es.scalar = 1;
+                } else if (parse_series_desc(&vp, &es.l, &es.nl) < 0) {
+                    bad = 1;
+                    continue;
+                }
+                es.nv = parse_values(es.scalar ? x : vp, &es.v);
+                if (es.nv < 0)
+                    bad = 1;
+                c.ex = realloc(c.ex, (c.nex + 1) * sizeof(*c.ex));
+                c.ex[c.nex++] = es;
+            }
+            (*total)++;
+            int ok = 0;
+            if (!bad) {
+                fail_why[0] = 0;
+                ok = run_cmd(&c);
+            } else {
+                snprintf(fail_why, sizeof(fail_why), "could not parse test command");
+            }
+            if (ok)
+                (*passed)++;
+            else if (verbose)
+                fprintf(stdout, "  FAIL %s:%d: %s\n      %s\n", path, c.line, c.query, fail_why);
+            free_cmd(&c);
+            continue;
+        }
+        if (verbose)
+            fprintf(stderr, "%s:%zu: skipping line: %s\n", path, i + 1, l);
+    }
+    store_clear();
+    for (size_t i = 0; i < nl; i++)
+        free(lines[i]);
+    free(lines);
+}
+
+int main(int argc, char **argv)
+{
+    int tp = 0, tt = 0, files = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-v") == 0) {
+            verbose = 1;
+            continue;
+        }
+        int p, t;
+        run_file(argv[i], &p, &t);
+        const char *base = strrchr(argv[i], '/');
+        printf("%s: %d/%d\n", base ? base + 1 : argv[i], p, t);
+        fflush(stdout);
+        tp += p;
+        tt += t;
+        files++;
+    }
+    if (files == 0) {
+        fprintf(stderr, "usage: promqltest [-v] file.test...\n");
+        return 2;
+    }
+    printf("TOTAL: %d/%d (%.1f%%)\n", tp, tt, tt ? 100.0 * tp / tt : 0.0);
+    return 0;
+}
