@@ -224,6 +224,8 @@ struct ald {
     struct obs_mchild *m_nflog_entries;
     struct event *stats_timer;
     const char *cfg_file;        /* for reload */
+    int expand_env;
+    struct event *sighup;
 };
 
 /* alertd.c: reload the config file (POST /-/reload, SIGHUP). Groups are rebuilt from the

@@ -17,8 +17,108 @@
 #include "core/obs_mem.h"
 #include "core/obs_time.h"
 #include "http/obs_http.h"
+#include "metrics/obs_metrics.h"
+
+#include <event2/event.h>
+#include <signal.h>
 
 #define COMP "alertmanager"
+#define STATS_INTERVAL_S 5
+
+void ald_metric_add(struct obs_mchild *c, double v)
+{
+    if (c != NULL)
+        obs_mchild_add(c, v);
+}
+
+static void metric_set(struct obs_mchild *c, double v)
+{
+    if (c != NULL)
+        obs_mchild_set(c, v);
+}
+
+/* Refresh the state gauges (alerts by state, silences by state, nflog size). */
+static void stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct ald *d = arg;
+    int64_t now = obs_now_ms();
+    double active = 0, suppressed = 0, sil[3] = {0, 0, 0};
+    for (size_t i = 0; i < d->alerts.cap; i++) {
+        if (!ald_map_slot(&d->alerts, i))
+            continue;
+        const struct ald_alert *a = d->alerts.vals[i];
+        if (ald_alert_resolved(a, now))
+            continue;
+        const char *ids[1];
+        uint64_t fps[1];
+        if (ald_silenced_by(d, a->labels, a->nlabels, ids, 1) ||
+            ald_inhibited_by(d, a->fp, a->labels, a->nlabels, fps, 1))
+            suppressed++;
+        else
+            active++;
+    }
+    for (size_t i = 0; i < d->nsils; i++)
+        sil[ald_silence_state(d->sils[i], now)]++;
+    metric_set(d->m_alerts_active, active);
+    metric_set(d->m_alerts_suppressed, suppressed);
+    metric_set(d->m_sil_pending, sil[ALD_SIL_PENDING]);
+    metric_set(d->m_sil_active, sil[ALD_SIL_ACTIVE]);
+    metric_set(d->m_sil_expired, sil[ALD_SIL_EXPIRED]);
+    size_t n = 0;
+    for (size_t i = 0; i < d->nflog.cap; i++)
+        n += ald_map_slot(&d->nflog, i);
+    metric_set(d->m_nflog_entries, (double)n);
+}
+
+static void metrics_init(struct ald *d, struct obs_metrics *m)
+{
+    if (m == NULL)
+        return;
+    struct obs_mfamily *f;
+    f = obs_metrics_family(m, OBS_MCOUNTER, "alertmanager_alerts_received_total",
+                           "The total number of received alerts.", "status", NULL, 0);
+    if (f) {
+        d->m_recv_firing = obs_mfamily_with(f, "firing");
+        d->m_recv_resolved = obs_mfamily_with(f, "resolved");
+    }
+    d->m_invalid = obs_metrics_counter(m, "alertmanager_alerts_invalid_total",
+                                       "The total number of received alerts that were invalid.");
+    f = obs_metrics_family(m, OBS_MCOUNTER, "alertmanager_notifications_total",
+                           "The total number of attempted notifications.", "integration", NULL,
+                           0);
+    if (f)
+        d->m_notif = obs_mfamily_with(f, "webhook");
+    f = obs_metrics_family(m, OBS_MCOUNTER, "alertmanager_notifications_failed_total",
+                           "The total number of failed notifications.", "integration", NULL, 0);
+    if (f)
+        d->m_notif_failed = obs_mfamily_with(f, "webhook");
+    f = obs_metrics_family(m, OBS_MCOUNTER, "alertmanager_notification_requests_total",
+                           "The total number of attempted notification requests.", "integration",
+                           NULL, 0);
+    if (f)
+        d->m_notif_requests = obs_mfamily_with(f, "webhook");
+    f = obs_metrics_family(m, OBS_MGAUGE, "alertmanager_alerts", "How many alerts by state.",
+                           "state", NULL, 0);
+    if (f) {
+        d->m_alerts_active = obs_mfamily_with(f, "active");
+        d->m_alerts_suppressed = obs_mfamily_with(f, "suppressed");
+    }
+    f = obs_metrics_family(m, OBS_MGAUGE, "alertmanager_silences", "How many silences by state.",
+                           "state", NULL, 0);
+    if (f) {
+        d->m_sil_active = obs_mfamily_with(f, "active");
+        d->m_sil_pending = obs_mfamily_with(f, "pending");
+        d->m_sil_expired = obs_mfamily_with(f, "expired");
+    }
+    d->m_nflog_entries = obs_metrics_gauge(m, "alertmanager_nflog_entries",
+                                           "Entries in the notification log.");
+    d->stats_timer = event_new(d->base, -1, EV_PERSIST, stats_cb, d);
+    if (d->stats_timer) {
+        struct timeval tv = {STATS_INTERVAL_S, 0};
+        evtimer_add(d->stats_timer, &tv);
+    }
+    stats_cb(-1, 0, d);
+}
 
 struct ald *ald_new(struct event_base *base, struct ald_config *cfg_take, const char *original)
 {
@@ -40,6 +140,10 @@ void ald_free(struct ald *d)
         return;
     if (d->sender)
         ald_dispatch_stop(d);
+    if (d->stats_timer)
+        event_free(d->stats_timer);
+    if (d->sighup)
+        event_free(d->sighup);
     ald_state_close(d);
     for (size_t i = 0; i < d->alerts.cap; i++)
         if (ald_map_slot(&d->alerts, i))
@@ -79,6 +183,44 @@ static char *read_file(const char *path)
     return obs_sbuf_take(&sb, NULL);
 }
 
+int ald_reload(struct ald *d, struct obs_err *err)
+{
+    if (d->cfg_file == NULL || d->cfg_file[0] == '\0')
+        return obs_err_set(err, OBS_EINVAL, "no config file to reload");
+    struct obs_cf_node *root = obs_cf_load_file(d->cfg_file, d->expand_env, err);
+    if (root == NULL)
+        return OBS_EINVAL;
+    struct ald_config *nc = ald_config_from_tree(root, err);
+    obs_cf_free(root);
+    if (nc == NULL)
+        return OBS_EINVAL;
+    /* flag-derived settings stay as they were at start */
+    char *t;
+    t = nc->storage_path, nc->storage_path = d->cfg->storage_path, d->cfg->storage_path = t;
+    t = nc->external_url, nc->external_url = d->cfg->external_url, d->cfg->external_url = t;
+    nc->retention_ms = d->cfg->retention_ms;
+    ald_dispatch_stop(d);
+    ald_config_free(d->cfg);
+    d->cfg = nc;
+    d->stopping = 0;
+    char *orig = read_file(d->cfg_file);
+    if (orig) {
+        obs_free(d->config_original);
+        d->config_original = orig;
+    }
+    int rc = ald_dispatch_start(d, err);
+    if (rc == 0)
+        obs_clog_info(COMP, "configuration reloaded\tfile=%s", d->cfg_file);
+    return rc;
+}
+
+static void sighup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct obs_err err = {0};
+    if (ald_reload(arg, &err) != 0)
+        obs_clog_error(COMP, "reload failed, keeping the old config\terr=\"%s\"", err.msg);
+}
+
 static int am_init(struct obs_ctx *ctx, struct obs_err *err)
 {
     struct ald_config *cfg = ald_config_from_tree(ctx->cfg, err);
@@ -111,6 +253,11 @@ static int am_init(struct obs_ctx *ctx, struct obs_err *err)
         return rc;
     }
     ctx->app = d;
+    d->cfg_file = ctx->cfg_file;
+    metrics_init(d, ctx->metrics);
+    d->sighup = evsignal_new(ctx->base, SIGHUP, sighup_cb, d);
+    if (d->sighup)
+        evsignal_add(d->sighup, NULL);
     obs_clog_info(COMP, "alertd ready\tstorage=%s external_url=%s receivers=%zu",
                   d->cfg->storage_path, d->cfg->external_url, d->cfg->nreceivers);
     return 0;

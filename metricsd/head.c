@@ -7,8 +7,10 @@
  *   struct tenant   series array indexed by a dense local id (the roaring bitmaps' domain),
  *                   a hash table of series chains keyed by label-set hash, and postings
  *                   (name -> value -> roaring bitmap of ids).
- *   struct mseries  one series: its labels in one allocation with their strings, a growing
- *                   sample array, and appender bookkeeping.
+ *   struct mseries  one series: its labels in one allocation with their strings, its
+ *                   samples as Prometheus-compatible XOR chunks (chunkenc.h) of up to
+ *                   MTD_CHUNK_SAMPLES samples (closed ones trimmed to size, plus the open
+ *                   one being appended to), and appender bookkeeping.
  * The head keeps a dense array of series by global ref for WAL replay.
  *
  * Selection (postings for matchers, as Prometheus does it): a matcher that does not match ""
@@ -30,7 +32,11 @@
 #include "core/obs_log.h"
 #include "core/obs_mem.h"
 #include "core/obs_sbuf.h"
+#include "metricsd/chunkenc.h"
 #include "wal/obs_wal.h"
+
+/* Samples per chunk before it is cut, as Prometheus' head does. */
+#define MTD_CHUNK_SAMPLES 120
 
 /* ---- string map ------------------------------------------------------------------------- */
 
@@ -139,6 +145,14 @@ static const char **smap_sorted_keys(const struct smap *m)
 
 struct tenant;
 
+/* A closed (full) chunk. */
+struct hchunk {
+    uint8_t *b;
+    uint32_t len;
+    uint16_t n;
+    int64_t mint, maxt;
+};
+
 struct mseries {
     uint64_t ref;
     uint32_t id;
@@ -147,8 +161,13 @@ struct mseries {
     struct tenant *tenant;
     struct obs_label *labels; /* points into the same allocation as the series */
     size_t nlabels;
-    struct mtd_sample *s;
-    size_t n, cap;
+    struct hchunk *chunks;     /* closed chunks, in time order */
+    size_t nchunks, capchunks;
+    struct mtd_xor_chunk open; /* chunk being appended to (b == NULL before the first) */
+    int64_t open_mint;
+    int64_t mint, last_t;      /* first and last sample times (valid when n > 0) */
+    double last_v;
+    uint64_t n;                /* samples in the series */
     /* appender bookkeeping */
     int pending;    /* has samples in the open appender */
     int64_t pend_t; /* last pending sample */
@@ -226,8 +245,12 @@ static void tenant_free(void *p)
     if (t == NULL)
         return;
     for (size_t i = 0; i < t->nseries; i++) {
-        obs_free(t->series[i]->s);
-        obs_free(t->series[i]);
+        struct mseries *s = t->series[i];
+        for (size_t k = 0; k < s->nchunks; k++)
+            obs_free(s->chunks[k].b);
+        obs_free(s->chunks);
+        mtd_xor_deinit(&s->open);
+        obs_free(s);
     }
     obs_free(t->series);
     obs_free(t->ht);
@@ -386,22 +409,100 @@ static struct mseries *series_create(struct mtd_head *h, struct tenant *t, uint6
     return s;
 }
 
-/* Append (t, v) to s without checks. */
+/* Close the open chunk: keep a trimmed copy. On OOM the open chunk just keeps growing. */
+static void series_cut(struct mseries *s)
+{
+    if (s->nchunks == s->capchunks) {
+        size_t nc = s->capchunks ? s->capchunks * 2 : 4;
+        struct hchunk *nv = obs_realloc(s->chunks, nc * sizeof *nv);
+        if (nv == NULL)
+            return;
+        s->chunks = nv;
+        s->capchunks = nc;
+    }
+    size_t len = mtd_xor_bytes(&s->open);
+    uint8_t *b = obs_malloc(len);
+    if (b == NULL)
+        return;
+    memcpy(b, s->open.b, len);
+    s->chunks[s->nchunks++] = (struct hchunk){b, (uint32_t)len, s->open.n, s->open_mint,
+                                              s->last_t};
+    mtd_xor_deinit(&s->open);
+}
+
+/* Append (t, v) to s without checks (t > last_t is the caller's business). */
 static int series_push(struct mtd_head *h, struct mseries *s, int64_t t, double v)
 {
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? (s->cap < 4096 ? s->cap * 2 : s->cap + 4096) : 16;
-        struct mtd_sample *ns = obs_realloc(s->s, nc * sizeof *ns);
-        if (ns == NULL)
+    if (s->open.b == NULL) {
+        if (mtd_xor_init(&s->open) != 0)
             return OBS_ENOMEM;
-        s->s = ns;
-        s->cap = nc;
+        s->open_mint = t;
     }
-    s->s[s->n].t = t;
-    s->s[s->n].v = v;
+    int rc = mtd_xor_append(&s->open, t, v);
+    if (rc == OBS_ELIMIT) { /* a cut failed 65535 times in a row: give up on this sample */
+        series_cut(s);
+        return OBS_ENOMEM;
+    }
+    if (rc != 0)
+        return rc;
+    if (s->n == 0)
+        s->mint = t;
+    s->last_t = t;
+    s->last_v = v;
     s->n++;
     h->total_samples++;
+    if (s->open.n >= MTD_CHUNK_SAMPLES)
+        series_cut(s);
     return 0;
+}
+
+/* Does s have samples that may fall in [mint, maxt]? (Exact at the series' ends.) */
+static int series_overlaps(const struct mseries *s, int64_t mint, int64_t maxt)
+{
+    return s->n > 0 && mint <= maxt && s->mint <= maxt && s->last_t >= mint;
+}
+
+/* Upper bound of the samples of s in [mint, maxt] (whole chunks that overlap). */
+static size_t series_bound(const struct mseries *s, int64_t mint, int64_t maxt)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < s->nchunks; k++)
+        if (s->chunks[k].mint <= maxt && s->chunks[k].maxt >= mint)
+            n += s->chunks[k].n;
+    if (s->open.b && s->open.n > 0 && s->open_mint <= maxt && s->last_t >= mint)
+        n += s->open.n;
+    return n;
+}
+
+static size_t decode_into(const uint8_t *b, size_t len, int64_t mint, int64_t maxt,
+                          struct mtd_sample *out)
+{
+    struct mtd_xor_iter it;
+    size_t n = 0;
+    mtd_xor_iter_init(&it, b, len);
+    while (mtd_xor_iter_next(&it) == 1) {
+        if (it.t < mint)
+            continue;
+        if (it.t > maxt)
+            break;
+        out[n].t = it.t;
+        out[n].v = it.v;
+        n++;
+    }
+    return n;
+}
+
+/* Decode the samples of s in [mint, maxt] into out (room for series_bound()). */
+static size_t series_decode(const struct mseries *s, int64_t mint, int64_t maxt,
+                            struct mtd_sample *out)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < s->nchunks; k++)
+        if (s->chunks[k].mint <= maxt && s->chunks[k].maxt >= mint)
+            n += decode_into(s->chunks[k].b, s->chunks[k].len, mint, maxt, out + n);
+    if (s->open.b && s->open.n > 0 && s->open_mint <= maxt && s->last_t >= mint)
+        n += decode_into(s->open.b, mtd_xor_bytes(&s->open), mint, maxt, out + n);
+    return n;
 }
 
 /* ---- WAL encoding ----------------------------------------------------------------------- */
@@ -560,7 +661,7 @@ static int replay_samples(struct replay *rp, struct rd *r)
         if (r->bad)
             break;
         struct mseries *s = ref < rp->h->capref ? rp->h->by_ref[ref] : NULL;
-        if (s == NULL || (s->n > 0 && t <= s->s[s->n - 1].t)) {
+        if (s == NULL || (s->n > 0 && t <= s->last_t)) {
             rp->skipped++;
             continue;
         }
@@ -829,8 +930,8 @@ int mtd_appender_add(struct mtd_appender *a, const struct obs_label *labels, siz
         lv = s->pend_v;
     } else if (s->n > 0) {
         have = 1;
-        lt = s->s[s->n - 1].t;
-        lv = s->s[s->n - 1].v;
+        lt = s->last_t;
+        lv = s->last_v;
     }
     if (have && t <= lt) {
         char ser[200];
@@ -1053,31 +1154,6 @@ oom:
     return NULL;
 }
 
-/* First index with s[i].t >= t. */
-static size_t lower_bound(const struct mtd_sample *s, size_t n, int64_t t)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s[mid].t < t)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-/* Samples of s in [mint, maxt]: *first and count. */
-static size_t series_range(const struct mseries *s, int64_t mint, int64_t maxt, size_t *first)
-{
-    if (s->n == 0 || s->s[0].t > maxt || s->s[s->n - 1].t < mint || mint > maxt)
-        return 0;
-    size_t a = lower_bound(s->s, s->n, mint);
-    size_t b = maxt == INT64_MAX ? s->n : lower_bound(s->s, s->n, maxt + 1);
-    *first = a;
-    return b > a ? b - a : 0;
-}
-
 static int cmp_series_ptr(const void *a, const void *b)
 {
     const struct mseries *x = *(const struct mseries *const *)a;
@@ -1115,8 +1191,7 @@ static int collect(struct mtd_head *h, const char *tenant, const struct obs_matc
         if (id >= t->nseries)
             continue;
         struct mseries *s = t->series[id];
-        size_t first;
-        if (series_range(s, mint, maxt, &first) == 0)
+        if (!series_overlaps(s, mint, maxt))
             continue;
         v[k++] = s;
     }
@@ -1144,19 +1219,8 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
         return obs_err_set(err, OBS_ELIMIT, "the query hit the max number of series limit "
                            "(limit: %zu series)", o->max_series);
     }
-    size_t total = 0;
+    size_t total = 0, kept = 0;
     int with_samples = !(o && o->no_samples);
-    if (with_samples) {
-        for (size_t i = 0; i < n; i++) {
-            size_t first;
-            total += series_range(v[i], mint, maxt, &first);
-        }
-        if (o && o->max_samples && total > o->max_samples) {
-            obs_free(v);
-            return obs_err_set(err, OBS_ELIMIT, "query processing would load too many samples "
-                               "into memory in query execution");
-        }
-    }
     struct mtd_series_set *set = obs_calloc(1, sizeof *set);
     struct obs_arena *ar = obs_arena_new(64 * 1024);
     if (set == NULL || ar == NULL)
@@ -1167,7 +1231,25 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
         goto oom;
     for (size_t i = 0; i < n; i++) {
         const struct mseries *s = v[i];
-        struct mtd_series *d = &set->series[i];
+        struct mtd_series *d = &set->series[kept];
+        if (with_samples) {
+            size_t bound = series_bound(s, mint, maxt);
+            struct mtd_sample *sm = obs_arena_alloc(ar, (bound ? bound : 1) * sizeof *sm);
+            if (sm == NULL)
+                goto oom;
+            size_t cnt = series_decode(s, mint, maxt, sm);
+            if (cnt == 0)
+                continue; /* overlapped the range but had no sample inside it */
+            total += cnt;
+            if (o && o->max_samples && total > o->max_samples) {
+                obs_free(v);
+                mtd_series_set_free(set);
+                return obs_err_set(err, OBS_ELIMIT, "query processing would load too many "
+                                   "samples into memory in query execution");
+            }
+            d->samples = sm;
+            d->nsamples = cnt;
+        }
         struct obs_label *l = obs_arena_alloc(ar, (s->nlabels ? s->nlabels : 1) * sizeof *l);
         if (l == NULL)
             goto oom;
@@ -1180,16 +1262,9 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
         d->labels = l;
         d->nlabels = s->nlabels;
         d->hash = s->hash;
-        if (with_samples) {
-            size_t first = 0, cnt = series_range(s, mint, maxt, &first);
-            struct mtd_sample *sm = obs_arena_alloc(ar, (cnt ? cnt : 1) * sizeof *sm);
-            if (sm == NULL)
-                goto oom;
-            memcpy(sm, s->s + first, cnt * sizeof *sm);
-            d->samples = sm;
-            d->nsamples = cnt;
-        }
+        kept++;
     }
+    n = kept;
     set->nseries = n;
     set->nsamples_total = with_samples ? total : 0;
     obs_free(v);

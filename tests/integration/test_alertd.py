@@ -149,6 +149,58 @@ def test_config_amtool_check_and_conformance_files():
             d.cleanup()
 
 
+def test_lab_config_loads():
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "local", "alertd.yml")
+    if not os.path.exists(path):
+        print("skip: no deploy/local/alertd.yml")
+        return
+    port = free_port()
+    d = Daemon("alertd", None, http_port=port,
+               args=["-config.file=" + os.path.abspath(path), "-config.expand-env",
+                     "--storage.path=data"],
+               env={"LAB_PORT_ALERTD": str(port), "LAB_GROUP_WAIT": "1s"})
+    try:
+        d.start(ready_path="/-/ready")
+        st, rcv = http_json("GET", d.url("/api/v2/receivers"))
+        assert st == 200 and rcv == [{"name": "webhook"}], rcv
+    finally:
+        d.cleanup()
+
+
+def test_reload_and_metrics():
+    hook = Hook()
+    cfg = config(hook)
+    d = start(cfg)
+    try:
+        post_alerts(d, [{"labels": {"alertname": "Reload"}}])
+        wait_until(lambda: hook.bodies(), timeout=10, what="webhook")
+        path = os.path.join(d.dir, "config.yaml")
+        with open(path, "w") as f:
+            f.write(cfg.replace("receivers:\n", "receivers:\n  - name: extra\n"))
+        st, _, _ = http("POST", d.url("/-/reload"))
+        assert st == 200
+        st, rcv = http_json("GET", d.url("/api/v2/receivers"))
+        assert rcv == [{"name": "extra"}, {"name": "hook"}], rcv
+        st, alerts = http_json("GET", d.url("/api/v2/alerts"))
+        assert alerts[0]["receivers"] == [{"name": "hook"}]
+        time.sleep(1.5)  # groups were rebuilt: the nflog keeps them from re-sending
+        assert len(hook.bodies()) == 1, hook.bodies()
+        with open(path, "a") as f:
+            f.write("bogus: 1\n")
+        st, body, _ = http("POST", d.url("/-/reload"))
+        assert st == 500 and b"config.yaml:" in body and b"bogus" in body, body
+        st, rcv = http_json("GET", d.url("/api/v2/receivers"))
+        assert rcv == [{"name": "extra"}, {"name": "hook"}], rcv  # old config kept
+        st, body, _ = http("GET", d.url("/metrics"))
+        text = body.decode()
+        assert 'alertmanager_alerts_received_total{status="firing"} 1' in text, text
+        assert 'alertmanager_notifications_total{integration="webhook"} 1' in text, text
+        assert d.alive()
+    finally:
+        d.cleanup()
+        hook.stop()
+
+
 def test_config_errors_have_position():
     bad = "route:\n  receiver: a\n  group_wiat: 1s\nreceivers:\n  - name: a\n"
     d = Daemon("alertd", bad, args=["--web.listen-address=127.0.0.1:%d" % free_port()])
@@ -339,6 +391,24 @@ def test_resolved_notification_and_restart_without_resend():
         assert body["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z"
         st, alerts = http_json("GET", d.url("/api/v2/alerts"))
         assert alerts == [], alerts
+    finally:
+        d.cleanup()
+        hook.stop()
+
+
+def test_old_alert_flushes_at_once_and_repeats():
+    hook = Hook()
+    d = start(config(hook, group_wait="5s", group_interval="1s", repeat="3s"))
+    try:
+        t0 = time.time()
+        post_alerts(d, [{"labels": {"alertname": "Old"},
+                         "startsAt": rfc3339(now_utc() - timedelta(minutes=10))}])
+        wait_until(lambda: hook.bodies(), timeout=4, what="immediate flush")
+        assert hook.calls[0][0] - t0 < 2.5, "alert older than group_wait waited"
+        wait_until(lambda: len(hook.bodies()) == 2, timeout=8, what="repeat notification")
+        gap = hook.calls[1][0] - hook.calls[0][0]
+        assert 2.5 <= gap <= 5.5, "repeat_interval 3s, got %.1fs" % gap
+        assert hook.bodies()[0]["alerts"] == hook.bodies()[1]["alerts"]
     finally:
         d.cleanup()
         hook.stop()

@@ -379,6 +379,45 @@ START_TEST(test_many_series)
 }
 END_TEST
 
+/* Many samples per series: chunk cuts, ranges across chunk borders, replay of chunks. */
+START_TEST(test_chunks)
+{
+    mkwaldir();
+    struct mtd_head_opts o = {.wal_dir = waldir, .wal_no_fsync = 1};
+    struct mtd_head *h = mtd_head_open(&o, NULL);
+    struct obs_label l[] = {{"__name__", "long"}};
+    for (int b = 0; b < 10; b++) {
+        struct mtd_appender *a = mtd_head_appender(h, "anonymous");
+        for (int i = b * 100; i < b * 100 + 100; i++)
+            ck_assert_int_eq(mtd_appender_add(a, l, 1, 1000LL * i + (i % 3), i * 0.25, NULL), 0);
+        ck_assert_int_eq(mtd_appender_commit(a, NULL), 0);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        struct mtd_series_set *s = sel(h, "anonymous", "long", INT64_MIN, INT64_MAX);
+        ck_assert_uint_eq(s->series[0].nsamples, 1000);
+        for (int i = 0; i < 1000; i++) {
+            ck_assert_int_eq(s->series[0].samples[i].t, 1000LL * i + (i % 3));
+            ck_assert_double_eq(s->series[0].samples[i].v, i * 0.25);
+        }
+        mtd_series_set_free(s);
+        /* [119000, 240999] spans chunk borders: samples 119..240 */
+        s = sel(h, "anonymous", "long", 119000, 240999);
+        ck_assert_uint_eq(s->series[0].nsamples, 122);
+        ck_assert_int_eq(s->series[0].samples[0].t, 119000 + 119 % 3);
+        ck_assert_int_eq(s->series[0].samples[121].t, 240000);
+        mtd_series_set_free(s);
+        /* a gap between samples: overlapping the series but empty -> not returned */
+        s = sel(h, "anonymous", "long", 500003, 500900);
+        ck_assert_uint_eq(s->nseries, 0);
+        mtd_series_set_free(s);
+        mtd_head_close(h);
+        h = mtd_head_open(&o, NULL);
+    }
+    mtd_head_close(h);
+    rmwaldir();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("mtd_head");
@@ -396,6 +435,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_wal_replay);
     tcase_add_test(tc, test_many_series);
+    tcase_add_test(tc, test_chunks);
     suite_add_tcase(s, tc);
     return s;
 }
