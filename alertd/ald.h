@@ -6,11 +6,12 @@
  * groups and the notification log. A single sender thread performs webhook POSTs with
  * obs_httpc_do and hands results back to the loop over an obs_chan; nothing else runs off
  * the loop. State that must survive a restart (alerts, silences, notification log) goes
- * through one WAL under --storage.path (ald_state.c).
+ * through one WAL under --storage.path (state.c).
  *
  * Files: config.c (YAML -> ald_config), matchers.c (Alertmanager matcher syntax),
- * alerts.c (alert model, fingerprints, store), silences.c, dispatch.c (route tree, groups,
- * nflog, sender), api.c (HTTP API v2), state.c (persistence), alertd.c (component glue).
+ * alerts.c (alert model, fingerprints, store), silences.c (silences, inhibition),
+ * dispatch.c (groups, nflog, sender thread), api.c (HTTP API v2), state.c (persistence),
+ * alertd.c (component glue, reload, metrics, config.original).
  */
 #ifndef ALD_H
 #define ALD_H
@@ -224,7 +225,6 @@ struct ald {
     struct obs_mchild *m_nflog_entries;
     struct event *stats_timer;
     const char *cfg_file;        /* for reload */
-    int expand_env;
     struct event *sighup;
 };
 

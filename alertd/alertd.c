@@ -7,6 +7,7 @@
  */
 #include "alertd/ald.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -183,14 +184,122 @@ static char *read_file(const char *path)
     return obs_sbuf_take(&sb, NULL);
 }
 
+/* ---- config.original: the loaded tree re-emitted as YAML ------------------------------ */
+
+/* Alertmanager returns its parsed config re-marshalled; alertd emits the loaded tree (so
+ * ${VAR} expansion is applied) without alertd's own top-level keys, which keeps amtool's
+ * strict parser happy (`amtool config routes`, `amtool config show`). */
+static int plain_ok(const char *v)
+{
+    if (v == NULL || *v == '\0' || strchr("-?:,[]{}#&*!|>'\"%@`~ ", v[0]) != NULL)
+        return 0;
+    for (const char *p = v; *p; p++)
+        if (!(isalnum((unsigned char)*p) || strchr("_.:/+-=", *p) != NULL))
+            return 0;
+    return v[strlen(v) - 1] != ':';
+}
+
+static void emit_scalar(struct obs_sbuf *sb, const struct obs_cf_node *n)
+{
+    if (n->type == OBS_CF_NULL || n->value == NULL)
+        obs_sbuf_puts(sb, "null");
+    else if (!n->quoted && plain_ok(n->value))
+        obs_sbuf_puts(sb, n->value);
+    else
+        obs_sbuf_json_str(sb, n->value, strlen(n->value));
+}
+
+static void pad(struct obs_sbuf *sb, int n)
+{
+    for (int i = 0; i < n; i++)
+        obs_sbuf_putc(sb, ' ');
+}
+
+static void emit_node(struct obs_sbuf *sb, const struct obs_cf_node *n, int indent, int inline1,
+                      int top);
+
+/* value after "key:" or "-" */
+static void emit_value(struct obs_sbuf *sb, const struct obs_cf_node *v, int indent, int in_seq)
+{
+    if (v->type == OBS_CF_MAP && v->n > 0) {
+        if (in_seq) {
+            obs_sbuf_putc(sb, ' ');
+            emit_node(sb, v, indent, 1, 0);
+        } else {
+            obs_sbuf_putc(sb, '\n');
+            emit_node(sb, v, indent, 0, 0);
+        }
+    } else if (v->type == OBS_CF_SEQ && v->n > 0) {
+        obs_sbuf_putc(sb, '\n');
+        emit_node(sb, v, indent, 0, 0);
+    } else {
+        obs_sbuf_putc(sb, ' ');
+        if (v->type == OBS_CF_MAP)
+            obs_sbuf_puts(sb, "{}");
+        else if (v->type == OBS_CF_SEQ)
+            obs_sbuf_puts(sb, "[]");
+        else
+            emit_scalar(sb, v);
+        obs_sbuf_putc(sb, '\n');
+    }
+}
+
+static void emit_node(struct obs_sbuf *sb, const struct obs_cf_node *n, int indent, int inline1,
+                      int top)
+{
+    static const char *const own[] = {"server", "storage", "web", "data", "cluster", "log",
+                                      "config", NULL};
+    if (n->type == OBS_CF_MAP) {
+        int first = 1;
+        for (size_t i = 0; i < n->n; i++) {
+            const struct obs_cf_node *it = n->items[i];
+            int skip = 0;
+            for (int k = 0; top && own[k]; k++)
+                skip |= strcmp(own[k], it->key) == 0;
+            if (skip)
+                continue;
+            if (!(first && inline1))
+                pad(sb, indent);
+            first = 0;
+            if (plain_ok(it->key))
+                obs_sbuf_puts(sb, it->key);
+            else
+                obs_sbuf_json_str(sb, it->key, strlen(it->key));
+            obs_sbuf_putc(sb, ':');
+            emit_value(sb, it, indent + 2, 0);
+        }
+    } else if (n->type == OBS_CF_SEQ) {
+        for (size_t i = 0; i < n->n; i++) {
+            pad(sb, indent);
+            obs_sbuf_putc(sb, '-');
+            emit_value(sb, n->items[i], indent + 2, 1);
+        }
+    }
+}
+
+static char *am_original(const struct obs_cf_node *root)
+{
+    struct obs_sbuf sb;
+    obs_sbuf_init(&sb);
+    emit_node(&sb, root, 0, 0, 1);
+    obs_sbuf_putc(&sb, '\0');
+    return obs_sbuf_take(&sb, NULL);
+}
+
 int ald_reload(struct ald *d, struct obs_err *err)
 {
     if (d->cfg_file == NULL || d->cfg_file[0] == '\0')
         return obs_err_set(err, OBS_EINVAL, "no config file to reload");
-    struct obs_cf_node *root = obs_cf_load_file(d->cfg_file, d->expand_env, err);
+    /* obs_app does not tell whether -config.expand-env was given: a file with ${ that
+     * loaded at start was expanded */
+    char *raw = read_file(d->cfg_file);
+    int expand = raw != NULL && strstr(raw, "${") != NULL;
+    obs_free(raw);
+    struct obs_cf_node *root = obs_cf_load_file(d->cfg_file, expand, err);
     if (root == NULL)
         return OBS_EINVAL;
     struct ald_config *nc = ald_config_from_tree(root, err);
+    char *orig = nc ? am_original(root) : NULL;
     obs_cf_free(root);
     if (nc == NULL)
         return OBS_EINVAL;
@@ -203,7 +312,6 @@ int ald_reload(struct ald *d, struct obs_err *err)
     ald_config_free(d->cfg);
     d->cfg = nc;
     d->stopping = 0;
-    char *orig = read_file(d->cfg_file);
     if (orig) {
         obs_free(d->config_original);
         d->config_original = orig;
@@ -238,7 +346,7 @@ static int am_init(struct obs_ctx *ctx, struct obs_err *err)
             obs_clog_warn(COMP, "receiver integrations not supported, only webhook_configs "
                                 "notify\treceiver=%s unsupported=%d",
                           cfg->receivers[i].name, cfg->receivers[i].nunsupported);
-    char *orig = read_file(ctx->cfg_file);
+    char *orig = am_original(ctx->cfg);
     struct ald *d = ald_new(ctx->base, cfg, orig);
     obs_free(orig);
     if (d == NULL)

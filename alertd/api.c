@@ -603,28 +603,69 @@ static void h_alerts(struct obs_http_req *r, void *arg)
 
 /* ---- groups -------------------------------------------------------------------------- */
 
-struct groups_ctx {
-    struct ald *d;
-    struct alert_filter *f;
-    struct obs_sbuf *sb;
-    int first;
-    int64_t now;
+struct group_ref {
+    const struct ald_route *rt;
+    const struct obs_label *gl;
+    size_t ngl;
+    struct ald_alert *const *alerts;
+    size_t n;
 };
 
-static void group_cb(const struct ald_route *rt, const struct obs_label *gl, size_t ngl,
-                     struct ald_alert *const *alerts, size_t n, void *arg)
+struct group_vec {
+    struct group_ref *v;
+    size_t n, cap;
+    int oom;
+};
+
+static void collect_cb(const struct ald_route *rt, const struct obs_label *gl, size_t ngl,
+                       struct ald_alert *const *alerts, size_t n, void *arg)
 {
-    struct groups_ctx *c = arg;
-    if (c->f->has_recv && !obs_matcher_matches(&c->f->recv, rt->receiver))
+    struct group_vec *gv = arg;
+    if (gv->n == gv->cap) {
+        size_t nc = gv->cap ? gv->cap * 2 : 16;
+        struct group_ref *nv = obs_realloc(gv->v, nc * sizeof(*nv));
+        if (nv == NULL) {
+            gv->oom = 1;
+            return;
+        }
+        gv->v = nv;
+        gv->cap = nc;
+    }
+    gv->v[gv->n++] = (struct group_ref){rt, gl, ngl, alerts, n};
+}
+
+/* AlertGroups order: by label set (model.LabelSet.Before), then receiver name. */
+static int group_cmp(const void *pa, const void *pb)
+{
+    const struct group_ref *a = pa, *b = pb;
+    for (size_t i = 0; i < a->ngl && i < b->ngl; i++) {
+        int c = strcmp(a->gl[i].name, b->gl[i].name);
+        if (c)
+            return c;
+        c = strcmp(a->gl[i].value, b->gl[i].value);
+        if (c)
+            return c;
+    }
+    if (a->ngl != b->ngl)
+        return a->ngl < b->ngl ? -1 : 1;
+    return strcmp(a->rt->receiver, b->rt->receiver);
+}
+
+static void render_group(struct ald *d, struct alert_filter *f, const struct group_ref *g,
+                         int64_t now, struct obs_sbuf *sb, int *first)
+{
+    if (f->has_recv && !obs_matcher_matches(&f->recv, g->rt->receiver))
         return;
-    struct ald_alert **v = obs_calloc(n + 1, sizeof(*v));
-    if (v == NULL)
+    struct ald_alert **v = obs_calloc(g->n + 1, sizeof(*v));
+    if (v == NULL) {
+        sb->oom = 1;
         return;
+    }
     size_t cnt = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < g->n; i++) {
         /* current version from the store when it is there */
-        struct ald_alert *a = ald_map_get(&c->d->alerts, alerts[i]->fp);
-        v[cnt++] = a ? a : alerts[i];
+        struct ald_alert *a = ald_map_get(&d->alerts, g->alerts[i]->fp);
+        v[cnt++] = a ? a : g->alerts[i];
     }
     qsort(v, cnt, sizeof(*v), fp_cmp);
     struct obs_sbuf part;
@@ -634,7 +675,7 @@ static void group_cb(const struct ald_route *rt, const struct obs_label *gl, siz
         struct alert_status st;
         const char *recv[MAX_RECV];
         size_t nrecv;
-        if (!alert_passes(c->d, c->f, v[i], c->now, &st, recv, &nrecv))
+        if (!alert_passes(d, f, v[i], now, &st, recv, &nrecv))
             continue;
         if (any)
             obs_sbuf_putc(&part, ',');
@@ -643,17 +684,19 @@ static void group_cb(const struct ald_route *rt, const struct obs_label *gl, siz
     }
     obs_free(v);
     if (any) {
-        if (!c->first)
-            obs_sbuf_putc(c->sb, ',');
-        c->first = 0;
-        obs_sbuf_puts(c->sb, "{\"alerts\":[");
-        obs_sbuf_append(c->sb, part.p, part.len);
-        obs_sbuf_puts(c->sb, "],\"labels\":");
-        json_kv(c->sb, gl, ngl);
-        obs_sbuf_puts(c->sb, ",\"receiver\":{\"name\":");
-        obs_sbuf_json_str(c->sb, rt->receiver, strlen(rt->receiver));
-        obs_sbuf_puts(c->sb, "}}");
+        if (!*first)
+            obs_sbuf_putc(sb, ',');
+        *first = 0;
+        obs_sbuf_puts(sb, "{\"alerts\":[");
+        obs_sbuf_append(sb, part.p, part.len);
+        obs_sbuf_puts(sb, "],\"labels\":");
+        json_kv(sb, g->gl, g->ngl);
+        obs_sbuf_puts(sb, ",\"receiver\":{\"name\":");
+        obs_sbuf_json_str(sb, g->rt->receiver, strlen(g->rt->receiver));
+        obs_sbuf_puts(sb, "}}");
     }
+    if (part.oom)
+        sb->oom = 1;
     obs_sbuf_deinit(&part);
 }
 
@@ -663,12 +706,21 @@ static void h_groups(struct obs_http_req *r, void *arg)
     struct alert_filter f;
     if (parse_alert_filter(r, &f) != 0)
         return;
+    struct group_vec gv = {0};
+    ald_groups_each(d, collect_cb, &gv);
+    if (gv.n > 1)
+        qsort(gv.v, gv.n, sizeof(*gv.v), group_cmp);
     struct obs_sbuf sb;
     obs_sbuf_init(&sb);
+    if (gv.oom)
+        sb.oom = 1;
     obs_sbuf_putc(&sb, '[');
-    struct groups_ctx c = {d, &f, &sb, 1, obs_now_ms()};
-    ald_groups_each(d, group_cb, &c);
+    int first = 1;
+    int64_t now = obs_now_ms();
+    for (size_t i = 0; i < gv.n; i++)
+        render_group(d, &f, &gv.v[i], now, &sb, &first);
     obs_sbuf_putc(&sb, ']');
+    obs_free(gv.v);
     alert_filter_deinit(&f);
     reply_sbuf(r, &sb);
 }

@@ -52,12 +52,10 @@ void ald_uuid(char out[37])
 {
     unsigned char b[16];
     if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        /* fall back to time-based bytes; uniqueness still holds within a process */
-        uint64_t t = (uint64_t)obs_now_ns();
-        static uint64_t ctr;
-        ctr++;
+        /* fall back to clock bytes (wall and monotonic nanoseconds) */
+        uint64_t t = (uint64_t)obs_now_ns(), m = (uint64_t)obs_mono_ns();
         memcpy(b, &t, 8);
-        memcpy(b + 8, &ctr, 8);
+        memcpy(b + 8, &m, 8);
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);

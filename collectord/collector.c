@@ -164,6 +164,8 @@ static struct cld_instance *new_instance(struct cld_collector *c, const struct c
     ins->cfg = cfg && cfg->type != OBS_CF_NULL ? cfg : NULL;
     ins->col = c;
     if (p->init && p->init(ins, err) < 0) {
+        if (ins->data && p->exit) /* undo a partial init */
+            p->exit(ins);
         obs_free(ins->id);
         obs_free(ins);
         return NULL;
@@ -667,11 +669,16 @@ int cld_setup(struct obs_ctx *ctx, struct obs_err *err)
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
         obs_log_set_level_name(lvl);
     }
-    /* Move obs_app's HTTP server to service.telemetry.metrics.address when it differs. */
-    if (c->telemetry_addr) {
+    /* obs_app listened on an ephemeral port (default_http_port 0) unless a flag or a
+     * `server:` section chose one; move it to service.telemetry.metrics.address, default
+     * :8888, the Collector's own metrics endpoint. */
+    const char *addr = c->telemetry_addr;
+    if (!addr && ctx->server.http_listen_port == 0)
+        addr = "0.0.0.0:8888";
+    if (addr) {
         char host[128];
         int port;
-        cld_parse_endpoint(c->telemetry_addr, host, sizeof host, &port);
+        cld_parse_endpoint(addr, host, sizeof host, &port);
         if (!ctx->http || port != obs_http_server_port(ctx->http)) {
             struct obs_http_server *s = obs_http_server_new(ctx->base, host, port, err);
             if (!s)

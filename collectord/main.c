@@ -11,7 +11,7 @@ int main(int argc, char **argv)
     const struct obs_app_desc desc = {
         .name = "collectord",
         .version = "0.1.0",
-        .default_http_port = 8888,
+        .default_http_port = 0, /* moved to telemetry address (8888) in cld_setup */
         .default_grpc_port = 0,
         .components = cld_components,
         .ncomponents = cld_ncomponents,

@@ -5,6 +5,7 @@
  *   GET|POST /api/v1/series                 match[]+, start, end
  *   GET      /api/v1/metadata               limit, metric
  *   GET      /api/v1/status/buildinfo
+ * (and, through api_read.c, POST /api/v1/read).
  * Replies use Prometheus' envelope {"status":"success","data":...}; bad parameters get 400
  * {"status":"error","errorType":"bad_data","error":"..."} with Prometheus' wording.
  * Several match[] select the union of their series. Tenant from X-Scope-OrgID.
@@ -377,5 +378,6 @@ int mtd_api_meta_register(struct obs_ctx *ctx)
     rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/series", h_series, ctx);
     rc |= obs_http_route(ctx->http, "GET", "/api/v1/metadata", h_metadata, ctx);
     rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/buildinfo", h_buildinfo, ctx);
+    rc |= mtd_api_read_register(ctx);
     return rc ? OBS_ENOMEM : 0;
 }

@@ -14,6 +14,7 @@ static const struct obs_component components[] = {
      *   MTD_RULER_COMPONENT,     (name "ruler",   deps {"querier"})
      * ---- end of PromQL helper's entries */
     MTD_QUERIER_COMPONENT,
+    MTD_RULER_COMPONENT,
 };
 
 static const char *const sections[] = {

@@ -83,6 +83,9 @@ void mtd_app_teardown(struct obs_ctx *ctx);
  * ingester's init; calling it again (e.g. from the querier) just replaces the routes. */
 int mtd_api_meta_register(struct obs_ctx *ctx);
 
+/* Register POST /api/v1/read (remote read, api_read.c). Called by mtd_api_meta_register. */
+int mtd_api_read_register(struct obs_ctx *ctx);
+
 /* The version reported by /api/v1/status/buildinfo (Prometheus-compatible numbering). */
 #define MTD_PROM_VERSION "2.42.0-obs"
 

@@ -5,12 +5,15 @@
  *     backend: filesystem          # default
  *     filesystem:
  *       dir: ./data/blocks
- *     s3: {...}                    # recognised, not implemented yet
+ *     s3:                          # backend: s3 (see obs_store_s3.h)
+ *       endpoint: 127.0.0.1:9000
+ *       bucket_name: blocks
  * Sibling keys that belong to the caller's section (tsdb:, bucket_store:, ...) are left
  * alone: the caller binds its own section and hands us the node. Inside `filesystem:` unknown
  * keys fail with file:line:col, as everywhere else.
  */
 #include "store/obs_store.h"
+#include "store/obs_store_s3.h"
 #include "core/obs_mem.h"
 
 #include <string.h>
@@ -40,8 +43,9 @@ static int fs_dir_from(const struct obs_cf_node *fs, const char **dir, struct ob
 /*
  * Open the backend named by cfg's `backend` key (default "filesystem"); cfg may be NULL, which
  * means filesystem at default_dir. Returns a store owned by the caller (obs_store_close) or
- * NULL with err set: unknown backend names and an s3 backend (not supported yet) are
- * OBS_EINVAL with the node's position. Not thread-safe; the store itself is.
+ * NULL with err set: unknown backend names are OBS_EINVAL with the node's position; for
+ * `backend: s3` the `s3:` map is bound by obs_store_s3_open_cf (unknown keys fail with
+ * file:line:col). Not thread-safe; the store itself is.
  */
 struct obs_store *obs_store_open(const struct obs_cf_node *cfg, const char *default_dir,
                                  struct obs_err *err)
@@ -64,10 +68,10 @@ struct obs_store *obs_store_open(const struct obs_cf_node *cfg, const char *defa
             if (fs_dir_from(obs_cf_get(cfg, "filesystem"), &dir, err) != OBS_OK)
                 return NULL;
         } else if (strcmp(backend, "s3") == 0) {
-            obs_cf_error(err, b, "backend \"s3\" is not supported yet (use filesystem)");
-            return NULL;
+            return obs_store_s3_open_cf(obs_cf_get(cfg, "s3"), err);
         } else {
-            obs_cf_error(err, b, "unknown backend \"%s\" (supported: filesystem)", backend);
+            obs_cf_error(err, b, "unknown backend \"%s\" (supported: filesystem, s3)",
+                         backend);
             return NULL;
         }
     }

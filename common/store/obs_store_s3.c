@@ -42,6 +42,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
@@ -1428,9 +1429,10 @@ struct obs_store *obs_store_s3_open_cf(const struct obs_cf_node *s3n, struct obs
     if (st == NULL && s3n != NULL && err != NULL && err->line == 0) {
         /* Give the message the position of the s3: section. */
         char m[sizeof(err->msg)];
-        snprintf(m, sizeof(m), "%s", err->msg);
+        int code = err->code;
+        snprintf(m, sizeof(m), "%s", strncmp(err->msg, "s3: ", 4) == 0 ? err->msg + 4 : err->msg);
         obs_cf_error(err, s3n, "%s", m);
-        err->code = st == NULL ? err->code : OBS_OK;
+        err->code = code;
     }
 out:
     if (raw.secret != NULL)

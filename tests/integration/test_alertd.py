@@ -163,6 +163,13 @@ def test_lab_config_loads():
         d.start(ready_path="/-/ready")
         st, rcv = http_json("GET", d.url("/api/v2/receivers"))
         assert st == 200 and rcv == [{"name": "webhook"}], rcv
+        # config.original is Alertmanager YAML (expanded, without `server:`): amtool reads it
+        r = amtool(d, "config", "routes")
+        assert "receiver: webhook" in r.stdout, r.stdout
+        st, status = http_json("GET", d.url("/api/v2/status"))
+        assert "server:" not in status["config"]["original"]
+        assert "${" not in status["config"]["original"]
+        check_config_with_amtool(status["config"]["original"])
     finally:
         d.cleanup()
 
@@ -409,6 +416,30 @@ def test_old_alert_flushes_at_once_and_repeats():
         gap = hook.calls[1][0] - hook.calls[0][0]
         assert 2.5 <= gap <= 5.5, "repeat_interval 3s, got %.1fs" % gap
         assert hook.bodies()[0]["alerts"] == hook.bodies()[1]["alerts"]
+    finally:
+        d.cleanup()
+        hook.stop()
+
+
+def test_kill9_keeps_acknowledged_state():
+    hook = Hook()
+    cfg = config(hook, group_wait="30s")
+    d = start(cfg)
+    workdir, port = d.dir, d.http_port
+    try:
+        st, _, _ = post_alerts(d, [{"labels": {"alertname": "Durable", "i": str(i)}}
+                                   for i in range(50)])
+        assert st == 200
+        sid = amtool(d, "silence", "add", "alertname=Durable", "i=7",
+                     "-c", "x").stdout.strip()
+        d.kill9()
+        d = Daemon("alertd", cfg, http_port=port, workdir=workdir,
+                   args=["--web.listen-address=127.0.0.1:%d" % port, "--storage.path=data"])
+        d.start(ready_path="/-/ready")
+        st, alerts = http_json("GET", d.url("/api/v2/alerts"))
+        assert len(alerts) == 50, len(alerts)
+        silenced = [a["labels"]["i"] for a in alerts if a["status"]["silencedBy"] == [sid]]
+        assert silenced == ["7"], silenced
     finally:
         d.cleanup()
         hook.stop()

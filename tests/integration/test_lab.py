@@ -8,8 +8,9 @@ then asserts through real clients:
     the demo app wrote (read from its app.log);
   - traced: /api/traces/<id> returns every span of trace ids taken from the app log (the demo
     app logs how many spans each request produced);
-  - alerting: stopping node_exporter (by its pid) makes ServiceDown reach the webhook receiver
-    through metricsd's ruler and alertd;
+  - alerting: the demo traffic's 5xx ratio makes HighErrorRate reach the webhook receiver, and
+    stopping node_exporter (by its pid) makes ServiceDown reach it, through metricsd's ruler
+    and alertd;
   - durability: kill -9 of metricsd and logd, then restart, keeps every sample and log line
     that was queryable (acknowledged) before the kill, for a time range before the kill.
 Set KEEP_LAB=1 to leave the lab directory (and print it) for inspection; the services are
@@ -307,6 +308,24 @@ def webhook_alerts():
     except OSError:
         pass
     return out
+
+
+def test_high_error_rate_alert_reaches_webhook():
+    """The demo traffic answers about 10% with 5xx: the ratio rule fires through alertd."""
+    need("metricsd", "agentd", "alertd", "webhook", "demo-app")
+    drive_traffic()
+
+    def fired():
+        for p in webhook_alerts():
+            for a in p.get("alerts", []):
+                lb = a.get("labels", {})
+                if (lb.get("alertname") == "HighErrorRate" and lb.get("job") == "demo-app"
+                        and a.get("status") == "firing"):
+                    return a
+        return None
+    a = wait_until(fired, timeout=60, interval=1, what="HighErrorRate at the webhook")
+    print("  HighErrorRate reached the webhook: %s" % a.get("annotations", {}).get("description"),
+          flush=True)
 
 
 def test_service_down_alert_reaches_webhook():

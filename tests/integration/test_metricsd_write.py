@@ -93,6 +93,118 @@ def snappy_literal(data):
     return bytes(out)
 
 
+def snappy_decode(buf):
+    """Snappy block format decoder (literals and copies)."""
+    n, i, shift = 0, 0, 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    out = bytearray()
+    while i < len(buf):
+        tag = buf[i]
+        i += 1
+        kind = tag & 3
+        if kind == 0:
+            ln = tag >> 2
+            if ln >= 60:
+                nb = ln - 59
+                ln = int.from_bytes(buf[i:i + nb], "little")
+                i += nb
+            ln += 1
+            out += buf[i:i + ln]
+            i += ln
+            continue
+        if kind == 1:
+            ln = ((tag >> 2) & 7) + 4
+            off = ((tag >> 5) << 8) | buf[i]
+            i += 1
+        elif kind == 2:
+            ln = (tag >> 2) + 1
+            off = int.from_bytes(buf[i:i + 2], "little")
+            i += 2
+        else:
+            ln = (tag >> 2) + 1
+            off = int.from_bytes(buf[i:i + 4], "little")
+            i += 4
+        for _ in range(ln):
+            out.append(out[-off])
+    assert len(out) == n
+    return bytes(out)
+
+
+def pb_fields(buf):
+    """Generic protobuf decode: list of (field, value) with bytes for length-delimited."""
+    out, i = [], 0
+    while i < len(buf):
+        key, i = _uv(buf, i)
+        f, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _uv(buf, i)
+        elif wt == 1:
+            v = buf[i:i + 8]
+            i += 8
+        elif wt == 2:
+            ln, i = _uv(buf, i)
+            v = buf[i:i + ln]
+            i += ln
+        elif wt == 5:
+            v = buf[i:i + 4]
+            i += 4
+        else:
+            raise ValueError("wire type %d" % wt)
+        out.append((f, v))
+    return out
+
+
+def _uv(buf, i):
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def pb_read_request(start, end, matchers, types=()):
+    q = field_varint(1, start) + field_varint(2, end)
+    for mt, n, v in matchers:
+        q += field_bytes(3, field_varint(1, mt) + field_bytes(2, n) + field_bytes(3, v))
+    out = field_bytes(1, q)
+    for t in types:
+        out += field_varint(2, t)
+    return out
+
+
+def decode_ts(buf):
+    labels, samples = {}, []
+    for f, v in pb_fields(buf):
+        if f == 1:
+            d = dict(pb_fields(v))
+            labels[d.get(1, b"").decode()] = d.get(2, b"").decode()
+        elif f == 2:
+            d = dict(pb_fields(v))
+            ts = d.get(2, 0)
+            if ts >= 1 << 63:
+                ts -= 1 << 64
+            samples.append((ts, struct.unpack("<d", d.get(1, b"\0" * 8))[0]))
+    return labels, samples
+
+
 HDRS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
         "X-Prometheus-Remote-Write-Version": "0.1.0"}
 
@@ -318,6 +430,92 @@ def test_kill9_loses_nothing_acknowledged():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_remote_read():
+    d = start()
+    try:
+        t0 = NOW - 300 * 1000
+        series = [([("__name__", "rr"), ("job", "a")], [(t0 + i * 1000, float(i)) for i in range(300)]),
+                  ([("__name__", "rr"), ("job", "b")], [(t0, -1.0)])]
+        assert push(d, series)[0] == 200
+        hdr = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+               "X-Prometheus-Remote-Read-Version": "0.1.0"}
+        # SAMPLES
+        body = snappy_literal(pb_read_request(t0 + 10000, t0 + 19000, [(0, "__name__", "rr")]) +
+                              field_bytes(1, field_varint(1, t0) + field_varint(2, t0 + 1) +
+                                          field_bytes(3, field_varint(1, 2) + field_bytes(2, "job") +
+                                                      field_bytes(3, "b|c"))))
+        st, b, h = http("POST", d.url("/api/v1/read"), body, hdr)
+        assert st == 200, (st, b)
+        assert h.get("Content-Encoding") == "snappy", h
+        results = [v for f, v in pb_fields(snappy_decode(b)) if f == 1]
+        assert len(results) == 2
+        q0 = [decode_ts(v) for f, v in pb_fields(results[0]) if f == 1]
+        assert [lab for lab, _ in q0] == [{"__name__": "rr", "job": "a"}], q0
+        assert q0[0][1] == [(t0 + i * 1000, float(i)) for i in range(10, 20)], q0[0][1]
+        q1 = [decode_ts(v) for f, v in pb_fields(results[1]) if f == 1]
+        assert q1 == [({"__name__": "rr", "job": "b"}, [(t0, -1.0)])], q1
+        # STREAMED_XOR_CHUNKS
+        body = snappy_literal(pb_read_request(t0, NOW, [(2, "__name__", "r.")], types=[1, 0]))
+        st, b, h = http("POST", d.url("/api/v1/read"), body, hdr)
+        assert st == 200 and "ChunkedReadResponse" in h.get("Content-Type", ""), (st, h)
+        i, frames = 0, []
+        while i < len(b):
+            ln, i = _uv(b, i)
+            crc = int.from_bytes(b[i:i + 4], "big")
+            frame = b[i + 4:i + 4 + ln]
+            assert crc32c(frame) == crc
+            frames.append(frame)
+            i += 4 + ln
+        assert len(frames) == 2
+        counts = []
+        for fr in frames:
+            for f, v in pb_fields(fr):
+                if f == 1:
+                    n = 0
+                    for cf, cv in pb_fields(v):
+                        if cf == 2:
+                            cd = dict(pb_fields(cv))
+                            assert cd[3] == 1  # XOR
+                            n += int.from_bytes(cd[4][:2], "big")
+                    counts.append(n)
+        assert counts == [300, 1], counts
+        # bad requests
+        st, b, _ = http("POST", d.url("/api/v1/read"), b"\x05garbage", {"Content-Type": "application/x-protobuf"})
+        assert st == 400, (st, b)
+        body = snappy_literal(pb_read_request(t0, NOW, [(2, "job", "(")]))
+        st, b, _ = http("POST", d.url("/api/v1/read"), body, hdr)
+        assert st == 400 and b"error parsing regexp" in b, (st, b)
+        assert d.alive()
+    finally:
+        d.cleanup()
+
+
+def test_config_errors():
+    for section, bad in (("ingester", "ingester:\n  bogus_key: 1\n"),
+                         ("limits", "limits:\n  max_label_names_per_series: many\n"),
+                         ("blocks_storage", "blocks_storage:\n  tsdb:\n    nope: x\n")):
+        d = Daemon("metricsd", "server:\n  http_listen_port: %d\n" % free_port() + bad)
+        try:
+            d.start(wait_ready=False)
+            rc = d.proc.wait(timeout=10)
+            out = open(d.log_path, "rb").read().decode(errors="replace")
+            assert rc == 1, (section, rc, out)
+            assert "config.yaml:" in out, (section, out)
+        finally:
+            d.cleanup()
+    # flags set keys too: -ingester.wal-dir
+    wal = tempfile.mkdtemp(prefix="obs-wal-")
+    port = free_port()
+    d = Daemon("metricsd", "server:\n  http_listen_port: %d\n" % port, http_port=port,
+               args=["-ingester.wal-dir=" + wal]).start()
+    try:
+        assert push(d, [([("__name__", "f")], [(NOW, 1)])])[0] == 200
+        assert os.listdir(wal), "WAL not written to the flag's directory"
+    finally:
+        d.cleanup()
+        shutil.rmtree(wal, ignore_errors=True)
+
+
 class _Quiet(SimpleHTTPRequestHandler):
     def log_message(self, *a):
         pass
@@ -350,7 +548,10 @@ remote_write:
   - url: %s
     queue_config: {batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}
     metadata_config: {send_interval: 1s}
-""" % (sport, pport, d.url("/api/v1/write")))
+remote_read:
+  - url: %s
+    read_recent: true
+""" % (sport, pport, d.url("/api/v1/write"), d.url("/api/v1/read")))
     log = open(os.path.join(tmp, "prometheus.log"), "wb")
     prom = subprocess.Popen([PROMETHEUS, "--config.file=" + cfg, "--storage.tsdb.path=" + os.path.join(tmp, "data"),
                              "--web.listen-address=127.0.0.1:%d" % pport], stdout=log, stderr=subprocess.STDOUT)
@@ -376,6 +577,17 @@ remote_write:
             return j["data"].get("obs_static_total")
         m = wait_until(meta, timeout=30, what="metadata")
         assert m == [{"type": "counter", "help": "A static counter.", "unit": ""}], m
+
+        # remote read: a series that exists only in metricsd, queried through Prometheus
+        now = int(time.time() * 1000)
+        assert push(d, [([("__name__", "only_in_metricsd"), ("src", "push")],
+                         [(now - 2000, 41.0), (now - 1000, 42.5)])])[0] == 200
+        def via_prom():
+            st, j = http_json("GET", "http://127.0.0.1:%d/api/v1/query?query=only_in_metricsd" % pport)
+            return st == 200 and j["data"]["result"]
+        res = wait_until(via_prom, timeout=20, what="remote read through prometheus")
+        assert res[0]["metric"] == {"__name__": "only_in_metricsd", "src": "push"}, res
+        assert res[0]["value"][1] == "42.5", res
         assert d.alive()
         _ = data
     finally:
