@@ -190,6 +190,8 @@ static void h_read(struct obs_http_req *r, void *arg)
         return;
     }
 
+    /* rq lives in the request arena, which the reply frees: keep what cleanup needs. */
+    const size_t nq = rq->n_queries;
     const char *tenant = obs_http_req_tenant(r, "anonymous");
     Prometheus__ReadResponse resp = PROMETHEUS__READ_RESPONSE__INIT;
     Prometheus__QueryResult **results =
@@ -296,7 +298,7 @@ static void h_read(struct obs_http_req *r, void *arg)
 done:
     if (status != 200)
         obs_http_reply_text(r, status, "%s", err.msg);
-    for (size_t qi = 0; sets && qi < rq->n_queries; qi++)
+    for (size_t qi = 0; sets && qi < nq; qi++)
         mtd_series_set_free(sets[qi]);
     obs_free(sets);
     obs_sbuf_deinit(&out);

@@ -295,6 +295,7 @@ int obs_app_main(int argc, char **argv, const struct obs_app_desc *d)
     ctx->daemon = d->name;
     ctx->version = d->version;
     ctx->cfg_file = cfg_file ? cfg_file : "";
+    ctx->expand_env = expand_env;
     if (cfg_file) {
         ctx->cfg = obs_cf_load_file(cfg_file, expand_env, &err);
         if (ctx->cfg == NULL) {
@@ -378,8 +379,10 @@ int obs_app_main(int argc, char **argv, const struct obs_app_desc *d)
         fprintf(stderr, "%s: error loading config: %s\n", d->name, err.msg);
         return 1;
     }
+    /* port 0 given explicitly (file or flag) means "any free port"; absent means default */
+    int port_given = obs_cf_get(obs_cf_get(ctx->cfg, "server"), "http_listen_port") != NULL;
     detach_key(ctx->cfg, "server");
-    if (ctx->server.http_listen_port == 0 && !obs_cf_get(ctx->cfg, "server"))
+    if (ctx->server.http_listen_port == 0 && !port_given)
         ctx->server.http_listen_port = d->default_http_port;
     if (ctx->server.grpc_listen_port == 0)
         ctx->server.grpc_listen_port = d->default_grpc_port;

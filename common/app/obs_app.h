@@ -38,6 +38,7 @@ struct obs_ctx {
     struct event_base *base;
     struct obs_cf_node *cfg;       /* whole config tree; immutable after load */
     const char *cfg_file;          /* path or "" */
+    int expand_env;                /* -config.expand-env was given (reloads must do the same) */
     struct obs_server_cfg server;
     struct obs_metrics *metrics;   /* self-metrics registry, served on /metrics */
     struct obs_http_server *http;  /* the daemon's public HTTP server */

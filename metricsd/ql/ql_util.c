@@ -38,8 +38,10 @@ void ql_arena_deinit(struct ql_arena *a)
 {
     struct ql_cleanup *c = a->cleanups;
     while (c) {
+        struct ql_cleanup *nx = c->next;
         c->fn(c->arg);
-        c = c->next;
+        obs_free(c);
+        c = nx;
     }
     a->cleanups = NULL;
     struct ql_chunk *k = a->head;
@@ -130,7 +132,6 @@ void ql_on_free(struct ql_arena *a, void (*fn)(void *), void *arg)
     c->arg = arg;
     c->next = a->cleanups;
     a->cleanups = c;
-    /* Cleanup records are freed with the arena. */
 }
 
 struct ql_mark ql_arena_mark(struct ql_arena *a)

@@ -688,9 +688,11 @@ static int run_cmd(struct evalcmd *c)
             ok = check_instant(c, &v);
             c->ordered = save;
             if (!ok) {
-                char tmp[1024];
-                snprintf(tmp, sizeof(tmp), "range mode: %s", fail_why);
-                snprintf(fail_why, sizeof(fail_why), "%s", tmp);
+                char tmp[sizeof(fail_why)];
+                memcpy(tmp, fail_why, sizeof(tmp));
+                memcpy(fail_why, "range mode: ", 12);
+                memcpy(fail_why + 12, tmp, sizeof(fail_why) - 13);
+                fail_why[sizeof(fail_why) - 1] = 0;
             }
             free(ss);
             mtd_ql_result_free(rr);

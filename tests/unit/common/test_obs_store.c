@@ -1,8 +1,12 @@
 /*
  * test_obs_store.c -- the filesystem object store through the obs_store vtable, on a real
- * temporary directory: put/get/range/head/list (with and without delimiter)/del, missing
- * objects, key validation, atomic replacement under concurrent readers, and obs_store_open
- * from a YAML config node.
+ * temporary directory: the shared conformance cases of tests/support/store_cases.h
+ * (put/get/range/head/list with and without delimiter, paging, del, missing objects, a 12 MiB
+ * object, odd keys, concurrency), plus what only the filesystem backend has: key validation
+ * against prefix conflicts, atomic replacement under concurrent readers, stale temp sweeping.
+ * Also obs_store_open from YAML for both backends, including the s3 config errors and the
+ * s3 client's bounded retries against a closed loopback port (no server needed). The s3
+ * backend's behaviour against a server is tested by tests/integration/test_store_s3.py.
  */
 #include <check.h>
 #include <errno.h>
@@ -12,15 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config/obs_cf.h"
 #include "store/obs_store.h"
+#include "store/obs_store_s3.h"
+#include "tests/support/store_cases.h"
 
 static char tdir[256];
-static struct obs_store *st;
 
 static void setup(void)
 {
@@ -29,8 +36,8 @@ static void setup(void)
     char root[300];
     snprintf(root, sizeof(root), "%s/objects", tdir); /* not yet existing: created by open */
     struct obs_err err = {0};
-    st = obs_store_fs_open(root, &err);
-    ck_assert_msg(st != NULL, "open: %s", err.msg);
+    sc_st = obs_store_fs_open(root, &err);
+    ck_assert_msg(sc_st != NULL, "open: %s", err.msg);
 }
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
@@ -41,194 +48,10 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
 
 static void teardown(void)
 {
-    obs_store_close(st);
-    st = NULL;
+    obs_store_close(sc_st);
+    sc_st = NULL;
     nftw(tdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
-
-static void put(const char *k, const char *v)
-{
-    struct obs_err err = {0};
-    int rc = obs_store_put(st, k, v, strlen(v), &err);
-    ck_assert_msg(rc == 0, "put %s: %d %s", k, rc, err.msg);
-}
-
-/* Collect listed keys joined by ','. */
-struct keys {
-    char s[4096];
-    int n, stop_at;
-};
-
-static int key_fn(const char *k, void *arg)
-{
-    struct keys *ks = arg;
-    size_t l = strlen(ks->s);
-    snprintf(ks->s + l, sizeof(ks->s) - l, "%s%s", l ? "," : "", k);
-    ks->n++;
-    return ks->stop_at && ks->n == ks->stop_at;
-}
-
-static const char *list(const char *prefix, const char *delim, struct keys *ks)
-{
-    memset(ks, 0, sizeof(*ks));
-    struct obs_err err = {0};
-    int rc = obs_store_list(st, prefix, delim, key_fn, ks, &err);
-    ck_assert_msg(rc == 0, "list %s: %d %s", prefix, rc, err.msg);
-    return ks->s;
-}
-
-START_TEST(put_get)
-{
-    struct obs_sbuf b;
-    obs_sbuf_init(&b);
-    put("t1/01ABC/meta.json", "{\"version\":1}");
-    ck_assert_int_eq(obs_store_get(st, "t1/01ABC/meta.json", 0, 0, &b, NULL), 0);
-    ck_assert_str_eq(b.p, "{\"version\":1}");
-    /* Overwrite replaces the whole object; get appends to what out holds. */
-    put("t1/01ABC/meta.json", "v2");
-    obs_sbuf_reset(&b);
-    obs_sbuf_puts(&b, ">");
-    ck_assert_int_eq(obs_store_get(st, "t1/01ABC/meta.json", 0, 0, &b, NULL), 0);
-    ck_assert_str_eq(b.p, ">v2");
-    /* Binary data and empty objects. */
-    uint8_t bin[256];
-    for (int i = 0; i < 256; i++)
-        bin[i] = (uint8_t)i;
-    ck_assert_int_eq(obs_store_put(st, "bin", bin, sizeof(bin), NULL), 0);
-    obs_sbuf_reset(&b);
-    ck_assert_int_eq(obs_store_get(st, "bin", 0, 0, &b, NULL), 0);
-    ck_assert_uint_eq(b.len, 256);
-    ck_assert_int_eq(memcmp(b.p, bin, 256), 0);
-    ck_assert_int_eq(obs_store_put(st, "empty", "", 0, NULL), 0);
-    obs_sbuf_reset(&b);
-    ck_assert_int_eq(obs_store_get(st, "empty", 0, 0, &b, NULL), 0);
-    ck_assert_uint_eq(b.len, 0);
-    /* No temp files left in the object tree. */
-    struct keys ks;
-    ck_assert_str_eq(list("", NULL, &ks), "bin,empty,t1/01ABC/meta.json");
-    obs_sbuf_deinit(&b);
-}
-END_TEST
-
-START_TEST(range)
-{
-    put("obj", "0123456789");
-    struct obs_sbuf b;
-    obs_sbuf_init(&b);
-    ck_assert_int_eq(obs_store_get(st, "obj", 2, 3, &b, NULL), 0);
-    ck_assert_str_eq(b.p, "234");
-    obs_sbuf_reset(&b);
-    ck_assert_int_eq(obs_store_get(st, "obj", 7, 0, &b, NULL), 0); /* to the end */
-    ck_assert_str_eq(b.p, "789");
-    obs_sbuf_reset(&b);
-    ck_assert_int_eq(obs_store_get(st, "obj", 8, 100, &b, NULL), 0); /* clamped */
-    ck_assert_str_eq(b.p, "89");
-    obs_sbuf_reset(&b);
-    ck_assert_int_eq(obs_store_get(st, "obj", 10, 0, &b, NULL), 0); /* at end: empty */
-    ck_assert_uint_eq(b.len, 0);
-    struct obs_err err = {0};
-    ck_assert_int_eq(obs_store_get(st, "obj", 11, 1, &b, &err), OBS_ERANGE);
-    obs_sbuf_deinit(&b);
-}
-END_TEST
-
-START_TEST(head)
-{
-    put("a/b", "hello");
-    uint64_t sz = 0;
-    ck_assert_int_eq(obs_store_head(st, "a/b", &sz, NULL), 0);
-    ck_assert_uint_eq(sz, 5);
-    /* A prefix is not an object. */
-    ck_assert_int_eq(obs_store_head(st, "a", &sz, NULL), OBS_ENOENT);
-}
-END_TEST
-
-START_TEST(missing)
-{
-    struct obs_sbuf b;
-    obs_sbuf_init(&b);
-    struct obs_err err = {0};
-    uint64_t sz;
-    ck_assert_int_eq(obs_store_get(st, "nope", 0, 0, &b, &err), OBS_ENOENT);
-    ck_assert_int_eq(err.code, OBS_ENOENT);
-    ck_assert_int_eq(obs_store_get(st, "no/such/dir", 0, 0, &b, NULL), OBS_ENOENT);
-    ck_assert_int_eq(obs_store_head(st, "nope", &sz, NULL), OBS_ENOENT);
-    put("file", "x");
-    ck_assert_int_eq(obs_store_get(st, "file/child", 0, 0, &b, NULL), OBS_ENOENT);
-    ck_assert_int_eq(obs_store_del(st, "nope", NULL), 0); /* absent is OK */
-    ck_assert_int_eq(obs_store_del(st, "no/such/key", NULL), 0);
-    struct keys ks;
-    ck_assert_str_eq(list("zzz/", "/", &ks), "");
-    ck_assert_str_eq(list("no/such/", NULL, &ks), "");
-    obs_sbuf_deinit(&b);
-}
-END_TEST
-
-START_TEST(list_sorted)
-{
-    put("b", "1");
-    put("a/x", "1");
-    put("a-b", "1");
-    put("a/y/z", "1");
-    put("a/a", "1");
-    put("c/d/e/f", "1");
-    struct keys ks;
-    /* Global byte order of keys: '-' (0x2d) < '/' (0x2f). */
-    ck_assert_str_eq(list("", NULL, &ks), "a-b,a/a,a/x,a/y/z,b,c/d/e/f");
-    ck_assert_str_eq(list("", "", &ks), "a-b,a/a,a/x,a/y/z,b,c/d/e/f");
-    ck_assert_str_eq(list("a/", NULL, &ks), "a/a,a/x,a/y/z");
-    ck_assert_str_eq(list("a", NULL, &ks), "a-b,a/a,a/x,a/y/z");
-    ck_assert_str_eq(list("a/y", NULL, &ks), "a/y/z");
-    /* fn asks to stop. */
-    memset(&ks, 0, sizeof(ks));
-    ks.stop_at = 2;
-    ck_assert_int_eq(obs_store_list(st, "", NULL, key_fn, &ks, NULL), 0);
-    ck_assert_str_eq(ks.s, "a-b,a/a");
-}
-END_TEST
-
-START_TEST(list_delim)
-{
-    put("t1/01A/meta.json", "1");
-    put("t1/01A/index", "1");
-    put("t1/01A/chunks/000001", "1");
-    put("t1/01B/meta.json", "1");
-    put("t1/02C/meta.json", "1");
-    put("t1/top", "1");
-    put("t2/01Z/meta.json", "1");
-    put("root", "1");
-    struct keys ks;
-    ck_assert_str_eq(list("", "/", &ks), "root,t1/,t2/");
-    ck_assert_str_eq(list("t1/", "/", &ks), "t1/01A/,t1/01B/,t1/02C/,t1/top");
-    ck_assert_str_eq(list("t1/01", "/", &ks), "t1/01A/,t1/01B/");
-    ck_assert_str_eq(list("t1/01A/", "/", &ks), "t1/01A/chunks/,t1/01A/index,t1/01A/meta.json");
-    ck_assert_str_eq(list("t", "/", &ks), "t1/,t2/");
-    struct obs_err err = {0};
-    ck_assert_int_eq(obs_store_list(st, "", ",", key_fn, &ks, &err), OBS_EINVAL);
-}
-END_TEST
-
-START_TEST(del)
-{
-    put("t1/01A/meta.json", "1");
-    put("t1/01A/index", "1");
-    put("t1/01B/meta.json", "1");
-    ck_assert_int_eq(obs_store_del(st, "t1/01A/meta.json", NULL), 0);
-    uint64_t sz;
-    ck_assert_int_eq(obs_store_head(st, "t1/01A/meta.json", &sz, NULL), OBS_ENOENT);
-    struct keys ks;
-    ck_assert_str_eq(list("t1/", "/", &ks), "t1/01A/,t1/01B/");
-    /* Deleting the last object removes the prefix too. */
-    ck_assert_int_eq(obs_store_del(st, "t1/01A/index", NULL), 0);
-    ck_assert_str_eq(list("t1/", "/", &ks), "t1/01B/");
-    ck_assert_int_eq(obs_store_del(st, "t1/01B/meta.json", NULL), 0);
-    ck_assert_str_eq(list("", "/", &ks), "");
-    /* The prefix directory can be reused afterwards. */
-    put("t1/01A/meta.json", "again");
-    ck_assert_int_eq(obs_store_head(st, "t1/01A/meta.json", &sz, NULL), 0);
-    ck_assert_uint_eq(sz, 5);
-}
-END_TEST
 
 START_TEST(bad_keys)
 {
@@ -236,19 +59,19 @@ START_TEST(bad_keys)
                                 "..", ".obs-tmp/x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct obs_err err = {0};
-        ck_assert_msg(obs_store_put(st, bad[i], "x", 1, &err) == OBS_EINVAL, "key '%s'", bad[i]);
-        ck_assert_int_eq(obs_store_del(st, bad[i], NULL), OBS_EINVAL);
+        ck_assert_msg(obs_store_put(sc_st, bad[i], "x", 1, &err) == OBS_EINVAL, "key '%s'", bad[i]);
+        ck_assert_int_eq(obs_store_del(sc_st, bad[i], NULL), OBS_EINVAL);
     }
     /* A key that would turn an object into a prefix (or vice versa) is refused. */
-    put("f", "x");
-    ck_assert_int_ne(obs_store_put(st, "f/g", "x", 1, NULL), 0);
-    put("d/e", "x");
-    ck_assert_int_eq(obs_store_put(st, "d", "x", 1, NULL), OBS_EINVAL);
-    struct keys ks;
-    ck_assert_str_eq(list("", NULL, &ks), "d/e,f");
+    sc_put("f", "x");
+    ck_assert_int_ne(obs_store_put(sc_st, "f/g", "x", 1, NULL), 0);
+    sc_put("d/e", "x");
+    ck_assert_int_eq(obs_store_put(sc_st, "d", "x", 1, NULL), OBS_EINVAL);
+    struct sc_keys ks;
+    ck_assert_str_eq(sc_list("", NULL, &ks), "d/e,f");
     /* Dotfiles that are not the temp dir are fine. */
-    put(".hidden/x", "1");
-    ck_assert_str_eq(list("", NULL, &ks), ".hidden/x,d/e,f");
+    sc_put(".hidden/x", "1");
+    ck_assert_str_eq(sc_list("", NULL, &ks), ".hidden/x,d/e,f");
 }
 END_TEST
 
@@ -261,7 +84,7 @@ static void *writer(void *arg)
     char *buf = malloc(VLEN);
     for (int i = 0; i < 30; i++) {
         memset(buf, 'a' + (int)(intptr_t)arg * 10 + i % 10, VLEN);
-        ck_assert_int_eq(obs_store_put(st, "hot/key", buf, VLEN, NULL), 0);
+        ck_assert_int_eq(obs_store_put(sc_st, "hot/key", buf, VLEN, NULL), 0);
     }
     free(buf);
     return NULL;
@@ -275,7 +98,7 @@ static void *reader(void *arg)
     long bad = 0;
     while (!stop_flag) {
         obs_sbuf_reset(&b);
-        int rc = obs_store_get(st, "hot/key", 0, 0, &b, NULL);
+        int rc = obs_store_get(sc_st, "hot/key", 0, 0, &b, NULL);
         if (rc == OBS_ENOENT)
             continue;
         if (rc != 0 || b.len != VLEN) {
@@ -305,8 +128,8 @@ START_TEST(atomic_replace)
     void *bad;
     pthread_join(r, &bad);
     ck_assert_int_eq((long)bad, 0);
-    struct keys ks;
-    ck_assert_str_eq(list("", NULL, &ks), "hot/key");
+    struct sc_keys ks;
+    ck_assert_str_eq(sc_list("", NULL, &ks), "hot/key");
 }
 END_TEST
 
@@ -365,7 +188,23 @@ static void expect_open_error(const char *yaml, const char *needle, int line)
 START_TEST(open_errors)
 {
     expect_open_error("backend: gcs\n", "unknown backend", 1);
-    expect_open_error("backend: s3\ns3:\n  bucket_name: b\n", "not supported yet", 1);
+    expect_open_error("backend: s3\ns3:\n  endpoint: 127.0.0.1:1\n", "bucket_name is required",
+                      2);
+    expect_open_error("backend: s3\ns3:\n  bucket_name: b\n  bucket: c\n", "unknown key", 4);
+    expect_open_error("backend: s3\ns3:\n  bucket_name: b\n  access_key_id: a\n"
+                      "  secret_access_key: s\n  bucket_lookup_type: dns\n",
+                      "bucket_lookup_type must be", 2);
+    expect_open_error("backend: s3\ns3:\n  bucket_name: b\n  part_size: 1MiB\n",
+                      "between 5MiB and 5GiB", 4);
+    expect_open_error("backend: s3\ns3:\n  bucket_name: b\n  max_retries: -1\n",
+                      "between 0 and 100", 4);
+    expect_open_error("backend: s3\ns3:\n  bucket_name: b\n  insecure: maybe\n", "insecure", 4);
+    expect_open_error("backend: s3\ns3:\n  bucket_name: b/c\n  access_key_id: a\n"
+                      "  secret_access_key: s\n", "invalid bucket_name", 2);
+    /* No credentials anywhere. */
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    expect_open_error("backend: s3\ns3:\n  bucket_name: b\n", "no credentials", 2);
     expect_open_error("backend: filesystem\nfilesystem:\n  dir: /tmp/x\n  dri: y\n",
                       "unknown key", 4);
     struct obs_err err = {0};
@@ -373,6 +212,77 @@ START_TEST(open_errors)
     ck_assert_int_eq(err.code, OBS_EINVAL);
     ck_assert_ptr_null(obs_store_fs_open("/proc/self/nope/x", &err));
     ck_assert_int_eq(err.code, OBS_EIO);
+}
+END_TEST
+
+static struct obs_store *open_yaml(const char *yaml)
+{
+    struct obs_err err = {0};
+    struct obs_cf_node *cf = obs_cf_load_string(yaml, strlen(yaml), "s3.yaml", 0, &err);
+    ck_assert_msg(cf != NULL, "yaml: %s", err.msg);
+    struct obs_store *s = obs_store_open(cf, tdir, &err);
+    ck_assert_msg(s != NULL, "open: %s", err.msg);
+    obs_cf_free(cf); /* the store keeps copies */
+    return s;
+}
+
+/* backend: s3 opens without network traffic; credentials may come from the environment. */
+START_TEST(open_s3_config)
+{
+    struct obs_store *s = open_yaml("backend: s3\ns3:\n  endpoint: 127.0.0.1:9000\n"
+                                    "  bucket_name: blocks\n  region: eu-west-1\n"
+                                    "  access_key_id: AK\n  secret_access_key: SK\n"
+                                    "  insecure: true\n  bucket_lookup_type: path\n"
+                                    "  prefix: /tenant-a/\n  part_size: 8MiB\n"
+                                    "  max_retries: 2\n  request_timeout: 30s\n"
+                                    "  list_max_keys: 10\n");
+    ck_assert_str_eq(s->ops->name, "s3");
+    obs_store_close(s);
+    setenv("AWS_ACCESS_KEY_ID", "envak", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "envsk", 1);
+    setenv("AWS_REGION", "us-west-2", 1);
+    s = open_yaml("backend: s3\ns3:\n  bucket_name: blocks\n");
+    ck_assert_str_eq(s->ops->name, "s3");
+    /* Invalid keys are refused before any request. */
+    struct obs_err err = {0};
+    ck_assert_int_eq(obs_store_put(s, "a//b", "x", 1, &err), OBS_EINVAL);
+    ck_assert_int_eq(obs_store_get(s, "../x", 0, 0, NULL, &err), OBS_EINVAL);
+    ck_assert_int_eq(obs_store_list(s, "/abs", NULL, NULL, NULL, &err), OBS_EINVAL);
+    obs_store_close(s);
+}
+END_TEST
+
+/* Transport errors are retried a bounded number of times, then reported. */
+START_TEST(s3_retries_bounded)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd); /* nothing listens there now: connection refused */
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "backend: s3\ns3:\n  endpoint: 127.0.0.1:%d\n  bucket_name: b\n"
+             "  access_key_id: AK\n  secret_access_key: SK\n  insecure: true\n"
+             "  max_retries: 2\n", ntohs(a.sin_port));
+    struct obs_store *s = open_yaml(yaml);
+    struct obs_err err = {0};
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_puts(&b, "keep");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert_int_eq(obs_store_get(s, "k", 0, 0, &b, &err), OBS_EIO);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_msg(strstr(err.msg, "after 3 attempt(s)") != NULL, "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "onnect") != NULL, "%s", err.msg);
+    ck_assert_str_eq(b.p, "keep");
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ck_assert_msg(secs >= 0.1 && secs < 5, "backoff took %.2fs", secs); /* 50-100 + 100-200 ms */
+    ck_assert_int_eq(obs_store_put(s, "k", "v", 1, &err), OBS_EIO);
+    obs_sbuf_deinit(&b);
+    obs_store_close(s);
 }
 END_TEST
 
@@ -395,22 +305,25 @@ START_TEST(sweep_stale_tmp)
     ck_assert_int_ne(access(stale, F_OK), 0); /* crash leftover removed */
     ck_assert_int_eq(access(fresh, F_OK), 0); /* possibly another process' put: kept */
     obs_store_close(s2);
-    struct keys ks;
-    ck_assert_str_eq(list("", NULL, &ks), ""); /* never listed */
+    struct sc_keys ks;
+    ck_assert_str_eq(sc_list("", NULL, &ks), ""); /* never listed */
 }
 END_TEST
 
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("obs_store");
+    sc_add_cases(s, setup, teardown, 120);
     struct {
         const char *name;
         const TTest *t;
     } cases[] = {
-        {"put_get", put_get}, {"range", range},           {"head", head},
-        {"missing", missing}, {"list_sorted", list_sorted}, {"list_delim", list_delim},
-        {"del", del},         {"bad_keys", bad_keys},     {"atomic_replace", atomic_replace},
-        {"open_from_config", open_from_config},           {"open_errors", open_errors},
+        {"bad_keys", bad_keys},
+        {"atomic_replace", atomic_replace},
+        {"open_from_config", open_from_config},
+        {"open_errors", open_errors},
+        {"open_s3_config", open_s3_config},
+        {"s3_retries_bounded", s3_retries_bounded},
         {"sweep_stale_tmp", sweep_stale_tmp},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
