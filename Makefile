@@ -166,7 +166,7 @@ unit-bins: $(UNIT_BIN)
 # `make test` is the README's test command and what CI runs: deps, sanitizer build, all tests.
 test: deps
 	$(MAKE) SANITIZER=address all unit-bins
-	$(MAKE) SANITIZER=address test-unit test-integration
+	$(MAKE) SANITIZER=address test-unit fuzz-replay test-integration
 
 test-unit: $(UNIT_BIN)
 	@scripts/run-unit-tests $(BUILD)/tests
@@ -201,5 +201,80 @@ format:
 
 clean:
 	rm -rf build
+
+# --- fuzz (owned by the fuzz helper: tests/fuzz/; edit only between these markers) --------
+# tests/fuzz/fuzz_<name>.c each define LLVMFuzzerTestOneInput (STYLE.md rule 18); the seed
+# corpus of each is tests/fuzz/corpus/<name>/ (committed; crash reproducers are crash-*).
+#   make fuzz-replay     build every target with $(CC) + tests/fuzz/driver.c into
+#                        $(BUILD)/fuzz/ and replay its corpus; fails on any crash, sanitizer
+#                        report or leak (`make test` runs it with SANITIZER=address)
+#   make fuzz            build with clang -fsanitize=fuzzer,address,undefined into
+#                        build/fuzz-libfuzzer/ and run each target for FUZZ_SECONDS (default 30);
+#                        FUZZ_TARGETS="logql wal" picks targets; new inputs go to
+#                        build/fuzz-libfuzzer/corpus/<name>/, crashes to .../artifacts/<name>/
+FUZZ_SRC      := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES    := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_BIN      := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_NAMES))
+FUZZ_SECONDS  ?= 30
+FUZZ_TARGETS  ?= $(FUZZ_NAMES)
+FUZZ_BUILD    := build/fuzz-libfuzzer
+FUZZ_SAN_ENV  := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                 LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp)
+LIBFUZZER     ?= 0
+ifeq ($(LIBFUZZER),1)
+# Set only by `make fuzz` for its clang sub-make: coverage instrumentation everywhere,
+# libFuzzer supplies main().
+CFLAGS        += -fsanitize=fuzzer-no-link
+FUZZ_MAIN     :=
+FUZZ_LDFLAGS  := -fsanitize=fuzzer
+else
+FUZZ_MAIN     := $(BUILD)/obj/tests/fuzz/driver.o
+FUZZ_LDFLAGS  :=
+endif
+
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_MAIN) $(DAEMON_LIBS) $(LIBOBS)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $(FUZZ_LDFLAGS) -o $@ $< $(FUZZ_MAIN) $(DAEMON_LIBS) $(LIBOBS) \
+	  $(PKG_LIBS)
+
+# Keep the objects (they are intermediates of the pattern rule above).
+.PRECIOUS: $(BUILD)/obj/tests/fuzz/%.o
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz-replay: $(FUZZ_BIN)
+	@fail=""; for n in $(FUZZ_NAMES); do \
+	  mkdir -p tests/fuzz/corpus/$$n; \
+	  $(FUZZ_SAN_ENV) timeout 600 $(BUILD)/fuzz/fuzz_$$n tests/fuzz/corpus/$$n \
+	    || fail="$$fail fuzz_$$n"; \
+	done; \
+	if [ -n "$$fail" ]; then echo "fuzz-replay: FAILED:$$fail"; exit 1; fi; \
+	echo "fuzz-replay: $(words $(FUZZ_NAMES)) targets ok"
+
+fuzz:
+	@command -v clang >/dev/null || { echo "fuzz: installing clang"; \
+	  sudo -n apt-get install -y clang || apt-get install -y clang; }
+	$(MAKE) CC=clang ERR=0 SANITIZER=address LIBFUZZER=1 BUILD=$(FUZZ_BUILD) \
+	  $(patsubst %,$(FUZZ_BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
+	@fail=""; for n in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$n $(FUZZ_BUILD)/artifacts/$$n tests/fuzz/corpus/$$n; \
+	  dict=; [ -f tests/fuzz/$$n.dict ] && dict=-dict=tests/fuzz/$$n.dict; \
+	  echo "  FUZZ    $$n ($(FUZZ_SECONDS)s)"; \
+	  $(FUZZ_SAN_ENV) timeout $$(( $(FUZZ_SECONDS) + 120 )) \
+	    $(FUZZ_BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 $$dict \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$n/ \
+	    $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
+	    > $(FUZZ_BUILD)/fuzz_$$n.log 2>&1 || fail="$$fail $$n"; \
+	  grep -E '^stat::number_of_executed_units|^SUMMARY|^==.*ERROR' $(FUZZ_BUILD)/fuzz_$$n.log \
+	    | sed 's/^/          /'; \
+	done; \
+	if [ -n "$$fail" ]; then echo "fuzz: findings in:$$fail (logs: $(FUZZ_BUILD)/fuzz_<name>.log)"; \
+	  exit 1; fi
+
+.PHONY: fuzz fuzz-replay fuzz-bins
+# --- end fuzz ------------------------------------------------------------------------------
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

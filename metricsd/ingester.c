@@ -30,8 +30,6 @@ static const struct obs_cfmap ingester_map[] = {
     {NULL, 0, NULL, 0, NULL, NULL, NULL},
 };
 
-static struct obs_mchild *m_ingested, *m_rejected;
-
 static double g_series(void *arg)
 {
     struct mtd_app *app = arg;
@@ -104,10 +102,10 @@ int mtd_ingester_push(struct mtd_app *app, const char *tenant,
     if (rc != 0)
         return rc;
     res->accepted = n;
-    if (m_ingested)
-        obs_mchild_add(m_ingested, (double)n);
-    if (m_rejected && res->rejected)
-        obs_mchild_add(m_rejected, (double)res->rejected);
+    if (app->m_ingested)
+        obs_mchild_add(app->m_ingested, (double)n);
+    if (app->m_ingest_failed && res->rejected)
+        obs_mchild_add(app->m_ingest_failed, (double)res->rejected);
     return 0;
 }
 
@@ -137,10 +135,11 @@ int mtd_ingester_init(struct obs_ctx *ctx, struct obs_err *err)
     mtd_head_set_max_series(app->head, (size_t)app->limits.max_global_series_per_user);
     app->storage = mtd_head_storage(app->head);
 
-    m_ingested = obs_metrics_counter(ctx->metrics, "mtd_ingester_ingested_samples_total",
+    app->m_ingested = obs_metrics_counter(ctx->metrics, "mtd_ingester_ingested_samples_total",
                                      "Samples appended to the head.");
-    m_rejected = obs_metrics_counter(ctx->metrics, "mtd_ingester_ingested_samples_failures_total",
-                                     "Samples refused by the head (out of order, duplicate, "
+    app->m_ingest_failed = obs_metrics_counter(ctx->metrics,
+                                               "mtd_ingester_ingested_samples_failures_total",
+                                               "Samples refused by the head (out of order, duplicate, "
                                      "limits).");
     obs_metrics_gauge_fn(ctx->metrics, "mtd_ingester_memory_series",
                          "Series in the head.", g_series, app);

@@ -63,6 +63,8 @@ struct mtd_app {
     struct mtd_storage *storage;
 
     void *distributor; /* distributor.c's state (obs_free'd at teardown) */
+    struct obs_mchild *m_ingested;      /* ingester self-metrics (children of ctx->metrics) */
+    struct obs_mchild *m_ingest_failed;
 
     /* Owned by the PromQL helper's components (querier.c, ruler.c): their state. */
     void *querier;

@@ -49,7 +49,7 @@ static void clean_dir(void)
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        char p[128];
+        char p[512];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         unlink(p);
     }

@@ -21,7 +21,8 @@
  * Test-only fault injection (--faults): object keys containing
  *   "fault-503-"       get 503 SlowDown on the first 2 attempts of each distinct request,
  *   "fault-drop-"      have the connection destroyed without an answer on the first attempt,
- *   "fault-always500-" always get 500 InternalError whose message counts the attempts.
+ *   "fault-always500-" always get 500 InternalError whose message counts the attempts,
+ *   "fault-partfail-"  always get 500 InternalError for UploadPart number 2.
  *
  * Usage: node sigv4-proxy.js --port P --upstream-port U [--access-key AK] [--secret SK]
  *          [--region R] [--faults] [--log FILE]
@@ -132,6 +133,10 @@ function injectFault(req, res, rawPath) {
   if (rawPath.includes('fault-drop-') && n <= 1) {
     logLine(req, 0, 'dropped');
     req.socket.destroy();
+    return true;
+  }
+  if (rawPath.includes('fault-partfail-') && /(^|&)partNumber=2(&|$)/.test(req.url.split('?')[1] || '')) {
+    fail(req, res, 500, 'InternalError', 'injected part failure #' + n);
     return true;
   }
   if (rawPath.includes('fault-always500-')) {

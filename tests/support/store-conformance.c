@@ -242,51 +242,30 @@ int main(int argc, char **argv)
 
     Suite *s = suite_create(strcmp(mode, "fs") == 0 ? "store-conformance-fs"
                                                     : "store-conformance-s3");
-    /* Shared cases, filtered by --cases. */
-    Suite *all = suite_create("all");
-    (void)all;
-    {
-        Suite *tmp = suite_create("tmp");
-        sc_add_cases(tmp, setup, teardown, 300);
-        (void)tmp; /* registration is by name below: Check cannot remove tcases */
-    }
+    int added = sc_add_cases(s, setup, teardown, 300, wanted);
     const struct {
         const char *name;
         const TTest *t;
-        int s3_faults;
-    } cases[] = {
-        {"put_get", sc_put_get, 0},
-        {"range", sc_range, 0},
-        {"head", sc_head, 0},
-        {"missing", sc_missing, 0},
-        {"list_sorted", sc_list_sorted, 0},
-        {"list_delim", sc_list_delim, 0},
-        {"del", sc_del, 0},
-        {"list_paging", sc_list_paging, 0},
-        {"big_object", sc_big_object, 0},
-        {"odd_keys", sc_odd_keys, 0},
-        {"concurrent", sc_concurrent, 0},
-        {"retry_slowdown", retry_slowdown, 1},
-        {"retry_dropped_connection", retry_dropped_connection, 1},
-        {"retry_bounded", retry_bounded, 1},
-        {"multipart_slowdown", multipart_slowdown, 1},
-        {"multipart_abort", multipart_abort, 1},
+    } s3cases[] = {
+        {"retry_slowdown", retry_slowdown},
+        {"retry_dropped_connection", retry_dropped_connection},
+        {"retry_bounded", retry_bounded},
+        {"multipart_slowdown", multipart_slowdown},
+        {"multipart_abort", multipart_abort},
     };
-    int added = 0;
-    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        if (cases[k].s3_faults && !(faults && strcmp(mode, "s3") == 0))
+    for (size_t k = 0; k < sizeof(s3cases) / sizeof(s3cases[0]); k++) {
+        if (!faults || strcmp(mode, "s3") != 0 || !wanted(s3cases[k].name))
             continue;
-        if (!wanted(cases[k].name))
-            continue;
-        TCase *tc = tcase_create(cases[k].name);
+        TCase *tc = tcase_create(s3cases[k].name);
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 300);
-        tcase_add_test(tc, cases[k].t);
+        tcase_add_test(tc, s3cases[k].t);
         suite_add_tcase(s, tc);
         added++;
     }
     if (added == 0) {
-        fprintf(stderr, "store-conformance: no case matches --cases %s\n", only_cases);
+        fprintf(stderr, "store-conformance: no case matches --cases %s\n",
+                only_cases ? only_cases : "(all)");
         return 2;
     }
     SRunner *sr = srunner_create(s);

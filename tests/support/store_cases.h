@@ -490,9 +490,12 @@ START_TEST(sc_concurrent)
 }
 END_TEST
 
-/* Register the shared cases, each in its own TCase with the includer's fixture. */
-static void sc_add_cases(Suite *s, void (*setup)(void), void (*teardown)(void), int timeout)
+/* Register the shared cases, each in its own TCase with the includer's fixture; want (may be
+ * NULL) filters by case name. Returns how many were added. */
+static int sc_add_cases(Suite *s, void (*setup)(void), void (*teardown)(void), int timeout,
+                        int (*want)(const char *name))
 {
+    int added = 0;
     const struct {
         const char *name;
         const TTest *t;
@@ -505,12 +508,16 @@ static void sc_add_cases(Suite *s, void (*setup)(void), void (*teardown)(void), 
         {"concurrent", sc_concurrent},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (want != NULL && !want(cases[i].name))
+            continue;
         TCase *tc = tcase_create(cases[i].name);
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, timeout);
         tcase_add_test(tc, cases[i].t);
         suite_add_tcase(s, tc);
+        added++;
     }
+    return added;
 }
 
 #endif

@@ -313,7 +313,7 @@ END_TEST
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("obs_store");
-    sc_add_cases(s, setup, teardown, 120);
+    sc_add_cases(s, setup, teardown, 120, NULL);
     struct {
         const char *name;
         const TTest *t;
