@@ -392,6 +392,31 @@ def test_bad_input():
         d.cleanup()
 
 
+def test_mutated_payloads_never_crash():
+    """Bit-flipped and truncated valid requests, bounded: every reply is 200 or 4xx."""
+    import random
+    rnd = random.Random(7)
+    d = start()
+    try:
+        base = pb_write([([("__name__", "mut"), ("job", "j%d" % i)], [(NOW - i, float(i))])
+                         for i in range(20)], metadata=[(1, "mut", "help", "")])
+        for i in range(300):
+            b = bytearray(base)
+            for _ in range(rnd.randint(1, 6)):
+                b[rnd.randrange(len(b))] = rnd.randrange(256)
+            if i % 3 == 0:
+                b = b[:rnd.randrange(len(b))]
+            raw = snappy_literal(bytes(b)) if i % 2 == 0 else bytes(b)
+            hdrs = HDRS if i % 2 == 0 else {"Content-Type": "application/x-protobuf"}
+            st, body = push(d, None, raw=raw, headers=hdrs)
+            assert st == 200 or 400 <= st < 500, (i, st, body)
+        assert d.alive()
+        st, j = http_json("GET", d.url("/api/v1/label/__name__/values"))
+        assert st == 200
+    finally:
+        d.cleanup()
+
+
 def test_kill9_loses_nothing_acknowledged():
     d = start()
     workdir = d.dir
