@@ -240,7 +240,7 @@ $(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_MAIN) $(DAEMON_LIB
 	  $(PKG_LIBS)
 
 # Keep the objects (they are intermediates of the pattern rule above).
-.PRECIOUS: $(BUILD)/obj/tests/fuzz/%.o
+.SECONDARY: $(patsubst %.c,$(BUILD)/obj/%.o,$(FUZZ_SRC) tests/fuzz/driver.c)
 
 fuzz-bins: $(FUZZ_BIN)
 

@@ -60,6 +60,44 @@ int obs_metric_name_valid(const char *s, size_t n)
     return 1;
 }
 
+/* Is s[0..n) valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)? */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            k = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            k = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            k = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (i + k >= n)
+            return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
 /* Render {a="b", ...} into buf (truncated with "..." when long) for error messages. */
 static void labels_str(const struct obs_label *v, size_t n, char *buf, size_t cap)
 {
@@ -100,6 +138,11 @@ int obs_labels_check(const struct obs_label *v, size_t n, struct obs_err *err)
             return obs_err_set(err, OBS_EINVAL,
                                "received a series with an invalid label: '%.60s' series: '%s'",
                                name, ser);
+        }
+        if (!utf8_valid((const unsigned char *)value, strlen(value))) {
+            return obs_err_set(err, OBS_EINVAL,
+                               "received a series with invalid label value (not valid UTF-8) "
+                               "for label: '%.60s'", name);
         }
         if (value[0] == '\0') {
             labels_str(v, n, ser, sizeof ser);

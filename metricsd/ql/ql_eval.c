@@ -560,6 +560,7 @@ struct group {
     struct ql_sample *keep; /* topk/bottomk/limitk */
     size_t nk, capk;
     int has;
+    int drop;          /* some input's __name__ is to be dropped (by (__name__) groups) */
 };
 
 static int samp_cmp_asc(const void *a, const void *b)
@@ -632,9 +633,10 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
                       n->agg == QA_LIMIT_RATIO;
     for (size_t i = 0; i < in.vec.n; i++) {
         struct ql_sample *s = &in.vec.s[i];
+        /* Grouping sees the name that is not yet removed (delayed name removal); a group
+         * keyed by __name__ drops it at the end if any input would have. */
         struct ql_labels sl = s->l;
-        if (s->drop && !keep_labels)
-            sl = ql_ldel(&q->sa, sl, "__name__");
+        (void)keep_labels;
         struct ql_labels gl;
         if (n->without)
             gl = ql_lfilter(&q->sa, sl, n->grouping, n->ngrouping, 0, 1);
@@ -657,6 +659,7 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             G->cnt = 1;
             G->c = 0;
             G->has = 1;
+            G->drop = s->drop;
             switch (n->agg) {
             case QA_COUNT: case QA_COUNT_VALUES: case QA_GROUP: G->v = 1; break;
             case QA_STDDEV: case QA_STDVAR: G->v = isnan(s->v) || isinf(s->v) ? NAN : 0; break;
@@ -669,6 +672,7 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             continue;
         }
         G = &g[gi];
+        G->drop |= s->drop;
         switch (n->agg) {
         case QA_SUM:
             G->v = ql_kahan_inc(s->v, G->v, &G->c);
@@ -786,6 +790,7 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
         o->l = G->l;
         o->t = t;
         o->v = v;
+        o->drop = G->drop && ql_lget(G->l, "__name__") != NULL;
     }
     return r;
 }
@@ -873,6 +878,44 @@ static void finish_series(struct ql_query *q, struct ql_series *s, size_t n)
         if (ql_map_put(&m, k, kl, (int)i) >= 0)
             ql_throw(&q->qa, OBS_EINVAL, "vector cannot contain metrics with the same labelset");
     }
+}
+
+/* Range-query variant: after dropping names, series that end up with the same label set
+ * are merged when their points do not overlap in time (Prometheus merges them too); an
+ * overlap is the usual "same labelset" error. Compacts s, updates *n. */
+static void finish_matrix(struct ql_query *q, struct ql_series *s, size_t *n)
+{
+    struct ql_map m;
+    ql_map_init(&m, &q->qa, *n);
+    size_t out = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (s[i].drop)
+            s[i].l = ql_ldel(&q->qa, s[i].l, "__name__");
+        size_t kl;
+        const char *k = label_key(&q->qa, s[i].l, 0, &kl);
+        int prev = ql_map_put(&m, k, kl, (int)out);
+        if (prev < 0) {
+            s[out++] = s[i];
+            continue;
+        }
+        struct ql_series *d = &s[prev];
+        size_t tot = d->n + s[i].n;
+        struct mtd_ql_point *p = ql_alloc(&q->qa, (tot + 1) * sizeof(*p));
+        size_t a = 0, b = 0, o = 0;
+        while (a < d->n || b < s[i].n) {
+            if (a < d->n && b < s[i].n && d->p[a].t == s[i].p[b].t)
+                ql_throw(&q->qa, OBS_EINVAL,
+                         "vector cannot contain metrics with the same labelset");
+            if (b >= s[i].n || (a < d->n && d->p[a].t < s[i].p[b].t))
+                p[o++] = d->p[a++];
+            else
+                p[o++] = s[i].p[b++];
+        }
+        d->p = p;
+        d->n = o;
+        d->cap = tot + 1;
+    }
+    *n = out;
 }
 
 static struct mtd_ql_result *new_result(struct ql_query *q)
@@ -995,7 +1038,7 @@ static int run(struct ql_query *q, struct mtd_ql_result **out, int range, int64_
             }
             ql_arena_release(&q->sa, mk);
         }
-        finish_series(q, st.s, st.n);
+        finish_matrix(q, st.s, &st.n);
         /* Sort series by labels, as Prometheus does for matrix results. */
         for (size_t i = 1; i < st.n; i++) {
             struct ql_series x = st.s[i];

@@ -158,6 +158,50 @@ static struct ql_val fn_time(struct ql_query *q, struct ql_node *c, struct ql_va
     return r;
 }
 
+static struct ql_val scalar_val(double v)
+{
+    struct ql_val r = {.type = MTD_QL_SCALAR, .scalar = v};
+    return r;
+}
+
+/* Query-context functions: step(), range(), start(), end() in seconds. */
+static struct ql_val fn_step(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)c; (void)a; (void)t;
+    return scalar_val((double)q->interval / 1000.0);
+}
+
+static struct ql_val fn_range(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)c; (void)a; (void)t;
+    return scalar_val((double)(q->end - q->start) / 1000.0);
+}
+
+static struct ql_val fn_start(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)c; (void)a; (void)t;
+    return scalar_val((double)q->start / 1000.0);
+}
+
+static struct ql_val fn_end(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)c; (void)a; (void)t;
+    return scalar_val((double)q->end / 1000.0);
+}
+
+/* min_of/max_of: Go's math.Min/Max (NaN wins, -0 < +0). */
+static struct ql_val fn_min_of(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)q; (void)c; (void)t;
+    return scalar_val(go_min(a[0].scalar, a[1].scalar));
+}
+
+static struct ql_val fn_max_of(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+{
+    (void)q; (void)c; (void)t;
+    return scalar_val(go_max(a[0].scalar, a[1].scalar));
+}
+
 static struct ql_val fn_pi(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
 {
     (void)q; (void)c; (void)a; (void)t;
@@ -1192,6 +1236,7 @@ static const struct ql_func funcs[] = {
     {"delta", {M}, 1, 0, V, fn_delta, 0},
     {"deriv", {M}, 1, 0, V, fn_deriv, 0},
     {"double_exponential_smoothing", {M, S, S}, 3, 0, V, fn_double_exponential_smoothing, 1},
+    {"end", {MTD_QL_NONE}, 0, 0, S, fn_end, 1},
     {"exp", {V}, 1, 0, V, fn_exp, 0},
     {"first_over_time", {M}, 1, 0, V, fn_first_over_time, 1},
     {"floor", {V}, 1, 0, V, fn_floor, 0},
@@ -1215,6 +1260,8 @@ static const struct ql_func funcs[] = {
     {"log2", {V}, 1, 0, V, fn_log2, 0},
     {"mad_over_time", {M}, 1, 0, V, fn_mad_over_time, 1},
     {"max_over_time", {M}, 1, 0, V, fn_max_over_time, 0},
+    {"max_of", {S, S}, 2, 0, S, fn_max_of, 1},
+    {"min_of", {S, S}, 2, 0, S, fn_min_of, 1},
     {"min_over_time", {M}, 1, 0, V, fn_min_over_time, 0},
     {"minute", {V}, 0, 1, V, fn_minute, 0},
     {"month", {V}, 0, 1, V, fn_month, 0},
@@ -1223,6 +1270,7 @@ static const struct ql_func funcs[] = {
     {"present_over_time", {M}, 1, 0, V, fn_present_over_time, 0},
     {"quantile_over_time", {S, M}, 2, 0, V, fn_quantile_over_time, 0},
     {"rad", {V}, 1, 0, V, fn_rad, 0},
+    {"range", {MTD_QL_NONE}, 0, 0, S, fn_range, 1},
     {"rate", {M}, 1, 0, V, fn_rate, 0},
     {"resets", {M}, 1, 0, V, fn_resets, 0},
     {"round", {V, S}, 1, 1, V, fn_round, 0},
@@ -1235,6 +1283,8 @@ static const struct ql_func funcs[] = {
     {"sort_by_label_desc", {V, STR}, 1, -1, V, fn_sort_by_label_desc, 1},
     {"sort_desc", {V}, 1, 0, V, fn_sort_desc, 0},
     {"sqrt", {V}, 1, 0, V, fn_sqrt, 0},
+    {"start", {MTD_QL_NONE}, 0, 0, S, fn_start, 1},
+    {"step", {MTD_QL_NONE}, 0, 0, S, fn_step, 1},
     {"stddev_over_time", {M}, 1, 0, V, fn_stddev_over_time, 0},
     {"stdvar_over_time", {M}, 1, 0, V, fn_stdvar_over_time, 0},
     {"sum_over_time", {M}, 1, 0, V, fn_sum_over_time, 0},

@@ -683,9 +683,11 @@ static struct ql_node *parse_postfix(struct parser *p, struct ql_node *e)
                     neg = p->tk == T_SUB;
                     next(p);
                 }
-                if (p->tk != T_NUM)
+                if (p->tk != T_NUM && p->tk != T_DUR)
                     unexpected(p, "in @, expected timestamp");
-                double v = neg ? -p->num : p->num;
+                double v = p->tk == T_DUR ? p->num / 1000.0 : p->num;
+                if (neg)
+                    v = -v;
                 if (!isfinite(v) || fabs(v) > 9.2e15)
                     perr(p, apos, "timestamp out of bounds for @ modifier: %g", v);
                 t->at_kind = QAT_TS;

@@ -14,10 +14,14 @@
 #ifndef OBS_FUZZ_H
 #define OBS_FUZZ_H
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/obs_log.h"
 #include "core/obs_mem.h"
@@ -64,6 +68,59 @@ static inline void fuzz_split(const uint8_t *data, size_t size, const uint8_t **
             return;
         }
     }
+}
+
+/* --- a private temp dir for targets that need files (one per process) --- */
+
+static char fuzz_dir_path[64];
+
+/* Remove every plain file in the temp dir (targets keep no subdirectories there). */
+static inline void fuzz_dir_clean(void)
+{
+    DIR *d = opendir(fuzz_dir_path);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char p[512];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/%s", fuzz_dir_path, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
+static inline void fuzz_dir_remove(void)
+{
+    fuzz_dir_clean();
+    rmdir(fuzz_dir_path);
+}
+
+/* The temp dir (created on first use, emptied now, removed at exit). Aborts on failure. */
+static inline const char *fuzz_dir(void)
+{
+    if (fuzz_dir_path[0] == '\0') {
+        snprintf(fuzz_dir_path, sizeof fuzz_dir_path, "/tmp/obs-fuzz-XXXXXX");
+        if (mkdtemp(fuzz_dir_path) == NULL)
+            abort();
+        atexit(fuzz_dir_remove);
+    }
+    fuzz_dir_clean();
+    return fuzz_dir_path;
+}
+
+/* Write len bytes to <fuzz dir>/name. Returns 0 or -1. */
+static inline int fuzz_write_file(const char *name, const void *p, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", fuzz_dir_path, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = write(fd, p, len) == (ssize_t)len ? 0 : -1;
+    close(fd);
+    return rc;
 }
 
 #endif

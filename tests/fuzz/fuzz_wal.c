@@ -9,8 +9,6 @@
  * Invariant: when replay succeeds, appending one record, closing, reopening and replaying
  * yields the same records plus the new one at the end (the torn tail was cut cleanly).
  */
-#include <dirent.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +17,6 @@
 #include "core/obs_err.h"
 #include "wal/obs_wal.h"
 #include "fuzz.h"
-
-static char dir[64];
 
 struct tally {
     size_t n;
@@ -37,29 +33,6 @@ static int count_rec(const uint8_t *rec, size_t len, void *arg)
     t->last_len = len;
     memcpy(t->last, rec, len < sizeof t->last ? len : sizeof t->last);
     return 0;
-}
-
-/* Remove every file in dir (the WAL keeps no subdirectories). */
-static void clean_dir(void)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-}
-
-static void remove_dir(void)
-{
-    clean_dir();
-    rmdir(dir);
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -91,14 +64,9 @@ static int write_seg(unsigned n, const uint8_t *p, size_t len, int fix_crc)
             off += 8 + rl;
         }
     }
-    char path[128];
-    snprintf(path, sizeof path, "%s/%08u", dir, n);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int rc = -1;
-    if (fd >= 0) {
-        rc = write(fd, buf, len) == (ssize_t)len ? 0 : -1;
-        close(fd);
-    }
+    char name[16];
+    snprintf(name, sizeof name, "%08u", n);
+    int rc = fuzz_write_file(name, buf, len);
     free(buf);
     return rc;
 }
@@ -106,19 +74,13 @@ static int write_seg(unsigned n, const uint8_t *p, size_t len, int fix_crc)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_quiet();
-    if (dir[0] == '\0') {
-        snprintf(dir, sizeof dir, "/tmp/obs-fuzz-wal-XXXXXX");
-        if (mkdtemp(dir) == NULL)
-            abort();
-        atexit(remove_dir);
-    }
     if (size < 1)
         return 0;
+    const char *dir = fuzz_dir();
     int fix_crc = data[0] & 1;
     const uint8_t *a, *b;
     size_t na, nb;
     fuzz_split(data + 1, size - 1, &a, &na, &b, &nb);
-    clean_dir();
     if (write_seg(1, a, na, fix_crc) != 0 || (b && write_seg(2, b, nb, fix_crc) != 0))
         abort();
 

@@ -111,7 +111,13 @@ class Daemon:
                     return st == 200
                 except OSError:
                     return False
-            wait_until(ready, timeout=timeout, what="%s ready" % self.name)
+            try:
+                wait_until(ready, timeout=timeout, what="%s ready" % self.name)
+            except BaseException:
+                # never leave a half-started process behind
+                out = self.tail()
+                self.stop(signal.SIGKILL)
+                raise AssertionError("%s did not become ready; log tail:\n%s" % (self.name, out))
         return self
 
     def tail(self, n=40):

@@ -242,8 +242,13 @@ blocks_storage:
 
 def start(workdir=None, port=None):
     port = port or free_port()
-    return Daemon("metricsd", CONFIG % {"port": port, "grpc": free_port()}, http_port=port,
-                  workdir=workdir).start()
+    d = Daemon("metricsd", CONFIG % {"port": port, "grpc": free_port()}, http_port=port,
+               workdir=workdir)
+    try:
+        return d.start()
+    except Exception:
+        d.stop()  # a daemon that never became ready must not outlive the test
+        raise
 
 
 NOW = int(time.time() * 1000)
@@ -341,6 +346,7 @@ def test_bad_input():
             ("duplicate label", [([("__name__", "m"), ("a", "1"), ("a", "2")], [(NOW, 1)])], 400,
              "duplicate label name"),
             ("empty value", [([("__name__", "m"), ("a", "")], [(NOW, 1)])], 400, "empty value"),
+            ("bad utf-8", [([("__name__", "m"), ("a", b"\xff\xfe")], [(NOW, 1)])], 400, "UTF-8"),
             ("no metric name", [([("job", "x")], [(NOW, 1)])], 400, "without metric name"),
             ("bad metric name", [([("__name__", "a.b")], [(NOW, 1)])], 400, "invalid metric name"),
             ("future sample", [([("__name__", "m")], [(NOW + 3600 * 1000, 1)])], 400, "too far in the future"),
@@ -539,6 +545,40 @@ def test_config_errors():
     finally:
         d.cleanup()
         shutil.rmtree(wal, ignore_errors=True)
+
+
+def test_kill9_mid_stream():
+    """Pushes keep coming from a thread while metricsd is killed: every acknowledged one is
+    there after the restart."""
+    d = start()
+    workdir, port = d.dir, d.http_port
+    acked, stop = [], threading.Event()
+
+    def pusher():
+        for i in range(100000):
+            if stop.is_set():
+                return
+            try:
+                st, _ = push(d, [([("__name__", "stream"), ("seq", str(i))], [(NOW, float(i))])])
+            except OSError:
+                return
+            if st == 200:
+                acked.append(i)
+    th = threading.Thread(target=pusher)
+    th.start()
+    try:
+        wait_until(lambda: len(acked) >= 50, timeout=20, what="some acknowledged pushes")
+        d.kill9()
+        stop.set()
+        th.join(timeout=20)
+        d = start(workdir=workdir, port=port)
+        got = {int(x["seq"]) for x in series_of(d, "stream")}
+        missing = [i for i in acked if i not in got]
+        assert not missing, missing[:10]
+    finally:
+        stop.set()
+        d.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _Quiet(SimpleHTTPRequestHandler):

@@ -49,6 +49,15 @@ START_TEST(test_check)
     ck_assert_int_eq(obs_labels_check(badmetric, 1, &err), OBS_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "invalid metric name"));
 
+    struct obs_label utf[] = {{"__name__", "up"}, {"a", "caf\xc3\xa9 \xf0\x9f\x98\x80"}};
+    ck_assert_int_eq(obs_labels_check(utf, 2, &err), 0);
+    const char *badutf[] = {"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"};
+    for (size_t i = 0; i < 5; i++) {
+        struct obs_label bu[] = {{"__name__", "up"}, {"a", badutf[i]}};
+        ck_assert_int_eq(obs_labels_check(bu, 2, &err), OBS_EINVAL);
+        ck_assert_ptr_nonnull(strstr(err.msg, "UTF-8"));
+    }
+
     struct obs_label empty[] = {{"__name__", "up"}, {"job", ""}};
     ck_assert_int_eq(obs_labels_check(empty, 2, &err), OBS_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "empty value"));

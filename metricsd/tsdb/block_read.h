@@ -1,0 +1,95 @@
+/*
+ * block_read.h -- read a Prometheus TSDB v2 block (as written by block_write.h or by
+ * Prometheus 2.x itself): meta.json, index (format 2), chunks/NNNNNN segments, for the
+ * store-gateway / querier.
+ *
+ * Opening maps the index and chunk segments read-only (mmap) and checks what every query
+ * depends on: meta.json, the index header and TOC, the symbol table and the postings
+ * offset table (their CRC32Cs), and every segment header. The rest is checked when it is
+ * used: each series entry, postings list and chunk has its CRC32C verified before it is
+ * decoded, so a corrupt block gives OBS_ECORRUPT with a message naming the file and offset,
+ * never a crash or an out-of-bounds read. mtd_tsdb_block_verify() walks the whole block.
+ *
+ * Selection works as Prometheus' PostingsForMatchers: a matcher that does not match ""
+ * contributes the union of the postings of the values it matches (intersected across such
+ * matchers); a matcher that matches "" removes the series whose value it rejects; with no
+ * matcher of the first kind the start set is all series (the postings of the empty label
+ * pair). Series come out sorted by label set.
+ *
+ * Threading: a block may be shared read-only, but a select/verify call uses scratch buffers
+ * inside the block object and the matchers' regex match data: one call at a time per block
+ * (wrap with a lock, or open the block once per thread).
+ */
+#ifndef MTD_TSDB_BLOCK_READ_H
+#define MTD_TSDB_BLOCK_READ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/obs_err.h"
+#include "labels/obs_labels.h"
+#include "metricsd/storage.h"
+
+struct mtd_tsdb_block;
+
+/* meta.json as read. */
+struct mtd_tsdb_block_meta {
+    char ulid[27];
+    int64_t mint, maxt; /* maxt exclusive, as in meta.json */
+    uint64_t nsamples, nseries, nchunks;
+    int level;          /* compaction level */
+};
+
+/*
+ * Open the block directory dir. On success *out is a new block (free with
+ * mtd_tsdb_block_close). Errors with err set: OBS_ENOENT (missing file), OBS_EIO (cannot
+ * read/map), OBS_ECORRUPT (bad meta.json, magic, version, TOC, symbol or postings offset
+ * table checksum or layout), OBS_ENOMEM.
+ */
+int mtd_tsdb_block_open(const char *dir, struct mtd_tsdb_block **out, struct obs_err *err);
+
+/* Unmap and free (NULL is fine). Labels handed to callbacks become invalid. */
+void mtd_tsdb_block_close(struct mtd_tsdb_block *b);
+
+/* The block's meta.json (borrowed). */
+const struct mtd_tsdb_block_meta *mtd_tsdb_block_meta(const struct mtd_tsdb_block *b);
+
+/*
+ * Called for each selected series, in label-set order. labels (sorted by name) and samples
+ * (increasing t, only those inside the requested range, at least one) are borrowed until
+ * the callback returns. Return 0 to go on, non-zero to stop the select (which then returns
+ * 0).
+ */
+typedef int (*mtd_tsdb_series_fn)(void *arg, const struct obs_label *labels, size_t nlabels,
+                                  const struct mtd_sample *samples, size_t nsamples);
+
+/*
+ * Call fn for every series matching all of ms[0..nms) (nms == 0: every series) that has
+ * samples in [mint, maxt] (inclusive, milliseconds). Only chunks overlapping the range are
+ * read. Returns 0, OBS_ECORRUPT (err names the damaged structure; series before it were
+ * already delivered) or OBS_ENOMEM.
+ */
+int mtd_tsdb_block_select(struct mtd_tsdb_block *b, const struct obs_matcher *ms, size_t nms,
+                          int64_t mint, int64_t maxt, mtd_tsdb_series_fn fn, void *arg,
+                          struct obs_err *err);
+
+/*
+ * Sorted label names of the block. *out is an array of *n obs_malloc'd strings owned by the
+ * caller (free with mtd_strings_free() from storage.h). Returns 0 or OBS_ENOMEM.
+ */
+int mtd_tsdb_block_label_names(struct mtd_tsdb_block *b, char ***out, size_t *n);
+
+/* Sorted values of label name (none: *n = 0). Ownership as label_names. */
+int mtd_tsdb_block_label_values(struct mtd_tsdb_block *b, const char *name, char ***out,
+                                size_t *n);
+
+/*
+ * Check the whole block: every index section and padding byte, every series entry (labels
+ * sorted, series in order, chunk refs pointing at real chunks whose decoded first/last
+ * timestamps equal the index's mint/maxt), every postings list, every chunk's CRC and XOR
+ * data, and meta.json's stats and time range against what was found. Returns 0 or
+ * OBS_ECORRUPT / OBS_ENOMEM with err set.
+ */
+int mtd_tsdb_block_verify(struct mtd_tsdb_block *b, struct obs_err *err);
+
+#endif
