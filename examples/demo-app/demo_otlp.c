@@ -247,7 +247,8 @@ static int post_batch(struct demo_otlp *o, struct span_item *batch, int n, int t
         obs_clog_warn("otlp", "export rejected, will retry\tstatus=%d spans=%d", resp.status, n);
         out = OBS_ERETRY;
     } else {
-        obs_clog_error("otlp", "export rejected, dropping batch\tstatus=%d spans=%d body=\"%.200s\"",
+        obs_clog_error("otlp",
+                       "export rejected, dropping batch\tstatus=%d spans=%d body=\"%.200s\"",
                        resp.status, n, resp.body.p != NULL ? resp.body.p : "");
         atomic_fetch_add(&o->dropped, n);
     }
@@ -340,8 +341,8 @@ struct demo_otlp *demo_otlp_new(const struct demo_opts *opts)
     attr_str(&b, "host.name", host, 0);
     attr_str(&b, "telemetry.sdk.language", "c", 0);
     attr_str(&b, "telemetry.sdk.name", "obs-demo-app", 0);
-    obs_sbuf_puts(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"demo-app\",\"version\":\"" DEMO_VERSION
-                      "\"},\"spans\":[");
+    obs_sbuf_puts(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"demo-app\","
+                      "\"version\":\"" DEMO_VERSION "\"},\"spans\":[");
     o->resource_json = obs_sbuf_take(&b, NULL);
     obs_sbuf_deinit(&b);
     if (o->url == NULL || o->resource_json == NULL) {

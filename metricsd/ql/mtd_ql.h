@@ -12,7 +12,9 @@
  * The evaluator reads samples through storage.h (struct mtd_storage) and follows Prometheus'
  * rules: 5m lookback (left-open in 3.x), range selectors (t-range, t], stale markers end a
  * series, delayed __name__ removal, vector matching, @ and offset, subqueries.
- * Native histograms are not supported (float samples only).
+ * Native histograms: storage.h carries float samples only, so histogram samples come from
+ * an optional source in the options (mtd_ql_opts.hist_select); the engine evaluates them
+ * as Prometheus' float histograms (exponential and custom-bucket schemas).
  *
  * Threading: a parsed expression is immutable during evaluation and may be evaluated by one
  * thread at a time per storage rules (storage.h: the loop thread). Results are plain memory.
@@ -41,9 +43,45 @@ enum mtd_ql_vtype {
  * API), a deadline hit is MTD_QL_ETIMEOUT, a sample limit OBS_ELIMIT. */
 #define MTD_QL_ETIMEOUT OBS_EAGAIN
 
+/* Counter reset hints of a native histogram. */
+enum mtd_ql_crh { MTD_QL_CRH_UNKNOWN = 0, MTD_QL_CRH_RESET, MTD_QL_CRH_NOT_RESET, MTD_QL_CRH_GAUGE };
+
+#define MTD_QL_SCHEMA_CUSTOM (-53)
+
+/*
+ * A float native histogram. Buckets are sparse: (index, count) pairs sorted by index with
+ * absolute counts (not deltas). Exponential schemas (-4..8): positive bucket i covers
+ * (base^(i-1), base^i], base = 2^(2^-schema); negative buckets mirror that; the zero bucket
+ * is [-zero_threshold, zero_threshold]. Custom-bucket schema (-53): positive bucket i covers
+ * (custom[i-1], custom[i]] (custom[-1] = -Inf, custom[ncustom] = +Inf).
+ */
+struct mtd_ql_hist {
+    int32_t schema;
+    enum mtd_ql_crh crh;
+    double zero_threshold, zero_count, count, sum;
+    int32_t *pidx;
+    double *pcnt;
+    size_t np;
+    int32_t *nidx;
+    double *ncnt;
+    size_t nn;
+    double *custom;
+    size_t ncustom;
+};
+
 struct mtd_ql_point {
     int64_t t; /* ms */
     double v;
+    const struct mtd_ql_hist *h; /* non-NULL: a histogram sample (v unused) */
+};
+
+/* Series of histogram samples from a histogram source (see mtd_ql_opts). */
+struct mtd_ql_hseries {
+    const struct obs_label *labels; /* sorted by name */
+    size_t nlabels;
+    const int64_t *t;                       /* increasing */
+    const struct mtd_ql_hist *const *h;     /* NULL entry = stale marker */
+    size_t n;
 };
 
 struct mtd_ql_series {
@@ -73,6 +111,13 @@ struct mtd_ql_opts {
     int64_t default_step_ms;  /* subquery step when omitted; 0 = 1m */
     int64_t deadline_ns;      /* obs_mono_ns() deadline; 0 = none */
     size_t max_samples;       /* 0 = unlimited (points loaded + produced) */
+    /* Optional native-histogram source: the series matching ms that have histogram samples
+     * in [mint, maxt] (inclusive). *out stays owned by the source and must stay valid until
+     * the query ends. 0 or a negative OBS_E*. NULL = no histograms. */
+    int (*hist_select)(void *ctx, const char *tenant, const struct obs_matcher *ms, size_t nms,
+                       int64_t mint, int64_t maxt, const struct mtd_ql_hseries **out,
+                       size_t *n);
+    void *hist_ctx;
 };
 
 /* Parse a PromQL expression. *out is owned by the caller (mtd_ql_expr_free). Errors:

@@ -40,23 +40,43 @@ static void add_anno(struct ql_query *q, char ***arr, size_t *n, size_t *cap, co
     QL_PUSH(&q->qa, *arr, *n, *cap, m);
 }
 
-void ql_warn(struct ql_query *q, const char *fmt, ...)
+/* Append " (line:col)" for byte offset pos of the query text. */
+static void add_pos(struct ql_query *q, char *buf, size_t cap, int pos)
 {
-    char buf[512];
+    if (pos < 0 || !q->e || !q->e->text)
+        return;
+    int line = 1, col = 1;
+    for (int i = 0; i < pos && q->e->text[i]; i++) {
+        if (q->e->text[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    size_t n = strlen(buf);
+    snprintf(buf + n, cap - n, " (%d:%d)", line, col);
+}
+
+void ql_warn(struct ql_query *q, int pos, const char *fmt, ...)
+{
+    char buf[640];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
+    vsnprintf(buf, 600, fmt, ap);
     va_end(ap);
+    add_pos(q, buf, sizeof(buf), pos);
     add_anno(q, &q->warns, &q->nwarn, &q->capw, buf);
 }
 
-void ql_info(struct ql_query *q, const char *fmt, ...)
+void ql_info(struct ql_query *q, int pos, const char *fmt, ...)
 {
-    char buf[512];
+    char buf[640];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
+    vsnprintf(buf, 600, fmt, ap);
     va_end(ap);
+    add_pos(q, buf, sizeof(buf), pos);
     add_anno(q, &q->infos, &q->ninfo, &q->capi, buf);
 }
 
@@ -615,13 +635,13 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             return e;
         }
     }
-    if (n->agg == QA_QUANTILE && (pv < 0 || pv > 1))
-        ql_warn(q, "PromQL warning: quantile value should be between 0 and 1, got %s",
+    if (n->agg == QA_QUANTILE && !(pv >= 0 && pv <= 1))
+        ql_warn(q, n->param->pos, "PromQL warning: quantile value should be between 0 and 1, got %s",
                 pv != pv ? "NaN" : ql_printf(&q->sa, "%g", pv));
     if (n->agg == QA_LIMIT_RATIO && pv != pv)
         ql_throw(&q->qa, OBS_EINVAL, "Ratio value is NaN");
     if (n->agg == QA_LIMIT_RATIO && (pv < -1 || pv > 1)) {
-        ql_warn(q, "PromQL warning: ratio value should be between -1 and 1, got %g, "
+        ql_warn(q, n->param->pos, "PromQL warning: ratio value should be between -1 and 1, got %g, "
                    "capping to %d", pv, pv < 0 ? -1 : 1);
         pv = pv < 0 ? -1 : 1;
     }

@@ -333,16 +333,26 @@ static struct ql_val sorted(struct ql_query *q, struct ql_vec in, int (*cmp)(con
     return r;
 }
 
+/* Sorting is pointless in range queries (results are ordered by labels). */
+static void sort_warn(struct ql_query *q, struct ql_node *c)
+{
+    if (q->interval > 0)
+        ql_warn(q, c->pos, "PromQL warning: sort is ineffective for range queries since "
+                           "results are always ordered by labels");
+}
+
 static struct ql_val fn_sort(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
 {
-    (void)c; (void)t;
+    (void)t;
+    sort_warn(q, c);
     return sorted(q, a[0].vec, cmp_asc);
 }
 
 static struct ql_val fn_sort_desc(struct ql_query *q, struct ql_node *c, struct ql_val *a,
                                   int64_t t)
 {
-    (void)c; (void)t;
+    (void)t;
+    sort_warn(q, c);
     return sorted(q, a[0].vec, cmp_desc);
 }
 
@@ -375,6 +385,7 @@ static int cmp_by_label(const void *x, const void *y, void *arg)
 static struct ql_val sort_by_label(struct ql_query *q, struct ql_node *c, struct ql_val *a,
                                    int desc)
 {
+    sort_warn(q, c);
     struct ql_val r = new_vec(q, a[0].vec.n);
     memcpy(r.vec.s, a[0].vec.s, a[0].vec.n * sizeof(struct ql_sample));
     r.vec.n = a[0].vec.n;
@@ -643,7 +654,7 @@ static struct ql_val over_time(struct ql_query *q, struct ql_node *c, struct ql_
                         const struct ql_series *s, const struct ql_mat *m, int64_t t,         \
                         double *out)
 
-static void counter_info(struct ql_query *q, const struct ql_series *s, int israte)
+static void counter_info(struct ql_query *q, const struct ql_series *s, int israte, int pos)
 {
     const char *name = ql_lget(s->l, "__name__");
     if (!israte || !name || !*name)
@@ -655,7 +666,7 @@ static void counter_info(struct ql_query *q, const struct ql_series *s, int isra
         if (n >= k && strcmp(name + n - k, suf[i]) == 0)
             return;
     }
-    ql_info(q, "PromQL info: metric might not be a counter, name does not end in "
+    ql_info(q, pos, "PromQL info: metric might not be a counter, name does not end in "
                "_total/_sum/_count/_bucket: \"%s\"", name);
 }
 
@@ -701,15 +712,15 @@ static int extrapolated(const struct ql_series *s, const struct ql_mat *m, int i
 
 OVER(rate, 0)
 {
-    (void)c; (void)a; (void)t;
-    counter_info(q, s, 1);
+    (void)a; (void)t;
+    counter_info(q, s, 1, c->args[0]->pos);
     return extrapolated(s, m, 1, 1, out);
 }
 
 OVER(increase, 0)
 {
-    (void)c; (void)a; (void)t;
-    counter_info(q, s, 1);
+    (void)a; (void)t;
+    counter_info(q, s, 1, c->args[0]->pos);
     return extrapolated(s, m, 1, 0, out);
 }
 
@@ -999,7 +1010,7 @@ OVER(quantile_over_time, 0)
     (void)c; (void)t; (void)m;
     double phi = a[0].scalar;
     if (phi < 0 || phi > 1 || isnan(phi))
-        ql_warn(q, "PromQL warning: quantile value should be between 0 and 1, got %s",
+        ql_warn(q, c->args[0]->pos, "PromQL warning: quantile value should be between 0 and 1, got %s",
                 isnan(phi) ? "NaN" : ql_printf(&q->sa, "%g", phi));
     double *v = ql_alloc(&q->sa, s->n * sizeof(double));
     for (size_t i = 0; i < s->n; i++)
@@ -1145,7 +1156,7 @@ static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c
     struct ql_vec in = a[1].vec;
     struct ql_val r = new_vec(q, in.n);
     if (phi < 0 || phi > 1 || isnan(phi))
-        ql_warn(q, "PromQL warning: quantile value should be between 0 and 1, got %s",
+        ql_warn(q, c->args[0]->pos, "PromQL warning: quantile value should be between 0 and 1, got %s",
                 isnan(phi) ? "NaN" : ql_printf(&q->sa, "%g", phi));
     struct ql_map gm;
     ql_map_init(&gm, &q->sa, in.n);
@@ -1162,7 +1173,7 @@ static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c
         double ub = le ? strtod(le, &end) : 0;
         if (!le || !*le || *end) {
             const char *nm = ql_lget(in.s[i].l, "__name__");
-            ql_warn(q, "PromQL warning: bucket label \"le\" is missing or has a malformed "
+            ql_warn(q, c->args[1]->pos, "PromQL warning: bucket label \"le\" is missing or has a malformed "
                        "value of \"%s\" for metric name \"%s\"", le ? le : "", nm ? nm : "");
             continue;
         }
@@ -1184,7 +1195,7 @@ static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c
         int forced;
         double v = bucket_quantile(phi, g[i].b, g[i].n, &forced);
         if (forced)
-            ql_info(q, "PromQL info: input to histogram_quantile needed to be fixed for "
+            ql_info(q, c->args[1]->pos, "PromQL info: input to histogram_quantile needed to be fixed for "
                        "monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/"
                        "functions/#histogram_quantile) for metric name \"%s\"",
                     g[i].name ? g[i].name : "");

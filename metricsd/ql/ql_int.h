@@ -232,8 +232,12 @@ struct ql_query {
 };
 
 struct ql_val ql_eval(struct ql_query *q, struct ql_node *n, int64_t t);
-void ql_warn(struct ql_query *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void ql_info(struct ql_query *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Annotations; pos is the byte offset of the expression they are about (appended as
+ * " (line:col)" as Prometheus does), or -1 for none. Duplicates are collapsed. */
+void ql_warn(struct ql_query *q, int pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ql_info(struct ql_query *q, int pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void ql_check_deadline(struct ql_query *q);
 double ql_kahan_inc(double inc, double sum, double *c);
 double ql_quantile(double q, double *v, size_t n); /* sorts v */

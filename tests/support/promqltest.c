@@ -413,6 +413,13 @@ struct evalcmd {
     int64_t rv_start, rv_end, rv_step;
     struct expect_series *ex;
     size_t nex;
+    /* expect warn|info msg:/regex: lines (kind 'w'/'i', regex flag, text) */
+    struct anno_exp {
+        char kind;
+        int regex;
+        char *text;
+    } *ae;
+    size_t nae;
 };
 
 static int verbose;
@@ -428,6 +435,9 @@ static void free_cmd(struct evalcmd *c)
         free(c->ex[i].v);
     }
     free(c->ex);
+    for (size_t i = 0; i < c->nae; i++)
+        free(c->ae[i].text);
+    free(c->ae);
     free(c->query);
     free(c->fail_msg);
     free(c->fail_regex);
@@ -602,8 +612,48 @@ static int check_range(struct evalcmd *c, const struct mtd_ql_result *r)
     return 1;
 }
 
+static int anno_match(const struct anno_exp *e, const char *s)
+{
+    return e->regex ? regex_match(e->text, s) : strcmp(e->text, s) == 0;
+}
+
+/* Upstream's validateExpectedAnnotationsOfType: every expectation matches an annotation of
+ * its kind, and (when any is given) every annotation of that kind matches an expectation. */
+static int check_anno_kind(struct evalcmd *c, char kind, char **annos, int n)
+{
+    int nexp = 0;
+    for (size_t i = 0; i < c->nae; i++)
+        if (c->ae[i].kind == kind)
+            nexp++;
+    if (nexp == 0)
+        return 1;
+    if (n == 0)
+        FAIL("expected %s annotations but none were found", kind == 'w' ? "warn" : "info");
+    for (size_t i = 0; i < c->nae; i++) {
+        if (c->ae[i].kind != kind)
+            continue;
+        int found = 0;
+        for (int k = 0; k < n && !found; k++)
+            found = anno_match(&c->ae[i], annos[k]);
+        if (!found)
+            FAIL("no annotation matches \"%s\" (got \"%s\")", c->ae[i].text, annos[0]);
+    }
+    for (int k = 0; k < n; k++) {
+        int found = 0;
+        for (size_t i = 0; i < c->nae && !found; i++)
+            found = c->ae[i].kind == kind && anno_match(&c->ae[i], annos[k]);
+        if (!found)
+            FAIL("unexpected annotation \"%s\"", annos[k]);
+    }
+    return 1;
+}
+
 static int check_annos(struct evalcmd *c, const struct mtd_ql_result *r)
 {
+    if (!check_anno_kind(c, 'w', r->warnings, r->nwarnings))
+        return 0;
+    if (!check_anno_kind(c, 'i', r->warnings + r->nwarnings, r->ninfos))
+        return 0;
     if (c->warn && r->nwarnings == 0)
         FAIL("expected a warning");
     if (c->no_warn && r->nwarnings > 0)
@@ -859,9 +909,25 @@ static void run_file(const char *path, int *passed, int *total)
                         else if (rg)
                             c.fail_regex = strdup(skip_ws(rg + 6));
                     } else if (strncmp(x, "no_warn", 7) == 0) c.no_warn = 1;
-                    else if (strncmp(x, "warn", 4) == 0) c.warn = 1;
                     else if (strncmp(x, "no_info", 7) == 0) c.no_info = 1;
-                    else if (strncmp(x, "info", 4) == 0) c.info = 1;
+                    else if (strncmp(x, "warn", 4) == 0 || strncmp(x, "info", 4) == 0) {
+                        char kind = x[0] == 'w' ? 'w' : 'i';
+                        const char *m = strstr(x, "msg:");
+                        const char *rg = strstr(x, "regex:");
+                        if (!m && !rg) {
+                            if (kind == 'w')
+                                c.warn = 1;
+                            else
+                                c.info = 1;
+                        } else {
+                            struct anno_exp ae;
+                            ae.kind = kind;
+                            ae.regex = m == NULL;
+                            ae.text = strdup(skip_ws(m ? m + 4 : rg + 6));
+                            c.ae = realloc(c.ae, (c.nae + 1) * sizeof(*c.ae));
+                            c.ae[c.nae++] = ae;
+                        }
+                    }
                     else if (strncmp(x, "ordered", 7) == 0) c.ordered = 1;
                     else if (strncmp(x, "string", 6) == 0) {
                         x = skip_ws(x + 6);
