@@ -768,7 +768,8 @@ static int load_rule(struct rule *ru, const struct obs_cf_node *n, struct obs_er
         return OBS_EINVAL;
     if (read_map(obs_cf_get(n, "annotations"), &ru->annos, &ru->nannos, err) < 0)
         return OBS_EINVAL;
-    qsort(ru->labels, ru->nlabels, sizeof(struct kv), kv_cmp);
+    if (ru->nlabels > 1)
+        qsort(ru->labels, ru->nlabels, sizeof(struct kv), kv_cmp);
     return 0;
 }
 

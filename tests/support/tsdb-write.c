@@ -34,7 +34,7 @@
 struct gen_series {
     struct obs_label labels[3];
     size_t nlabels;
-    char name[64], inst[64], job[64];
+    char *name, *inst, *job; /* heap: labels point at them, and the array gets sorted */
     struct mtd_sample *s;
     size_t n;
 };
@@ -263,9 +263,14 @@ int main(int argc, char **argv)
         return 1;
     for (size_t i = 0; i < (size_t)nseries; i++) {
         struct gen_series *s = &g[i];
-        snprintf(s->name, sizeof s->name, "tsdb_test_metric_%zu", i % 7);
-        snprintf(s->inst, sizeof s->inst, "host-%05zu", i);
-        snprintf(s->job, sizeof s->job, "job-%zu", i % 3);
+        s->name = malloc(64);
+        s->inst = malloc(64);
+        s->job = malloc(64);
+        if (!s->name || !s->inst || !s->job)
+            return 1;
+        snprintf(s->name, 64, "tsdb_test_metric_%zu", i % 7);
+        snprintf(s->inst, 64, "host-%05zu", i);
+        snprintf(s->job, 64, "job-%zu", i % 3);
         s->labels[0] = (struct obs_label){"__name__", s->name};
         s->labels[1] = (struct obs_label){"instance", s->inst};
         s->labels[2] = (struct obs_label){"job", s->job};
@@ -290,7 +295,7 @@ int main(int argc, char **argv)
         static const char *names[] = {"tsdb_edge_values", "tsdb_edge_times", "tsdb_edge_single"};
         for (size_t j = 0; j < nspecial; j++) {
             struct gen_series *s = &g[nseries + j];
-            snprintf(s->name, sizeof s->name, "%s", names[j]);
+            s->name = strdup(names[j]);
             s->labels[0] = (struct obs_label){"__name__", s->name};
             s->nlabels = 1;
         }
@@ -367,8 +372,12 @@ int main(int argc, char **argv)
         mtd_tsdb_block_close(b);
         fprintf(stderr, "verify=ok\n");
     }
-    for (size_t i = 0; i < ng; i++)
+    for (size_t i = 0; i < ng; i++) {
         free(g[i].s);
+        free(g[i].name);
+        free(g[i].inst);
+        free(g[i].job);
+    }
     free(g);
     free(in);
     fflush(stdout);

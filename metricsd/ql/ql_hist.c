@@ -1,0 +1,441 @@
+/*
+ * ql_hist.c -- float native-histogram arithmetic for the PromQL engine: copies, schema
+ * reduction, addition/subtraction (with zero-threshold and schema reconciliation), scaling,
+ * equality, and the statistics behind histogram_quantile/fraction/stddev/stdvar.
+ *
+ * Representation: struct mtd_ql_hist (mtd_ql.h) with sparse (index, count) bucket lists.
+ * Every histogram built here lives in a ql_arena; inputs are never modified.
+ * Semantics follow Prometheus' model/histogram.FloatHistogram and promql/quantile.go.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metricsd/ql/ql_int.h"
+
+struct mtd_ql_hist *ql_hist_new(struct ql_arena *a)
+{
+    return ql_alloc(a, sizeof(struct mtd_ql_hist));
+}
+
+static void copy_buckets(struct ql_arena *a, int32_t **di, double **dc, const int32_t *si,
+                         const double *sc, size_t n)
+{
+    *di = ql_alloc(a, (n + 1) * sizeof(int32_t));
+    *dc = ql_alloc(a, (n + 1) * sizeof(double));
+    if (n) {
+        memcpy(*di, si, n * sizeof(int32_t));
+        memcpy(*dc, sc, n * sizeof(double));
+    }
+}
+
+struct mtd_ql_hist *ql_hist_copy(struct ql_arena *a, const struct mtd_ql_hist *h)
+{
+    struct mtd_ql_hist *r = ql_hist_new(a);
+    *r = *h;
+    copy_buckets(a, &r->pidx, &r->pcnt, h->pidx, h->pcnt, h->np);
+    copy_buckets(a, &r->nidx, &r->ncnt, h->nidx, h->ncnt, h->nn);
+    if (h->ncustom) {
+        r->custom = ql_alloc(a, h->ncustom * sizeof(double));
+        memcpy(r->custom, h->custom, h->ncustom * sizeof(double));
+    }
+    return r;
+}
+
+/* Upper bound of exponential bucket idx. */
+static double exp_bound(int32_t idx, int32_t schema)
+{
+    return exp2((double)idx * exp2(-(double)schema));
+}
+
+/* Bounds of positive bucket idx. */
+void ql_hist_bucket_bounds(const struct mtd_ql_hist *h, int32_t idx, int neg, double *lo,
+                           double *hi)
+{
+    if (h->schema == MTD_QL_SCHEMA_CUSTOM) {
+        *lo = idx <= 0 ? -INFINITY : h->custom[idx - 1];
+        *hi = (size_t)idx >= h->ncustom ? INFINITY : h->custom[idx];
+        return;
+    }
+    double l = exp_bound(idx - 1, h->schema), u = exp_bound(idx, h->schema);
+    if (neg) {
+        *lo = -u;
+        *hi = -l;
+    } else {
+        *lo = l;
+        *hi = u;
+    }
+}
+
+/* Merge sparse (idx, cnt) lists: out = x + f*y, with y's indexes mapped by shift (schema
+ * reduction: ((idx - 1) >> shift) + 1). Zero-count buckets are dropped when compact. */
+static void merge(struct ql_arena *a, const int32_t *xi, const double *xc, size_t xn, int xs,
+                  const int32_t *yi, const double *yc, size_t yn, int ys, double f,
+                  int32_t **oi, double **oc, size_t *on)
+{
+    size_t cap = xn + yn + 1, n = 0;
+    int32_t *ri = ql_alloc(a, cap * sizeof(int32_t));
+    double *rc = ql_alloc(a, cap * sizeof(double));
+    size_t i = 0, j = 0;
+    while (i < xn || j < yn) {
+        int32_t ix = i < xn ? ((xi[i] - 1) >> xs) + 1 : INT32_MAX;
+        int32_t iy = j < yn ? ((yi[j] - 1) >> ys) + 1 : INT32_MAX;
+        int32_t idx = ix < iy ? ix : iy;
+        double c = 0;
+        while (i < xn && ((xi[i] - 1) >> xs) + 1 == idx)
+            c += xc[i++];
+        while (j < yn && ((yi[j] - 1) >> ys) + 1 == idx)
+            c += f * yc[j++];
+        ri[n] = idx;
+        rc[n++] = c;
+    }
+    *oi = ri;
+    *oc = rc;
+    *on = n;
+}
+
+/* Move buckets whose upper bound is <= zt into the zero bucket (widening the threshold). */
+static void widen_zero(struct ql_arena *a, struct mtd_ql_hist *h, double zt)
+{
+    if (h->schema == MTD_QL_SCHEMA_CUSTOM || zt <= h->zero_threshold)
+        return;
+    struct mtd_ql_hist *c = h;
+    size_t k = 0;
+    int32_t *pi = ql_alloc(a, (c->np + 1) * sizeof(int32_t));
+    double *pc = ql_alloc(a, (c->np + 1) * sizeof(double));
+    for (size_t i = 0; i < c->np; i++) {
+        double lo, hi;
+        ql_hist_bucket_bounds(c, c->pidx[i], 0, &lo, &hi);
+        if (lo < zt) {
+            c->zero_count += c->pcnt[i];
+            continue;
+        }
+        pi[k] = c->pidx[i];
+        pc[k++] = c->pcnt[i];
+    }
+    c->pidx = pi;
+    c->pcnt = pc;
+    c->np = k;
+    k = 0;
+    int32_t *ni = ql_alloc(a, (c->nn + 1) * sizeof(int32_t));
+    double *nc = ql_alloc(a, (c->nn + 1) * sizeof(double));
+    for (size_t i = 0; i < c->nn; i++) {
+        double lo, hi;
+        ql_hist_bucket_bounds(c, c->nidx[i], 0, &lo, &hi);
+        if (lo < zt) {
+            c->zero_count += c->ncnt[i];
+            continue;
+        }
+        ni[k] = c->nidx[i];
+        nc[k++] = c->ncnt[i];
+    }
+    c->nidx = ni;
+    c->ncnt = nc;
+    c->nn = k;
+    c->zero_threshold = zt;
+}
+
+static int custom_equal(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y)
+{
+    if (x->ncustom != y->ncustom)
+        return 0;
+    for (size_t i = 0; i < x->ncustom; i++)
+        if (x->custom[i] != y->custom[i])
+            return 0;
+    return 1;
+}
+
+int ql_hist_compatible(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y)
+{
+    int cx = x->schema == MTD_QL_SCHEMA_CUSTOM, cy = y->schema == MTD_QL_SCHEMA_CUSTOM;
+    if (cx != cy)
+        return 0;
+    if (cx && !custom_equal(x, y))
+        return 0;
+    return 1;
+}
+
+/* x + f*y (f = 1 add, -1 subtract). Returns NULL when the schemas cannot be combined
+ * (exponential with custom buckets, or different custom bounds). */
+struct mtd_ql_hist *ql_hist_add(struct ql_arena *a, const struct mtd_ql_hist *x,
+                                const struct mtd_ql_hist *y, double f)
+{
+    if (!ql_hist_compatible(x, y))
+        return NULL;
+    struct mtd_ql_hist *xx = ql_hist_copy(a, x), *yy = ql_hist_copy(a, y);
+    double zt = x->zero_threshold > y->zero_threshold ? x->zero_threshold : y->zero_threshold;
+    widen_zero(a, xx, zt);
+    widen_zero(a, yy, zt);
+    int32_t schema = x->schema < y->schema ? x->schema : y->schema;
+    int xs = x->schema == MTD_QL_SCHEMA_CUSTOM ? 0 : x->schema - schema;
+    int ys = y->schema == MTD_QL_SCHEMA_CUSTOM ? 0 : y->schema - schema;
+    struct mtd_ql_hist *r = ql_hist_new(a);
+    r->schema = schema;
+    r->zero_threshold = zt;
+    r->zero_count = xx->zero_count + f * yy->zero_count;
+    r->count = x->count + f * y->count;
+    r->sum = x->sum + f * y->sum;
+    r->custom = xx->custom;
+    r->ncustom = xx->ncustom;
+    r->crh = x->crh == MTD_QL_CRH_GAUGE || y->crh == MTD_QL_CRH_GAUGE ? MTD_QL_CRH_GAUGE
+                                                                      : MTD_QL_CRH_UNKNOWN;
+    if (f < 0)
+        r->crh = MTD_QL_CRH_GAUGE;
+    merge(a, xx->pidx, xx->pcnt, xx->np, xs, yy->pidx, yy->pcnt, yy->np, ys, f, &r->pidx,
+          &r->pcnt, &r->np);
+    merge(a, xx->nidx, xx->ncnt, xx->nn, xs, yy->nidx, yy->ncnt, yy->nn, ys, f, &r->nidx,
+          &r->ncnt, &r->nn);
+    return r;
+}
+
+struct mtd_ql_hist *ql_hist_scale(struct ql_arena *a, const struct mtd_ql_hist *h, double f)
+{
+    struct mtd_ql_hist *r = ql_hist_copy(a, h);
+    r->count *= f;
+    r->sum *= f;
+    r->zero_count *= f;
+    for (size_t i = 0; i < r->np; i++)
+        r->pcnt[i] *= f;
+    for (size_t i = 0; i < r->nn; i++)
+        r->ncnt[i] *= f;
+    if (f < 0) {
+        /* A negated histogram is a gauge: counts may be negative. */
+        r->crh = MTD_QL_CRH_GAUGE;
+    }
+    return r;
+}
+
+/* Equality after compaction (zero buckets ignored), as histogram.FloatHistogram.Equals. */
+int ql_hist_equal(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y)
+{
+    if (x->schema != y->schema || x->zero_threshold != y->zero_threshold ||
+        x->zero_count != y->zero_count || x->count != y->count)
+        return 0;
+    if (!(x->sum == y->sum || (isnan(x->sum) && isnan(y->sum))))
+        return 0;
+    if (x->schema == MTD_QL_SCHEMA_CUSTOM && !custom_equal(x, y))
+        return 0;
+    for (int side = 0; side < 2; side++) {
+        const int32_t *xi = side ? x->nidx : x->pidx, *yi = side ? y->nidx : y->pidx;
+        const double *xc = side ? x->ncnt : x->pcnt, *yc = side ? y->ncnt : y->pcnt;
+        size_t xn = side ? x->nn : x->np, yn = side ? y->nn : y->np;
+        size_t i = 0, j = 0;
+        for (;;) {
+            while (i < xn && xc[i] == 0)
+                i++;
+            while (j < yn && yc[j] == 0)
+                j++;
+            if (i >= xn || j >= yn)
+                break;
+            if (xi[i] != yi[j] || xc[i] != yc[j])
+                return 0;
+            i++;
+            j++;
+        }
+        if (i < xn || j < yn)
+            return 0;
+    }
+    return 1;
+}
+
+/* Buckets in ascending order of their bounds: negative (most negative first), zero,
+ * positive. Returns the count (arena arrays). */
+struct ql_hbucket {
+    double lo, hi, cnt;
+};
+
+static size_t all_buckets(struct ql_arena *a, const struct mtd_ql_hist *h,
+                          struct ql_hbucket **out)
+{
+    struct ql_hbucket *b = ql_alloc(a, (h->np + h->nn + 2) * sizeof(*b));
+    size_t n = 0;
+    for (size_t i = h->nn; i-- > 0;) {
+        ql_hist_bucket_bounds(h, h->nidx[i], 1, &b[n].lo, &b[n].hi);
+        b[n++].cnt = h->ncnt[i];
+    }
+    if (h->schema != MTD_QL_SCHEMA_CUSTOM &&
+        (h->zero_count != 0 || h->zero_threshold != 0)) {
+        b[n].lo = -h->zero_threshold;
+        b[n].hi = h->zero_threshold;
+        b[n++].cnt = h->zero_count;
+    }
+    for (size_t i = 0; i < h->np; i++) {
+        ql_hist_bucket_bounds(h, h->pidx[i], 0, &b[n].lo, &b[n].hi);
+        b[n++].cnt = h->pcnt[i];
+    }
+    *out = b;
+    return n;
+}
+
+double ql_hist_quantile(struct ql_arena *a, double q, const struct mtd_ql_hist *h)
+{
+    if (q < 0)
+        return -INFINITY;
+    if (q > 1)
+        return INFINITY;
+    if (h->count == 0 || isnan(q))
+        return NAN;
+    struct ql_hbucket *b;
+    size_t n = all_buckets(a, h, &b);
+    if (n == 0)
+        return NAN;
+    int forward = isnan(h->sum) || q < 0.5;
+    double rank = forward ? q * h->count : (1 - q) * h->count;
+    double count = 0;
+    struct ql_hbucket bk = {0, 0, 0};
+    for (size_t k = 0; k < n; k++) {
+        size_t i = forward ? k : n - 1 - k;
+        if (b[i].cnt == 0)
+            continue;
+        bk = b[i];
+        count += b[i].cnt;
+        if (count >= rank)
+            break;
+    }
+    if (bk.lo < 0 && bk.hi > 0) {
+        if (h->nn == 0 && h->np > 0)
+            bk.lo = 0;
+        else if (h->np == 0 && h->nn > 0)
+            bk.hi = 0;
+    }
+    if (h->schema == MTD_QL_SCHEMA_CUSTOM && isinf(bk.lo) && bk.hi > 0)
+        bk.lo = 0;
+    if (count > h->count)
+        count = h->count;
+    if (count < rank)
+        return bk.hi;
+    if (forward)
+        rank -= count - bk.cnt;
+    else
+        rank = count - rank;
+    double frac = rank / bk.cnt;
+    if (h->schema == MTD_QL_SCHEMA_CUSTOM || (bk.lo <= 0 && bk.hi >= 0)) {
+        if (isinf(bk.hi))
+            return bk.lo;
+        return bk.lo + (bk.hi - bk.lo) * frac;
+    }
+    double ll = log2(fabs(bk.lo)), lu = log2(fabs(bk.hi));
+    if (bk.lo > 0)
+        return exp2(ll + (lu - ll) * frac);
+    return -exp2(lu + (ll - lu) * (1 - frac));
+}
+
+/* Interpolated share of observations in [lo, hi]. */
+double ql_hist_fraction(struct ql_arena *a, double lo, double hi, const struct mtd_ql_hist *h)
+{
+    if (h->count == 0 || isnan(lo) || isnan(hi))
+        return NAN;
+    if (lo >= hi)
+        return 0;
+    struct ql_hbucket *b;
+    size_t n = all_buckets(a, h, &b);
+    double rank = 0;
+    for (size_t i = 0; i < n; i++) {
+        double bl = b[i].lo, bu = b[i].hi;
+        if (b[i].cnt == 0)
+            continue;
+        int zero = h->schema != MTD_QL_SCHEMA_CUSTOM && bl < 0 && bu > 0;
+        if (zero) {
+            if (h->nn == 0 && h->np > 0)
+                bl = 0;
+            else if (h->np == 0 && h->nn > 0)
+                bu = 0;
+        }
+        if (h->schema == MTD_QL_SCHEMA_CUSTOM && isinf(bl) && bu > 0)
+            bl = 0;
+        if (bu <= lo || bl >= hi) {
+            if (bu <= lo)
+                continue;
+            break;
+        }
+        double from = lo > bl ? lo : bl, to = hi < bu ? hi : bu;
+        double share;
+        if (from <= bl && to >= bu) {
+            share = 1;
+        } else if (isinf(bl) || isinf(bu)) {
+            share = isinf(bu) ? (to >= bu ? 1 : 0) : (from <= bl ? 1 : 0);
+            if (isinf(bu) && isinf(bl))
+                share = 1;
+        } else if (h->schema == MTD_QL_SCHEMA_CUSTOM || zero) {
+            share = (to - from) / (bu - bl);
+        } else {
+            /* exponential interpolation within the bucket */
+            double s = bl > 0 ? 1 : -1;
+            double lb = log2(fabs(bl)), ub = log2(fabs(bu));
+            double lf = log2(fabs(from)), lt = log2(fabs(to));
+            share = s > 0 ? (lt - lf) / (ub - lb) : (lf - lt) / (lb - ub);
+        }
+        rank += share * b[i].cnt;
+    }
+    return rank / h->count;
+}
+
+/* Mean and variance estimated from bucket midpoints (histogram_stddev/stdvar). */
+double ql_hist_stdvar(struct ql_arena *a, const struct mtd_ql_hist *h)
+{
+    if (h->count == 0)
+        return NAN;
+    struct ql_hbucket *b;
+    size_t n = all_buckets(a, h, &b);
+    double mean = h->sum / h->count, var = 0, c = 0;
+    for (size_t i = 0; i < n; i++) {
+        double val;
+        if (h->schema != MTD_QL_SCHEMA_CUSTOM && b[i].lo < 0 && b[i].hi > 0) {
+            val = 0;
+        } else if (h->schema == MTD_QL_SCHEMA_CUSTOM) {
+            double bl = b[i].lo, bu = b[i].hi;
+            if (isinf(bl))
+                bl = bu > 0 ? 0 : bu;
+            if (isinf(bu))
+                bu = bl;
+            val = (bl + bu) / 2;
+        } else {
+            val = sqrt(b[i].lo * b[i].hi);
+            if (b[i].lo < 0)
+                val = -val;
+        }
+        double d = val - mean;
+        var = ql_kahan_inc(b[i].cnt * d * d, var, &c);
+    }
+    return (var + c) / h->count;
+}
+
+/* Counter reset between consecutive samples prev -> cur. */
+int ql_hist_detect_reset(const struct mtd_ql_hist *cur, const struct mtd_ql_hist *prev)
+{
+    if (cur->crh == MTD_QL_CRH_RESET)
+        return 1;
+    if (cur->crh == MTD_QL_CRH_NOT_RESET || cur->crh == MTD_QL_CRH_GAUGE)
+        return 0;
+    if (cur->count < prev->count)
+        return 1;
+    if (cur->schema != prev->schema && (cur->schema == MTD_QL_SCHEMA_CUSTOM ||
+                                        prev->schema == MTD_QL_SCHEMA_CUSTOM))
+        return 1;
+    if (cur->schema == MTD_QL_SCHEMA_CUSTOM && !custom_equal(cur, prev))
+        return 1;
+    if (cur->schema > prev->schema)
+        return 1;
+    if (cur->zero_count < prev->zero_count)
+        return 1;
+    /* Any bucket of prev (mapped to cur's schema) bigger than in cur. */
+    int shift = cur->schema == MTD_QL_SCHEMA_CUSTOM ? 0 : prev->schema - cur->schema;
+    for (int side = 0; side < 2; side++) {
+        const int32_t *pi = side ? prev->nidx : prev->pidx, *ci = side ? cur->nidx : cur->pidx;
+        const double *pc = side ? prev->ncnt : prev->pcnt, *cc = side ? cur->ncnt : cur->pcnt;
+        size_t pn = side ? prev->nn : prev->np, cn = side ? cur->nn : cur->np;
+        size_t j = 0;
+        for (size_t i = 0; i < pn;) {
+            int32_t idx = ((pi[i] - 1) >> shift) + 1;
+            double s = 0;
+            while (i < pn && ((pi[i] - 1) >> shift) + 1 == idx)
+                s += pc[i++];
+            while (j < cn && ci[j] < idx)
+                j++;
+            double cv = j < cn && ci[j] == idx ? cc[j] : 0;
+            if (cv < s)
+                return 1;
+        }
+    }
+    return 0;
+}
