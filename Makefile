@@ -245,10 +245,12 @@ $(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_MAIN) $(DAEMON_LIB
 fuzz-bins: $(FUZZ_BIN)
 
 fuzz-replay: $(FUZZ_BIN)
-	@fail=""; for n in $(FUZZ_NAMES); do \
-	  mkdir -p tests/fuzz/corpus/$$n; \
-	  $(FUZZ_SAN_ENV) timeout 600 $(BUILD)/fuzz/fuzz_$$n tests/fuzz/corpus/$$n \
-	    || fail="$$fail fuzz_$$n"; \
+	@mkdir -p $(BUILD)/fuzz/log; fail=""; for n in $(FUZZ_NAMES); do \
+	  mkdir -p tests/fuzz/corpus/$$n; log=$(BUILD)/fuzz/log/fuzz_$$n.log; \
+	  if FUZZ_VERBOSE=1 FUZZ_SKIP_KNOWN=0 $(FUZZ_SAN_ENV) timeout 600 $(BUILD)/fuzz/fuzz_$$n \
+	       tests/fuzz/corpus/$$n > $$log 2>&1; then tail -1 $$log; \
+	  else fail="$$fail fuzz_$$n"; grep -v '^fuzz: tests/' $$log | tail -25; \
+	    echo "fuzz_$$n: FAILED on $$(grep '^fuzz: tests/' $$log | tail -1 | cut -d' ' -f2)"; fi; \
 	done; \
 	if [ -n "$$fail" ]; then echo "fuzz-replay: FAILED:$$fail"; exit 1; fi; \
 	echo "fuzz-replay: $(words $(FUZZ_NAMES)) targets ok"

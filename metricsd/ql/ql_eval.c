@@ -23,11 +23,18 @@
 #include "metricsd/ql/ql_int.h"
 #include "metricsd/storage.h"
 
+struct ql_sseries {
+    struct ql_labels l;
+    const struct mtd_ql_point *p; /* float and histogram samples merged by t */
+    size_t n;
+};
+
 struct ql_sel_data {
     int loaded;
     int64_t mint, maxt;
     int want;               /* selector is evaluated at all */
-    struct mtd_series_set *set;
+    struct ql_sseries *s;
+    size_t ns;
 };
 
 /* ---------------------------------------------------------------- annotations */
@@ -156,6 +163,14 @@ static void set_free_cb(void *arg)
     mtd_series_set_free(arg);
 }
 
+static const char *label_key(struct ql_arena *a, struct ql_labels l, int drop, size_t *len);
+
+static int sseries_cmp(const void *x, const void *y)
+{
+    const struct ql_sseries *a = x, *b = y;
+    return ql_lcmp(a->l, b->l);
+}
+
 static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
 {
     struct ql_sel_data *d = &q->sel[v->sel_id];
@@ -171,17 +186,99 @@ static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
     if (rc < 0)
         ql_throw(&q->qa, rc, "%s", e.msg[0] ? e.msg : "storage select failed");
     ql_on_free(&q->qa, set_free_cb, set);
-    d->set = set;
+    const struct mtd_ql_hseries *hs = NULL;
+    size_t nhs = 0;
+    if (q->opts && q->opts->hist_select) {
+        rc = q->opts->hist_select(q->opts->hist_ctx, q->tenant, v->ms, v->nms, d->mint, d->maxt,
+                                  &hs, &nhs);
+        if (rc < 0)
+            ql_throw(&q->qa, rc, "histogram select failed");
+    }
+    d->s = ql_alloc(&q->qa, (set->nseries + nhs + 1) * sizeof(*d->s));
+    struct ql_map m;
+    ql_map_init(&m, &q->qa, set->nseries + nhs);
+    size_t total = 0;
+    for (size_t i = 0; i < set->nseries; i++) {
+        const struct mtd_series *ss = &set->series[i];
+        struct ql_sseries *o2 = &d->s[d->ns];
+        o2->l.v = ss->labels;
+        o2->l.n = (uint32_t)ss->nlabels;
+        struct mtd_ql_point *p = ql_alloc(&q->qa, (ss->nsamples + 1) * sizeof(*p));
+        for (size_t k = 0; k < ss->nsamples; k++) {
+            p[k].t = ss->samples[k].t;
+            p[k].v = ss->samples[k].v;
+        }
+        o2->p = p;
+        o2->n = ss->nsamples;
+        total += ss->nsamples;
+        if (nhs) {
+            size_t kl;
+            const char *key = label_key(&q->qa, o2->l, 0, &kl);
+            ql_map_put(&m, key, kl, (int)d->ns);
+        }
+        d->ns++;
+    }
+    int resort = 0;
+    for (size_t i = 0; i < nhs; i++) {
+        struct ql_labels l = {hs[i].labels, (uint32_t)hs[i].nlabels};
+        size_t kl;
+        const char *key = label_key(&q->qa, l, 0, &kl);
+        int idx = ql_map_get(&m, key, kl);
+        size_t cnt = 0;
+        for (size_t k = 0; k < hs[i].n; k++)
+            if (hs[i].t[k] >= d->mint && hs[i].t[k] <= d->maxt)
+                cnt++;
+        if (cnt == 0)
+            continue;
+        struct ql_sseries *dst;
+        const struct mtd_ql_point *old = NULL;
+        size_t nold = 0;
+        if (idx >= 0) {
+            dst = &d->s[idx];
+            old = dst->p;
+            nold = dst->n;
+        } else {
+            dst = &d->s[d->ns++];
+            dst->l = l;
+            resort = 1;
+        }
+        struct mtd_ql_point *p = ql_alloc(&q->qa, (nold + cnt + 1) * sizeof(*p));
+        size_t a2 = 0, o3 = 0;
+        for (size_t k = 0; k < hs[i].n; k++) {
+            int64_t t = hs[i].t[k];
+            if (t < d->mint || t > d->maxt)
+                continue;
+            while (a2 < nold && old[a2].t < t)
+                p[o3++] = old[a2++];
+            if (a2 < nold && old[a2].t == t)
+                a2++;
+            p[o3].t = t;
+            if (hs[i].h[k]) {
+                p[o3].h = hs[i].h[k];
+            } else {
+                uint64_t bits = MTD_STALE_NAN_BITS;
+                memcpy(&p[o3].v, &bits, sizeof(double));
+            }
+            o3++;
+        }
+        while (a2 < nold)
+            p[o3++] = old[a2++];
+        dst->p = p;
+        dst->n = o3;
+        total += cnt;
+    }
+    if (resort)
+        qsort(d->s, d->ns, sizeof(*d->s), sseries_cmp);
     d->loaded = 1;
-    q->nsamples += set->nsamples_total;
+    q->nsamples += total;
     if (q->max_samples && q->nsamples > q->max_samples)
         ql_throw(&q->qa, OBS_ELIMIT, "query processing would load too many samples into "
                                      "memory in query execution");
     return d;
 }
 
-/* Index of the last sample with t <= ts, or -1. */
-static long last_le(const struct mtd_sample *s, size_t n, int64_t ts)
+/* Index of the last point with t <= ts, or -1. */
+static long last_le(const struct mtd_ql_point *s, size_t n, int64_t ts)
 {
     long lo = 0, hi = (long)n - 1, r = -1;
     while (lo <= hi) {
@@ -196,22 +293,27 @@ static long last_le(const struct mtd_sample *s, size_t n, int64_t ts)
     return r;
 }
 
+static int pt_stale(const struct mtd_ql_point *p)
+{
+    return !p->h && mtd_value_is_stale(p->v);
+}
+
 static struct ql_val eval_vsel(struct ql_query *q, struct ql_node *n, int64_t t)
 {
     struct ql_sel_data *d = load_sel(q, n);
     int64_t ts = ql_sel_time(q, n, t);
     struct ql_val r = {.type = MTD_QL_VECTOR};
-    r.vec.s = ql_alloc(&q->sa, (d->set->nseries + 1) * sizeof(struct ql_sample));
-    for (size_t i = 0; i < d->set->nseries; i++) {
-        const struct mtd_series *s = &d->set->series[i];
-        long k = last_le(s->samples, s->nsamples, ts);
-        if (k < 0 || s->samples[k].t <= ts - q->lookback || mtd_value_is_stale(s->samples[k].v))
+    r.vec.s = ql_alloc(&q->sa, (d->ns + 1) * sizeof(struct ql_sample));
+    for (size_t i = 0; i < d->ns; i++) {
+        const struct ql_sseries *s = &d->s[i];
+        long k = last_le(s->p, s->n, ts);
+        if (k < 0 || s->p[k].t <= ts - q->lookback || pt_stale(&s->p[k]))
             continue;
         struct ql_sample *o = &r.vec.s[r.vec.n++];
-        o->l.v = s->labels;
-        o->l.n = (uint32_t)s->nlabels;
-        o->t = s->samples[k].t;
-        o->v = s->samples[k].v;
+        o->l = s->l;
+        o->t = s->p[k].t;
+        o->v = s->p[k].v;
+        o->h = s->p[k].h;
     }
     return r;
 }
@@ -225,22 +327,20 @@ static struct ql_val eval_msel(struct ql_query *q, struct ql_node *m, int64_t t)
     r.mat.range_end = ts;
     r.mat.range_start = ts - m->range;
     r.mat.range = m->range;
-    r.mat.s = ql_alloc(&q->sa, (d->set->nseries + 1) * sizeof(struct ql_series));
-    for (size_t i = 0; i < d->set->nseries; i++) {
-        const struct mtd_series *s = &d->set->series[i];
-        long hi = last_le(s->samples, s->nsamples, ts);
-        long lo = last_le(s->samples, s->nsamples, ts - m->range) + 1;
+    r.mat.s = ql_alloc(&q->sa, (d->ns + 1) * sizeof(struct ql_series));
+    for (size_t i = 0; i < d->ns; i++) {
+        const struct ql_sseries *s = &d->s[i];
+        long hi = last_le(s->p, s->n, ts);
+        long lo = last_le(s->p, s->n, ts - m->range) + 1;
         if (hi < lo)
             continue;
         struct ql_series *o = &r.mat.s[r.mat.n];
-        o->l.v = s->labels;
-        o->l.n = (uint32_t)s->nlabels;
+        o->l = s->l;
         o->p = ql_alloc(&q->sa, (size_t)(hi - lo + 1) * sizeof(struct mtd_ql_point));
         for (long k = lo; k <= hi; k++) {
-            if (mtd_value_is_stale(s->samples[k].v))
+            if (pt_stale(&s->p[k]))
                 continue;
-            o->p[o->n].t = s->samples[k].t;
-            o->p[o->n++].v = s->samples[k].v;
+            o->p[o->n++] = s->p[k];
         }
         if (o->n)
             r.mat.n++;
@@ -316,7 +416,9 @@ static void stitch_add(struct ql_query *q, struct stitch *st, struct ql_vec v, i
         struct ql_series *s = &st->s[idx];
         if (s->n > 0 && s->p[s->n - 1].t == t)
             ql_throw(&q->qa, OBS_EINVAL, "vector cannot contain metrics with the same labelset");
-        struct mtd_ql_point pt = {t, v.s[i].v};
+        struct mtd_ql_point pt = {t, v.s[i].v, v.s[i].h};
+        if (copy && pt.h)
+            pt.h = ql_hist_copy(st->a, pt.h);
         QL_PUSH(st->a, s->p, s->n, s->cap, pt);
     }
 }
@@ -882,6 +984,7 @@ static int query_begin(struct ql_query *q, const struct mtd_ql_expr *e, struct m
     q->default_step = o && o->default_step_ms > 0 ? o->default_step_ms : 60 * 1000;
     q->deadline = o ? o->deadline_ns : 0;
     q->max_samples = o ? o->max_samples : 0;
+    q->opts = o;
     return 0;
 }
 
@@ -1020,6 +1123,8 @@ static int run(struct ql_query *q, struct mtd_ql_result **out, int range, int64_
                 s[i].p = ql_alloc(qa, sizeof(struct mtd_ql_point));
                 s[i].p[0].t = start;
                 s[i].p[0].v = v.vec.s[i].v;
+                if (v.vec.s[i].h)
+                    s[i].p[0].h = ql_hist_copy(qa, v.vec.s[i].h);
                 s[i].n = 1;
             }
             finish_series(q, s, v.vec.n);
@@ -1035,6 +1140,9 @@ static int run(struct ql_query *q, struct mtd_ql_result **out, int range, int64_
                 s[i].n = v.mat.s[i].n;
                 s[i].p = ql_alloc(qa, (s[i].n + 1) * sizeof(struct mtd_ql_point));
                 memcpy(s[i].p, v.mat.s[i].p, s[i].n * sizeof(struct mtd_ql_point));
+                for (size_t k = 0; k < s[i].n; k++)
+                    if (s[i].p[k].h)
+                        s[i].p[k].h = ql_hist_copy(qa, s[i].p[k].h);
             }
             finish_series(q, s, v.mat.n);
             set_series(r, s, v.mat.n, q);

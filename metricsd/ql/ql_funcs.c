@@ -67,7 +67,8 @@ static struct ql_val map_vec(struct ql_query *q, struct ql_vec in, int64_t t,
 {
     struct ql_val r = new_vec(q, in.n);
     for (size_t i = 0; i < in.n; i++)
-        push(&r, in.s[i].l, f(in.s[i].v), t, 1);
+        if (!in.s[i].h)
+            push(&r, in.s[i].l, f(in.s[i].v), t, 1);
     return r;
 }
 
@@ -110,7 +111,8 @@ static struct ql_val fn_round(struct ql_query *q, struct ql_node *c, struct ql_v
     double inv = 1.0 / to;
     struct ql_val r = new_vec(q, a[0].vec.n);
     for (size_t i = 0; i < a[0].vec.n; i++)
-        push(&r, a[0].vec.s[i].l, floor(a[0].vec.s[i].v * inv + 0.5) / inv, t, 1);
+        if (!a[0].vec.s[i].h)
+            push(&r, a[0].vec.s[i].l, floor(a[0].vec.s[i].v * inv + 0.5) / inv, t, 1);
     return r;
 }
 
@@ -121,7 +123,8 @@ static struct ql_val clamp_common(struct ql_query *q, struct ql_vec in, double l
     if (hi < lo)
         return r;
     for (size_t i = 0; i < in.n; i++)
-        push(&r, in.s[i].l, go_max(lo, go_min(hi, in.s[i].v)), t, 1);
+        if (!in.s[i].h)
+            push(&r, in.s[i].l, go_max(lo, go_min(hi, in.s[i].v)), t, 1);
     return r;
 }
 
@@ -137,7 +140,8 @@ static struct ql_val fn_clamp_min(struct ql_query *q, struct ql_node *c, struct 
     (void)c;
     struct ql_val r = new_vec(q, a[0].vec.n);
     for (size_t i = 0; i < a[0].vec.n; i++)
-        push(&r, a[0].vec.s[i].l, go_max(a[1].scalar, a[0].vec.s[i].v), t, 1);
+        if (!a[0].vec.s[i].h)
+            push(&r, a[0].vec.s[i].l, go_max(a[1].scalar, a[0].vec.s[i].v), t, 1);
     return r;
 }
 
@@ -147,7 +151,8 @@ static struct ql_val fn_clamp_max(struct ql_query *q, struct ql_node *c, struct 
     (void)c;
     struct ql_val r = new_vec(q, a[0].vec.n);
     for (size_t i = 0; i < a[0].vec.n; i++)
-        push(&r, a[0].vec.s[i].l, go_min(a[1].scalar, a[0].vec.s[i].v), t, 1);
+        if (!a[0].vec.s[i].h)
+            push(&r, a[0].vec.s[i].l, go_min(a[1].scalar, a[0].vec.s[i].v), t, 1);
     return r;
 }
 
@@ -222,7 +227,7 @@ static struct ql_val fn_scalar(struct ql_query *q, struct ql_node *c, struct ql_
 {
     (void)q; (void)c; (void)t;
     struct ql_val r = {.type = MTD_QL_SCALAR, .scalar = NAN};
-    if (a[0].vec.n == 1)
+    if (a[0].vec.n == 1 && !a[0].vec.s[0].h)
         r.scalar = a[0].vec.s[0].v;
     return r;
 }
@@ -597,7 +602,8 @@ static struct ql_val date_fn(struct ql_query *q, struct ql_node *c, struct ql_va
     }
     struct ql_val r = new_vec(q, a[0].vec.n);
     for (size_t i = 0; i < a[0].vec.n; i++)
-        push(&r, a[0].vec.s[i].l, date_part(a[0].vec.s[i].v, which), t, 1);
+        if (!a[0].vec.s[i].h)
+            push(&r, a[0].vec.s[i].l, date_part(a[0].vec.s[i].v, which), t, 1);
     return r;
 }
 
@@ -623,19 +629,76 @@ typedef int (*over_fn)(struct ql_query *q, struct ql_node *c, struct ql_val *a,
                        const struct ql_series *s, const struct ql_mat *m, int64_t t,
                        double *out);
 
+
+/* Functions that take histogram samples as they are (the rest see floats only). */
+static int hist_aware(const char *name)
+{
+    static const char *ok[] = {"count_over_time", "last_over_time", "first_over_time",
+                               "present_over_time", "ts_of_last_over_time",
+                               "ts_of_first_over_time", "sum_over_time", "avg_over_time",
+                               "rate", "increase", "delta", "irate", "idelta", "resets",
+                               "changes", NULL};
+    for (int i = 0; ok[i]; i++)
+        if (strcmp(ok[i], name) == 0)
+            return 1;
+    return 0;
+}
+
 static struct ql_val over_time(struct ql_query *q, struct ql_node *c, struct ql_val *a, int mi,
                                int64_t t, over_fn f, int keep_name)
 {
     const struct ql_mat *m = &a[mi].mat;
     struct ql_val r = new_vec(q, m->n);
+    int aware = hist_aware(c->fn->name);
     for (size_t i = 0; i < m->n; i++) {
         double v;
-        if (m->s[i].n == 0)
+        struct ql_series fs = m->s[i];
+        if (fs.n == 0)
             continue;
-        if (f(q, c, a, &m->s[i], m, t, &v))
-            push(&r, m->s[i].l, v, t, keep_name ? m->s[i].drop : 1);
+        size_t nh = 0;
+        for (size_t k = 0; k < fs.n; k++)
+            nh += fs.p[k].h != NULL;
+        if (nh && !aware) {
+            /* floats only: drop histogram samples */
+            struct mtd_ql_point *p = ql_alloc(&q->sa, (fs.n + 1) * sizeof(*p));
+            size_t o = 0;
+            for (size_t k = 0; k < fs.n; k++)
+                if (!fs.p[k].h)
+                    p[o++] = fs.p[k];
+            if (o > 0)
+                ql_info(q, c->args[mi]->pos, "PromQL info: ignored histograms in a range "
+                                             "containing both floats and histograms for "
+                                             "metric name \"%s\"",
+                        ql_lget(fs.l, "__name__") ? ql_lget(fs.l, "__name__") : "");
+            fs.p = p;
+            fs.n = o;
+            if (o == 0)
+                continue;
+        }
+        q->hout = NULL;
+        if (f(q, c, a, &fs, m, t, &v)) {
+            push(&r, fs.l, v, t, keep_name ? fs.drop : 1);
+            r.vec.s[r.vec.n - 1].h = q->hout;
+        }
     }
     return r;
+}
+
+/* Histogram-aware helpers for the range functions below: 1 = all histograms, 0 = all
+ * floats, -1 = mixed (warned, no result). */
+static int hist_kind(struct ql_query *q, struct ql_node *c, const struct ql_series *s)
+{
+    size_t nh = 0;
+    for (size_t k = 0; k < s->n; k++)
+        nh += s->p[k].h != NULL;
+    if (nh == 0)
+        return 0;
+    if (nh == s->n)
+        return 1;
+    const char *nm = ql_lget(s->l, "__name__");
+    ql_warn(q, c->args[0]->pos, "PromQL warning: encountered a mix of histograms and floats "
+                                "for metric name \"%s\"", nm ? nm : "");
+    return -1;
 }
 
 #define OVER(name, keep)                                                                     \
@@ -710,9 +773,70 @@ static int extrapolated(const struct ql_series *s, const struct ql_mat *m, int i
     return 1;
 }
 
+/* Histogram flavour of extrapolatedRate: last - first (+ resets for counters), scaled by
+ * the same extrapolation factor as floats (without the zero-clamp). Sets q->hout. */
+static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
+                             const struct ql_mat *m, int is_counter, int is_rate)
+{
+    int k = hist_kind(q, c, s);
+    if (k < 0 || s->n < 2)
+        return 0;
+    const struct mtd_ql_point *p = s->p;
+    size_t last = s->n - 1;
+    const char *nm = ql_lget(s->l, "__name__");
+    if (is_counter && p[last].h->crh == MTD_QL_CRH_GAUGE)
+        ql_warn(q, c->args[0]->pos, "PromQL warning: this native histogram metric is not a "
+                                    "counter: \"%s\"", nm ? nm : "");
+    if (!is_counter && p[last].h->crh != MTD_QL_CRH_GAUGE)
+        ql_warn(q, c->args[0]->pos, "PromQL warning: this native histogram metric is not a "
+                                    "gauge: \"%s\"", nm ? nm : "");
+    struct mtd_ql_hist *h = ql_hist_add(&q->sa, p[last].h, p[0].h, -1);
+    if (!h) {
+        ql_warn(q, c->args[0]->pos, "PromQL warning: vector contains a mix of histograms with "
+                                    "exponential and custom buckets schemas for metric name "
+                                    "\"%s\"", nm ? nm : "");
+        return 0;
+    }
+    if (is_counter) {
+        for (size_t i = 1; i < s->n; i++) {
+            if (ql_hist_detect_reset(p[i].h, p[i - 1].h)) {
+                h = ql_hist_add(&q->sa, h, p[i - 1].h, 1);
+                if (!h)
+                    return 0;
+            }
+        }
+    }
+    double to_start = (double)(p[0].t - m->range_start) / 1000.0;
+    double to_end = (double)(m->range_end - p[last].t) / 1000.0;
+    double sampled = (double)(p[last].t - p[0].t) / 1000.0;
+    double avg = sampled / (double)last;
+    double threshold = avg * 1.1;
+    if (to_start >= threshold)
+        to_start = avg / 2;
+    if (to_end >= threshold)
+        to_end = avg / 2;
+    double factor = (sampled + to_start + to_end) / sampled;
+    if (is_rate)
+        factor /= (double)m->range / 1000.0;
+    h = ql_hist_scale(&q->sa, h, factor);
+    h->crh = MTD_QL_CRH_GAUGE;
+    q->hout = h;
+    return 1;
+}
+
+static int any_hist(const struct ql_series *s)
+{
+    for (size_t k = 0; k < s->n; k++)
+        if (s->p[k].h)
+            return 1;
+    return 0;
+}
+
 OVER(rate, 0)
 {
     (void)a; (void)t;
+    if (any_hist(s))
+        return hist_extrapolated(q, c, s, m, 1, 1);
     counter_info(q, s, 1, c->args[0]->pos);
     return extrapolated(s, m, 1, 1, out);
 }
@@ -720,13 +844,17 @@ OVER(rate, 0)
 OVER(increase, 0)
 {
     (void)a; (void)t;
+    if (any_hist(s))
+        return hist_extrapolated(q, c, s, m, 1, 0);
     counter_info(q, s, 1, c->args[0]->pos);
     return extrapolated(s, m, 1, 0, out);
 }
 
 OVER(delta, 0)
 {
-    (void)q; (void)c; (void)a; (void)t;
+    (void)a; (void)t;
+    if (any_hist(s))
+        return hist_extrapolated(q, c, s, m, 0, 0);
     return extrapolated(s, m, 0, 0, out);
 }
 
@@ -818,9 +946,17 @@ OVER(resets, 0)
 {
     (void)q; (void)c; (void)a; (void)t; (void)m;
     double r = 0;
-    for (size_t i = 1; i < s->n; i++)
-        if (s->p[i].v < s->p[i - 1].v)
+    for (size_t i = 1; i < s->n; i++) {
+        const struct mtd_ql_point *x = &s->p[i], *y = &s->p[i - 1];
+        if (x->h && y->h) {
+            r += ql_hist_detect_reset(x->h, y->h);
+        } else if (!x->h && !y->h) {
+            if (x->v < y->v)
+                r++;
+        } else {
             r++;
+        }
+    }
     *out = r;
     return 1;
 }
@@ -830,7 +966,13 @@ OVER(changes, 0)
     (void)q; (void)c; (void)a; (void)t; (void)m;
     double r = 0;
     for (size_t i = 1; i < s->n; i++) {
-        double x = s->p[i].v, y = s->p[i - 1].v;
+        const struct mtd_ql_point *px = &s->p[i], *py = &s->p[i - 1];
+        if (px->h || py->h) {
+            if (!(px->h && py->h && ql_hist_equal(px->h, py->h)))
+                r++;
+            continue;
+        }
+        double x = px->v, y = py->v;
         if (x != y && !(isnan(x) && isnan(y)))
             r++;
     }
@@ -840,7 +982,9 @@ OVER(changes, 0)
 
 OVER(avg_over_time, 0)
 {
-    (void)q; (void)c; (void)a; (void)t; (void)m;
+    (void)a; (void)t; (void)m;
+    if (any_hist(s))
+        return hist_sum_over(q, c, s, 1);
     double sum = s->p[0].v, cs = 0, mean = 0, cm = 0, cnt = 1;
     int inc = 0;
     for (size_t i = 1; i < s->n; i++) {
@@ -871,9 +1015,30 @@ OVER(avg_over_time, 0)
     return 1;
 }
 
+/* sum (avg = 0) or mean (avg = 1) of histogram samples; sets q->hout. */
+static int hist_sum_over(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
+                         int avg)
+{
+    int k = hist_kind(q, c, s);
+    if (k <= 0)
+        return 0;
+    const struct mtd_ql_hist *h = s->p[0].h;
+    for (size_t i = 1; i < s->n; i++) {
+        h = ql_hist_add(&q->sa, h, s->p[i].h, 1);
+        if (!h)
+            return 0;
+    }
+    struct mtd_ql_hist *r = ql_hist_scale(&q->sa, h, avg ? 1.0 / (double)s->n : 1.0);
+    r->crh = MTD_QL_CRH_GAUGE;
+    q->hout = r;
+    return 1;
+}
+
 OVER(sum_over_time, 0)
 {
-    (void)q; (void)c; (void)a; (void)t; (void)m;
+    (void)a; (void)t; (void)m;
+    if (any_hist(s))
+        return hist_sum_over(q, c, s, 0);
     double sum = 0, cs = 0;
     for (size_t i = 0; i < s->n; i++)
         sum = ql_kahan_inc(s->p[i].v, sum, &cs);
@@ -954,14 +1119,16 @@ OVER(ts_of_first_over_time, 0)
 
 OVER(last_over_time, 1)
 {
-    (void)q; (void)c; (void)a; (void)t; (void)m;
+    (void)c; (void)a; (void)t; (void)m;
+    q->hout = s->p[s->n - 1].h;
     *out = s->p[s->n - 1].v;
     return 1;
 }
 
 OVER(first_over_time, 1)
 {
-    (void)q; (void)c; (void)a; (void)t; (void)m;
+    (void)c; (void)a; (void)t; (void)m;
+    q->hout = s->p[0].h;
     *out = s->p[0].v;
     return 1;
 }

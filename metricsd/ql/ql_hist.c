@@ -106,7 +106,7 @@ static void widen_zero(struct ql_arena *a, struct mtd_ql_hist *h, double zt)
     for (size_t i = 0; i < c->np; i++) {
         double lo, hi;
         ql_hist_bucket_bounds(c, c->pidx[i], 0, &lo, &hi);
-        if (lo < zt) {
+        if (hi <= zt) {
             c->zero_count += c->pcnt[i];
             continue;
         }
@@ -122,7 +122,7 @@ static void widen_zero(struct ql_arena *a, struct mtd_ql_hist *h, double zt)
     for (size_t i = 0; i < c->nn; i++) {
         double lo, hi;
         ql_hist_bucket_bounds(c, c->nidx[i], 0, &lo, &hi);
-        if (lo < zt) {
+        if (hi <= zt) {
             c->zero_count += c->ncnt[i];
             continue;
         }

@@ -169,6 +169,7 @@ struct ql_sample {
     struct ql_labels l;
     int64_t t;
     double v;
+    const struct mtd_ql_hist *h; /* non-NULL: histogram sample */
     int drop;                   /* delayed __name__ removal */
 };
 struct ql_vec {
@@ -224,6 +225,8 @@ struct ql_query {
     int64_t start, end, interval;  /* query range (instant: start == end) */
     int64_t lookback, default_step, deadline;
     size_t max_samples, nsamples;
+    const struct mtd_ql_opts *opts;
+    const struct mtd_ql_hist *hout; /* histogram result of a range function (ql_funcs.c) */
     struct ql_sel_data *sel;       /* nsel entries */
     char **annos;                  /* warnings then infos are collected separately */
     size_t nwarn, ninfo, capw, capi;
@@ -243,5 +246,21 @@ double ql_kahan_inc(double inc, double sum, double *c);
 double ql_quantile(double q, double *v, size_t n); /* sorts v */
 /* Resolve a selector's evaluation instant (applies @ and offset). */
 int64_t ql_sel_time(struct ql_query *q, const struct ql_node *n, int64_t t);
+
+/* ---------------------------------------------------------------- histograms (ql_hist.c) */
+struct mtd_ql_hist *ql_hist_new(struct ql_arena *a);
+struct mtd_ql_hist *ql_hist_copy(struct ql_arena *a, const struct mtd_ql_hist *h);
+void ql_hist_bucket_bounds(const struct mtd_ql_hist *h, int32_t idx, int neg, double *lo,
+                           double *hi);
+int ql_hist_compatible(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y);
+/* x + f*y; NULL when exponential and custom schemas (or custom bounds) differ. */
+struct mtd_ql_hist *ql_hist_add(struct ql_arena *a, const struct mtd_ql_hist *x,
+                                const struct mtd_ql_hist *y, double f);
+struct mtd_ql_hist *ql_hist_scale(struct ql_arena *a, const struct mtd_ql_hist *h, double f);
+int ql_hist_equal(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y);
+double ql_hist_quantile(struct ql_arena *a, double q, const struct mtd_ql_hist *h);
+double ql_hist_fraction(struct ql_arena *a, double lo, double hi, const struct mtd_ql_hist *h);
+double ql_hist_stdvar(struct ql_arena *a, const struct mtd_ql_hist *h);
+int ql_hist_detect_reset(const struct mtd_ql_hist *cur, const struct mtd_ql_hist *prev);
 
 #endif

@@ -87,7 +87,7 @@ static int run_one(const char *path, size_t *count)
     }
     current_input = path;
     if (getenv("FUZZ_VERBOSE"))
-        fprintf(stderr, "fuzz: %s (%zu bytes)\n", path, len);
+        fprintf(stderr, "fuzz: %s (%zu bytes)\n", path, len); /* the Makefile greps this */
     /* Copy into an exact-size buffer so ASan catches reads past the end of the input. */
     uint8_t *exact = malloc(len ? len : 1);
     if (exact == NULL) {

@@ -38,6 +38,19 @@ static inline void fuzz_quiet(void)
     }
 }
 
+/* FUZZ_SKIP_KNOWN=1 in the environment makes targets step around bugs already reported (each
+ * has a crash-* reproducer in its corpus), so a libFuzzer run can look past them. Replay
+ * (`make fuzz-replay`) never sets it. */
+static inline int fuzz_skip_known(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("FUZZ_SKIP_KNOWN");
+        v = e != NULL && e[0] == '1';
+    }
+    return v;
+}
+
 /* NUL-terminated malloc'd copy of data (the parsers that take C strings need one). Returns
  * NULL on OOM; free with free(). */
 static inline char *fuzz_cstr(const uint8_t *data, size_t size)

@@ -33,7 +33,22 @@ struct mseries {
     size_t nl;
     struct mtd_sample *s;
     size_t ns, cap;
+    int64_t *ht;                 /* histogram samples */
+    const struct mtd_ql_hist **hh;
+    size_t hn, hcap;
 };
+
+/* Histograms (loaded and expected) live here until the file ends. */
+static struct obs_arena *g_harena;
+
+static void *halloc(size_t n)
+{
+    if (!g_harena)
+        g_harena = obs_arena_new(0);
+    void *p = obs_arena_alloc(g_harena, n ? n : 1);
+    memset(p, 0, n ? n : 1);
+    return p;
+}
 
 struct memstore {
     struct mseries *v;
@@ -77,6 +92,35 @@ static int mem_select(struct mtd_storage *st, const char *tenant, const struct o
     return 0;
 }
 
+/* Histogram source for the engine (mtd_ql_opts.hist_select). Result arrays are kept in
+ * g_harena until the file ends. */
+static int mem_hist_select(void *ctx, const char *tenant, const struct obs_matcher *ms,
+                           size_t nms, int64_t mint, int64_t maxt,
+                           const struct mtd_ql_hseries **out, size_t *n)
+{
+    (void)ctx; (void)tenant; (void)mint; (void)maxt;
+    struct mtd_ql_hseries *r = halloc((g_store.n + 1) * sizeof(*r));
+    size_t k = 0;
+    for (size_t i = 0; i < g_store.n; i++) {
+        struct mseries *s = &g_store.v[i];
+        if (s->hn == 0)
+            continue;
+        int ok = 1;
+        for (size_t j = 0; j < nms && ok; j++)
+            ok = obs_matcher_matches(&ms[j], obs_labels_get(s->l, s->nl, ms[j].name));
+        if (!ok)
+            continue;
+        r[k].labels = s->l;
+        r[k].nlabels = s->nl;
+        r[k].t = s->ht;
+        r[k].h = s->hh;
+        r[k++].n = s->hn;
+    }
+    *out = r;
+    *n = k;
+    return 0;
+}
+
 static const struct mtd_storage_ops mem_ops = {.select = mem_select};
 static struct mtd_storage g_st = {&mem_ops, NULL};
 
@@ -89,6 +133,8 @@ static void store_clear(void)
         }
         free(g_store.v[i].l);
         free(g_store.v[i].s);
+        free(g_store.v[i].ht);
+        free(g_store.v[i].hh);
     }
     free(g_store.v);
     memset(&g_store, 0, sizeof(g_store));
@@ -154,6 +200,17 @@ static void series_add(struct mseries *s, int64_t t, double v)
     s->s[pos].t = t;
     s->s[pos].v = v;
     s->ns++;
+}
+
+static void series_add_hist(struct mseries *s, int64_t t, const struct mtd_ql_hist *h)
+{
+    if (s->hn == s->hcap) {
+        s->hcap = s->hcap ? s->hcap * 2 : 16;
+        s->ht = realloc(s->ht, s->hcap * sizeof(*s->ht));
+        s->hh = realloc(s->hh, s->hcap * sizeof(*s->hh));
+    }
+    s->ht[s->hn] = t;
+    s->hh[s->hn++] = h;
 }
 
 /* ---------------------------------------------------------------- parsing helpers */
@@ -245,7 +302,169 @@ static int parse_series_desc(const char **pp, struct obs_label **out, size_t *no
 struct val {
     double v;
     int flags;
+    const struct mtd_ql_hist *h;
+    int crh_set; /* counter_reset_hint given explicitly */
 };
+
+static int parse_num(const char *s, size_t n, double *out);
+
+/* ---------------------------------------------------------------- histogram literals */
+/* Parse a bracketed list "[a b c]" of numbers at *pp. Returns count or -1. */
+static int parse_list(const char **pp, double **out)
+{
+    const char *p = skip_ws(*pp);
+    if (*p != '[')
+        return -1;
+    p++;
+    double *v = NULL;
+    int n = 0;
+    for (;;) {
+        p = skip_ws(p);
+        if (*p == ']') {
+            p++;
+            break;
+        }
+        const char *st = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != ']')
+            p++;
+        double d;
+        if (parse_num(st, (size_t)(p - st), &d) < 0) {
+            free(v);
+            return -1;
+        }
+        v = realloc(v, (size_t)(n + 1) * sizeof(double));
+        v[n++] = d;
+    }
+    *pp = p;
+    *out = v;
+    return n;
+}
+
+static void set_buckets(int32_t **idx, double **cnt, size_t *n, const double *v, int nv,
+                        int32_t off)
+{
+    *idx = halloc((size_t)nv * sizeof(int32_t));
+    *cnt = halloc((size_t)nv * sizeof(double));
+    for (int i = 0; i < nv; i++) {
+        (*idx)[i] = off + i;
+        (*cnt)[i] = v[i];
+    }
+    *n = (size_t)nv;
+}
+
+/* Parse "{{schema:0 sum:1 count:2 buckets:[..] ...}}" at *pp (pointing at "{{"). */
+static struct mtd_ql_hist *parse_hist(const char **pp, int *crh_set)
+{
+    const char *p = *pp + 2;
+    struct mtd_ql_hist *h = halloc(sizeof(*h));
+    double *pb = NULL, *nb = NULL;
+    int npb = 0, nnb = 0;
+    int32_t off = 0, noff = 0;
+    *crh_set = 0;
+    for (;;) {
+        p = skip_ws(p);
+        if (p[0] == '}' && p[1] == '}') {
+            p += 2;
+            break;
+        }
+        const char *k = p;
+        while (*p && *p != ':')
+            p++;
+        if (!*p)
+            return NULL;
+        size_t kl = (size_t)(p - k);
+        p = skip_ws(p + 1);
+        if (*p == '[') {
+            double *lst;
+            int n = parse_list(&p, &lst);
+            if (n < 0)
+                return NULL;
+            if (kl == 7 && strncmp(k, "buckets", 7) == 0) {
+                pb = lst;
+                npb = n;
+            } else if (kl == 9 && strncmp(k, "n_buckets", 9) == 0) {
+                nb = lst;
+                nnb = n;
+            } else if (kl == 13 && strncmp(k, "custom_values", 13) == 0) {
+                h->custom = halloc((size_t)n * sizeof(double));
+                memcpy(h->custom, lst, (size_t)n * sizeof(double));
+                h->ncustom = (size_t)n;
+                free(lst);
+            } else {
+                free(lst);
+            }
+            continue;
+        }
+        const char *st = p;
+        while (*p && *p != ' ' && *p != '\t' && !(p[0] == '}' && p[1] == '}'))
+            p++;
+        size_t vl = (size_t)(p - st);
+        if (kl == 18 && strncmp(k, "counter_reset_hint", 18) == 0) {
+            *crh_set = 1;
+            if (strncmp(st, "reset", vl) == 0 && vl == 5)
+                h->crh = MTD_QL_CRH_RESET;
+            else if (strncmp(st, "not_reset", vl) == 0 && vl == 9)
+                h->crh = MTD_QL_CRH_NOT_RESET;
+            else if (strncmp(st, "gauge", vl) == 0 && vl == 5)
+                h->crh = MTD_QL_CRH_GAUGE;
+            continue;
+        }
+        double d;
+        if (parse_num(st, vl, &d) < 0)
+            return NULL;
+        if (kl == 6 && strncmp(k, "schema", 6) == 0) h->schema = (int32_t)d;
+        else if (kl == 3 && strncmp(k, "sum", 3) == 0) h->sum = d;
+        else if (kl == 5 && strncmp(k, "count", 5) == 0) h->count = d;
+        else if (kl == 8 && strncmp(k, "z_bucket", 8) == 0) h->zero_count = d;
+        else if (kl == 10 && strncmp(k, "z_bucket_w", 10) == 0) h->zero_threshold = d;
+        else if (kl == 6 && strncmp(k, "offset", 6) == 0) off = (int32_t)d;
+        else if (kl == 8 && strncmp(k, "n_offset", 8) == 0) noff = (int32_t)d;
+    }
+    set_buckets(&h->pidx, &h->pcnt, &h->np, pb, npb, off);
+    set_buckets(&h->nidx, &h->ncnt, &h->nn, nb, nnb, noff);
+    free(pb);
+    free(nb);
+    *pp = p;
+    return h;
+}
+
+/* Bucket-wise x + f*y for literal expansion (same schema assumed). */
+static void lit_merge(int32_t **oi, double **oc, size_t *on, const int32_t *xi,
+                      const double *xc, size_t xn, const int32_t *yi, const double *yc,
+                      size_t yn, double f)
+{
+    int32_t *ri = halloc((xn + yn + 1) * sizeof(int32_t));
+    double *rc = halloc((xn + yn + 1) * sizeof(double));
+    size_t i = 0, j = 0, n = 0;
+    while (i < xn || j < yn) {
+        if (j >= yn || (i < xn && xi[i] < yi[j])) {
+            ri[n] = xi[i];
+            rc[n++] = xc[i++];
+        } else if (i >= xn || yi[j] < xi[i]) {
+            ri[n] = yi[j];
+            rc[n++] = f * yc[j++];
+        } else {
+            ri[n] = xi[i];
+            rc[n++] = xc[i++] + f * yc[j++];
+        }
+    }
+    *oi = ri;
+    *oc = rc;
+    *on = n;
+}
+
+static struct mtd_ql_hist *lit_add(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y,
+                                   double f)
+{
+    struct mtd_ql_hist *r = halloc(sizeof(*r));
+    *r = *x;
+    r->count = x->count + f * y->count;
+    r->sum = x->sum + f * y->sum;
+    r->zero_count = x->zero_count + f * y->zero_count;
+    lit_merge(&r->pidx, &r->pcnt, &r->np, x->pidx, x->pcnt, x->np, y->pidx, y->pcnt, y->np, f);
+    lit_merge(&r->nidx, &r->ncnt, &r->nn, x->nidx, x->ncnt, x->nn, y->nidx, y->ncnt, y->nn, f);
+    return r;
+}
 
 static int parse_num(const char *s, size_t n, double *out)
 {
@@ -294,6 +513,8 @@ static int parse_values(const char *p, struct val **out)
             v = realloc(v, cap * sizeof(*v));                                                \
         }                                                                                    \
         v[n].v = (x);                                                                        \
+        v[n].h = NULL;                                                                       \
+        v[n].crh_set = 0;                                                                    \
         v[n++].flags = (f);                                                                  \
     } while (0)
     for (;;) {
@@ -301,29 +522,39 @@ static int parse_values(const char *p, struct val **out)
         if (!*p || *p == '\n' || *p == '#')
             break;
         if (p[0] == '{' && p[1] == '{') {
-            /* native histogram: skip, counting as absent (with xN repeats) */
-            const char *e = strstr(p, "}}");
-            if (!e)
+            /* native histogram: {{..}}, {{..}}xN, {{..}}+{{..}}xN, {{..}}-{{..}}xN */
+            int crh_set;
+            struct mtd_ql_hist *h = parse_hist(&p, &crh_set);
+            if (!h)
                 return -1;
-            p = e + 2;
-            int reps = 0;
+            double f = 0;
+            struct mtd_ql_hist *inc = NULL;
+            if ((*p == '+' || *p == '-') && p[1] == '{') {
+                f = *p == '+' ? 1 : -1;
+                p++;
+                int dummy;
+                inc = parse_hist(&p, &dummy);
+                if (!inc)
+                    return -1;
+            }
+            long reps = 0;
             if (*p == 'x') {
-                reps = atoi(p + 1);
+                reps = strtol(p + 1, NULL, 10);
                 while (*p && *p != ' ' && *p != '\t')
                     p++;
-            } else if (*p == '+' || *p == '-') {
-                /* {{..}}+{{..}}xN */
-                const char *e2 = strstr(p, "}}");
-                if (e2) {
-                    p = e2 + 2;
-                    if (*p == 'x')
-                        reps = atoi(p + 1);
-                    while (*p && *p != ' ' && *p != '\t')
-                        p++;
-                }
             }
-            for (int i = 0; i <= reps; i++)
-                ADD(0, V_ABSENT);
+            ADD(0, 0);
+            v[n - 1].h = h;
+            v[n - 1].crh_set = crh_set;
+            struct mtd_ql_hist *cur = h;
+            for (long i = 0; i < reps; i++) {
+                if (inc) {
+                    cur = lit_add(cur, inc, f);
+                    cur->crh = f > 0 ? MTD_QL_CRH_NOT_RESET : cur->crh;
+                }
+                ADD(0, 0);
+                v[n - 1].h = cur;
+            }
             continue;
         }
         const char *s = p;
@@ -458,6 +689,55 @@ static int close_enough(double a, double b)
     return diff / fmin(fabs(a) + fabs(b), 1.7976931348623157e308) < 1e-6;
 }
 
+/* Upstream's compareNativeHistogram on compacted histograms (zero buckets ignored). */
+static int buckets_match(const int32_t *xi, const double *xc, size_t xn, const int32_t *yi,
+                         const double *yc, size_t yn)
+{
+    size_t i = 0, j = 0;
+    for (;;) {
+        while (i < xn && xc[i] == 0)
+            i++;
+        while (j < yn && yc[j] == 0)
+            j++;
+        if (i >= xn || j >= yn)
+            break;
+        if (xi[i] != yi[j] || !close_enough(xc[i], yc[j]))
+            return 0;
+        i++;
+        j++;
+    }
+    return i >= xn && j >= yn;
+}
+
+static int hist_match(const struct mtd_ql_hist *e, const struct mtd_ql_hist *a, int crh_set)
+{
+    if (e->schema != a->schema || !close_enough(e->count, a->count) ||
+        !close_enough(e->sum, a->sum))
+        return 0;
+    if (e->schema == MTD_QL_SCHEMA_CUSTOM) {
+        if (e->ncustom != a->ncustom)
+            return 0;
+        for (size_t i = 0; i < e->ncustom; i++)
+            if (e->custom[i] != a->custom[i])
+                return 0;
+    }
+    if (e->zero_threshold != a->zero_threshold || !close_enough(e->zero_count, a->zero_count))
+        return 0;
+    if (!buckets_match(e->nidx, e->ncnt, e->nn, a->nidx, a->ncnt, a->nn) ||
+        !buckets_match(e->pidx, e->pcnt, e->np, a->pidx, a->pcnt, a->np))
+        return 0;
+    if (crh_set && e->crh != a->crh)
+        return 0;
+    return 1;
+}
+
+static int val_match(const struct val *e, const struct mtd_ql_point *p)
+{
+    if (e->h || p->h)
+        return e->h && p->h && hist_match(e->h, p->h, e->crh_set);
+    return close_enough(p->v, e->v);
+}
+
 static char fail_why[1024];
 
 #define FAIL(...)                                                                            \
@@ -523,7 +803,7 @@ static int check_instant(struct evalcmd *c, const struct mtd_ql_result *r)
                 while (pi < m->npts && m->pts[pi].t < ts)
                     pi++;
                 if (pi >= m->npts || m->pts[pi].t != ts ||
-                    !close_enough(m->pts[pi].v, c->ex[i].v[j].v))
+                    !val_match(&c->ex[i].v[j], &m->pts[pi]))
                     FAIL("range vector point %d mismatch", j);
             }
         }
@@ -553,7 +833,7 @@ static int check_instant(struct evalcmd *c, const struct mtd_ql_result *r)
         }
         if (c->ordered && k != i)
             FAIL("series %zu out of order", i);
-        if (c->ex[i].nv < 1 || !close_enough(c->ex[i].v[0].v, r->series[k].pts[0].v)) {
+        if (c->ex[i].nv < 1 || !val_match(&c->ex[i].v[0], &r->series[k].pts[0])) {
             char b[256];
             mtd_ql_labels_str(c->ex[i].l, c->ex[i].nl, b, sizeof(b));
             FAIL("value of %s: expected %.17g, got %.17g", b, c->ex[i].nv ? c->ex[i].v[0].v : 0,
@@ -603,7 +883,7 @@ static int check_range(struct evalcmd *c, const struct mtd_ql_result *r)
             if (m->pts[pi].t != ts)
                 FAIL("series %zu: point at %lld, expected %lld", i, (long long)m->pts[pi].t,
                      (long long)ts);
-            if (!close_enough(m->pts[pi].v, c->ex[i].v[j].v))
+            if (!val_match(&c->ex[i].v[j], &m->pts[pi]))
                 FAIL("series %zu at %lld: expected %.17g got %.17g", i, (long long)ts,
                      c->ex[i].v[j].v, m->pts[pi].v);
             pi++;
@@ -665,6 +945,8 @@ static int check_annos(struct evalcmd *c, const struct mtd_ql_result *r)
     return 1;
 }
 
+static struct mtd_ql_opts g_opts = {.hist_select = mem_hist_select};
+
 static int run_cmd(struct evalcmd *c)
 {
     struct mtd_ql_expr *e = NULL;
@@ -673,9 +955,9 @@ static int run_cmd(struct evalcmd *c)
     int rc = mtd_ql_parse(c->query, &e, &err);
     if (rc == 0) {
         if (c->range)
-            rc = mtd_ql_exec_range(e, &g_st, "t", c->start, c->end, c->step, NULL, &r, &err);
+            rc = mtd_ql_exec_range(e, &g_st, "t", c->start, c->end, c->step, &g_opts, &r, &err);
         else
-            rc = mtd_ql_exec_instant(e, &g_st, "t", c->t, NULL, &r, &err);
+            rc = mtd_ql_exec_instant(e, &g_st, "t", c->t, &g_opts, &r, &err);
     }
     int ok;
     if (c->fail) {
@@ -710,7 +992,7 @@ static int run_cmd(struct evalcmd *c)
     if (ok && !c->range && !c->ordered && !regex_match("(start|end|range|step)\\(\\)", c->query) &&
         (r->type == MTD_QL_VECTOR || r->type == MTD_QL_SCALAR)) {
         struct mtd_ql_result *rr = NULL;
-        rc = mtd_ql_exec_range(e, &g_st, "t", c->t - 60000, c->t + 60000, 60000, NULL, &rr,
+        rc = mtd_ql_exec_range(e, &g_st, "t", c->t - 60000, c->t + 60000, 60000, &g_opts, &rr,
                                &err);
         if (rc != 0) {
             snprintf(fail_why, sizeof(fail_why), "range mode error: %s", err.msg);
@@ -852,6 +1134,10 @@ static void run_file(const char *path, int *passed, int *total)
                 for (int k = 0; k < nv; k++) {
                     if (vals[k].flags & V_ABSENT)
                         continue;
+                    if (vals[k].h) {
+                        series_add_hist(s, (int64_t)k * interval, vals[k].h);
+                        continue;
+                    }
                     double v = vals[k].v;
                     if (vals[k].flags & V_STALE) {
                         uint64_t b = MTD_STALE_NAN_BITS;
@@ -1000,6 +1286,8 @@ static void run_file(const char *path, int *passed, int *total)
             fprintf(stderr, "%s:%zu: skipping line: %s\n", path, i + 1, l);
     }
     store_clear();
+    obs_arena_free(g_harena);
+    g_harena = NULL;
     for (size_t i = 0; i < nl; i++)
         free(lines[i]);
     free(lines);

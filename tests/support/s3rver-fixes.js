@@ -12,6 +12,11 @@
  * last object key of a truncated page into the continuation token and only objects count
  * toward max-keys), so common prefixes that sort after the last object of a truncated page
  * are left for the next page. Everything else (XML, tokens, auth shape) stays s3rver's.
+ *
+ * Also: a ranged GET of an empty object gets 206 with "Content-Length: 1" and no body (the
+ * client then waits for a byte that never comes); S3 answers 416 InvalidRange, and so does
+ * s3rver with this fix. (Another quirk, "bytes=0-0" answered with the whole object as 206
+ * "bytes 0-9/10", is left alone: the client trims ranges longer than asked.)
  */
 'use strict';
 
@@ -49,7 +54,8 @@ FilesystemStore.prototype.listObjects = async function listObjects(bucket, optio
   const { delimiter = '', startAfter = '', prefix = '', maxKeys = Infinity } = options;
   if (process.platform === 'win32') throw new Error('s3rver-fixes: POSIX only');
   const keys = [];
-  allKeys(this.getBucketPath(bucket), '', keys);
+  const base = prefix.slice(0, prefix.lastIndexOf('/') + 1); /* only walk below the prefix */
+  allKeys(path.join(this.getBucketPath(bucket), base), base, keys);
   keys.sort(byteCmp);
 
   const objects = [];
@@ -92,4 +98,22 @@ FilesystemStore.prototype.listObjects = async function listObjects(bucket, optio
     commonPrefixes,
     isTruncated,
   };
+};
+
+const origGetObject = FilesystemStore.prototype.getObject;
+FilesystemStore.prototype.getObject = async function getObject(bucket, key, options) {
+  if (options && (options.start !== undefined || options.end !== undefined)) {
+    let md = null;
+    try {
+      md = await this.getMetadata(bucket, key);
+    } catch (err) {
+      if (err.code !== 'ENOENT') throw err;
+    }
+    if (md && Number(md['content-length']) === 0) {
+      const object = new S3Object(bucket, key, null, md);
+      object.range = { start: options.start || 0, end: 0 };
+      return object; /* range without content: the controller answers 416 InvalidRange */
+    }
+  }
+  return origGetObject.call(this, bucket, key, options);
 };

@@ -60,7 +60,7 @@ static void setup(void)
                          "backend: s3\ns3:\n  endpoint: \"%s\"\n  bucket_name: \"%s\"\n"
                          "  insecure: true\n  bucket_lookup_type: %s\n"
                          "  prefix: \"conf-%ld-%d\"\n  part_size: %s\n  list_max_keys: %d\n"
-                         "  max_retries: %d\n",
+                         "  max_retries: %d\n  request_timeout: 60s\n",
                          s3_ep, s3_bucket, s3_lookup, (long)getpid(), case_seq, s3_part,
                          s3_max_keys, s3_max_retries);
         if (s3_region != NULL)
