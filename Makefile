@@ -211,7 +211,9 @@ clean:
 #   make fuzz            build with clang -fsanitize=fuzzer,address,undefined into
 #                        build/fuzz-libfuzzer/ and run each target for FUZZ_SECONDS (default 30);
 #                        FUZZ_TARGETS="logql wal" picks targets; new inputs go to
-#                        build/fuzz-libfuzzer/corpus/<name>/, crashes to .../artifacts/<name>/
+#                        build/fuzz-libfuzzer/corpus/<name>/, crashes to .../artifacts/<name>/;
+#                        FUZZ_SKIP_KNOWN=1 (environment) steps around bugs that already have a
+#                        crash-* reproducer, so a run can look past them
 FUZZ_SRC      := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_NAMES    := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 FUZZ_BIN      := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_NAMES))

@@ -16,7 +16,8 @@
  *     same string is sent and signed.
  *
  * Operations: PutObject (objects larger than part_size go through CreateMultipartUpload /
- * UploadPart / CompleteMultipartUpload, aborted on failure), GetObject with Range, HeadObject,
+ * UploadPart x N, up to upload_concurrency parts in parallel / CompleteMultipartUpload,
+ * AbortMultipartUpload on failure), GetObject with Range, HeadObject,
  * DeleteObject, ListObjectsV2 with prefix, delimiter and continuation-token paging. Response
  * XML (ListBucketResult, InitiateMultipartUploadResult, Error) is scanned for tags; entities
  * (&amp; &lt; &gt; &quot; &apos; &#N; &#xH;) are decoded. Errors become
@@ -59,6 +60,7 @@
 #define S3_POOL_MAX 8
 #define S3_ERRBODY_MAX (64 * 1024)
 #define S3_MAX_QUERY 6
+#define S3_MAX_CONCURRENCY 16
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct s3_store {
@@ -73,6 +75,7 @@ struct s3_store {
     int max_retries;
     long timeout_ms;
     int list_max_keys;
+    int upload_concurrency;
     pthread_mutex_t mu;
     CURL *pool[S3_POOL_MAX];
     int npool;
@@ -811,6 +814,101 @@ static void abort_upload(struct s3_store *s3, const char *fk, const char *upload
     obs_sbuf_deinit(&rs.body);
 }
 
+/* UploadPart workers: parts are handed out in order; the first error stops the others. */
+struct mp_job {
+    struct s3_store *s3;
+    const char *fk, *key, *upload_id, *data;
+    size_t len;
+    uint64_t nparts, next;
+    char (*etags)[160];
+    pthread_mutex_t mu;
+    int rc;
+    struct obs_err err;
+};
+
+static void *part_worker(void *arg)
+{
+    struct mp_job *j = arg;
+    struct s3_resp rs;
+    resp_init(&rs);
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        uint64_t i = j->next;
+        int go = j->rc == OBS_OK && i < j->nparts;
+        if (go)
+            j->next++;
+        pthread_mutex_unlock(&j->mu);
+        if (!go)
+            break;
+        char pn[24];
+        snprintf(pn, sizeof(pn), "%llu", (unsigned long long)(i + 1));
+        uint64_t off = i * j->s3->part_size;
+        size_t n = (size_t)(j->len - off < j->s3->part_size ? j->len - off : j->s3->part_size);
+        struct s3_req pr = {.op = "UPLOAD-PART", .method = "PUT", .key = j->fk,
+                            .q = {{"partNumber", pn}, {"uploadId", j->upload_id}}, .nq = 2,
+                            .body = j->data + off, .body_len = n};
+        struct obs_err e = {0};
+        int rc = s3_do(j->s3, &pr, &rs, &e);
+        if (rc == OBS_OK && (rs.status < 200 || rs.status > 299))
+            rc = status_err(j->s3, &pr, &rs, j->key, &e);
+        if (rc == OBS_OK && rs.etag[0] == '\0')
+            rc = obs_err_set(&e, OBS_EIO, "s3: UPLOAD-PART %s part %s: no ETag in reply", j->key,
+                             pn);
+        if (rc == OBS_OK) {
+            memcpy(j->etags[i], rs.etag, sizeof(rs.etag));
+            continue;
+        }
+        pthread_mutex_lock(&j->mu);
+        if (j->rc == OBS_OK) {
+            j->rc = rc;
+            j->err = e;
+        }
+        pthread_mutex_unlock(&j->mu);
+        break;
+    }
+    obs_sbuf_deinit(&rs.body);
+    return NULL;
+}
+
+/* Upload all parts with up to upload_concurrency threads (this one included) and append the
+ * <Part> list of CompleteMultipartUpload to done. */
+static int upload_parts(struct s3_store *s3, const char *fk, const char *key,
+                        const char *upload_id, const char *data, size_t len, uint64_t nparts,
+                        struct obs_sbuf *done, struct obs_err *err)
+{
+    struct mp_job j = {.s3 = s3, .fk = fk, .key = key, .upload_id = upload_id, .data = data,
+                       .len = len, .nparts = nparts};
+    j.etags = obs_calloc(nparts, sizeof(*j.etags));
+    if (j.etags == NULL)
+        return obs_err_set(err, OBS_ENOMEM, "s3: out of memory");
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_t th[S3_MAX_CONCURRENCY];
+    int nth = 0;
+    for (int t = 1; t < s3->upload_concurrency && (uint64_t)t < nparts; t++) {
+        if (pthread_create(&th[nth], NULL, part_worker, &j) != 0)
+            break; /* fewer threads is fine */
+        nth++;
+    }
+    part_worker(&j);
+    for (int t = 0; t < nth; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j.mu);
+    int rc = j.rc;
+    if (rc != OBS_OK) {
+        if (err != NULL)
+            *err = j.err;
+    } else {
+        for (uint64_t i = 0; i < nparts; i++) {
+            obs_sbuf_printf(done, "<Part><PartNumber>%llu</PartNumber><ETag>",
+                            (unsigned long long)(i + 1));
+            xml_esc(done, j.etags[i]);
+            obs_sbuf_puts(done, "</ETag></Part>");
+        }
+    }
+    obs_free(j.etags);
+    return rc;
+}
+
 static int put_multipart(struct s3_store *s3, const char *fk, const char *key, const char *data,
                          size_t len, struct obs_err *err)
 {
@@ -839,26 +937,8 @@ static int put_multipart(struct s3_store *s3, const char *fk, const char *key, c
     obs_sbuf_init(&done);
     obs_sbuf_puts(&done, "<CompleteMultipartUpload "
                          "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    for (uint64_t i = 0; rc == OBS_OK && i < nparts; i++) {
-        char pn[24];
-        snprintf(pn, sizeof(pn), "%llu", (unsigned long long)(i + 1));
-        uint64_t off = i * psz;
-        size_t n = (size_t)(len - off < psz ? len - off : psz);
-        struct s3_req pr = {.op = "UPLOAD-PART", .method = "PUT", .key = fk,
-                            .q = {{"partNumber", pn}, {"uploadId", upload_id}}, .nq = 2,
-                            .body = data + off, .body_len = n};
-        rc = s3_do(s3, &pr, &rs, err);
-        if (rc == OBS_OK && (rs.status < 200 || rs.status > 299))
-            rc = status_err(s3, &pr, &rs, key, err);
-        if (rc == OBS_OK && rs.etag[0] == '\0')
-            rc = obs_err_set(err, OBS_EIO, "s3: UPLOAD-PART %s part %s: no ETag in reply", key,
-                             pn);
-        if (rc == OBS_OK) {
-            obs_sbuf_printf(&done, "<Part><PartNumber>%s</PartNumber><ETag>", pn);
-            xml_esc(&done, rs.etag);
-            obs_sbuf_puts(&done, "</ETag></Part>");
-        }
-    }
+    if (rc == OBS_OK)
+        rc = upload_parts(s3, fk, key, upload_id, data, len, nparts, &done, err);
     obs_sbuf_puts(&done, "</CompleteMultipartUpload>");
     if (rc == OBS_OK && done.oom)
         rc = obs_err_set(err, OBS_ENOMEM, "s3: out of memory");
@@ -1267,6 +1347,11 @@ struct obs_store *obs_store_s3_open(const struct obs_store_s3_cfg *cfg, struct o
         obs_err_set(err, OBS_EINVAL, "s3: list_max_keys must be between 1 and 1000");
         return NULL;
     }
+    if (cfg->upload_concurrency < 0 || cfg->upload_concurrency > S3_MAX_CONCURRENCY) {
+        obs_err_set(err, OBS_EINVAL, "s3: upload_concurrency must be between 1 and %d",
+                    S3_MAX_CONCURRENCY);
+        return NULL;
+    }
     if (cfg->max_retries > 100) {
         obs_err_set(err, OBS_EINVAL, "s3: max_retries must be at most 100");
         return NULL;
@@ -1352,6 +1437,7 @@ struct obs_store *obs_store_s3_open(const struct obs_store_s3_cfg *cfg, struct o
     s3->max_retries = cfg->max_retries < 0 ? 5 : cfg->max_retries;
     s3->timeout_ms = cfg->request_timeout_ms ? (long)cfg->request_timeout_ms : 300000L;
     s3->list_max_keys = maxkeys;
+    s3->upload_concurrency = cfg->upload_concurrency ? cfg->upload_concurrency : 4;
     if (s3->host == NULL || s3->base_url == NULL || s3->path_base == NULL ||
         s3->bucket == NULL || s3->prefix == NULL || s3->region == NULL || s3->akid == NULL ||
         s3->secret == NULL || s3->token == NULL) {
@@ -1370,7 +1456,7 @@ struct s3_raw {
     char *endpoint, *bucket, *region, *akid, *secret, *token, *prefix, *lookup;
     char *signature_version;
     int insecure;
-    int64_t part_size, max_retries, timeout_ms, list_max_keys;
+    int64_t part_size, max_retries, timeout_ms, list_max_keys, upload_concurrency;
 };
 
 #define RAW(f) offsetof(struct s3_raw, f)
@@ -1392,6 +1478,8 @@ static const struct obs_cfmap s3_map[] = {
     {"signature_version", OBS_CFT_STR, "v4", RAW(signature_version), "only v4", NULL, NULL},
     {"part_size", OBS_CFT_BYTES, "16MiB", RAW(part_size),
      "multipart part size; larger objects are uploaded in parts", NULL, NULL},
+    {"upload_concurrency", OBS_CFT_INT, "4", RAW(upload_concurrency),
+     "parts of one multipart upload sent in parallel", NULL, NULL},
     {"max_retries", OBS_CFT_INT, "5", RAW(max_retries), "extra attempts on retryable errors",
      NULL, NULL},
     {"request_timeout", OBS_CFT_DURATION, "5m", RAW(timeout_ms), "per attempt", NULL, NULL},
@@ -1419,6 +1507,11 @@ struct obs_store *obs_store_s3_open_cf(const struct obs_cf_node *s3n, struct obs
         obs_cf_error(err, obs_cf_get(s3n, "max_retries"), "must be between 0 and 100");
         goto out;
     }
+    if (raw.upload_concurrency < 1 || raw.upload_concurrency > S3_MAX_CONCURRENCY) {
+        obs_cf_error(err, obs_cf_get(s3n, "upload_concurrency"), "must be between 1 and %d",
+                     S3_MAX_CONCURRENCY);
+        goto out;
+    }
     if (raw.list_max_keys < 1 || raw.list_max_keys > 1000) {
         obs_cf_error(err, obs_cf_get(s3n, "list_max_keys"), "must be between 1 and 1000");
         goto out;
@@ -1441,6 +1534,7 @@ struct obs_store *obs_store_s3_open_cf(const struct obs_cf_node *s3n, struct obs
         .max_retries = (int)raw.max_retries,
         .request_timeout_ms = raw.timeout_ms,
         .list_max_keys = (int)raw.list_max_keys,
+        .upload_concurrency = (int)raw.upload_concurrency,
     };
     st = obs_store_s3_open(&c, err);
     if (st == NULL && s3n != NULL && err != NULL && err->line == 0) {

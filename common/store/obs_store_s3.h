@@ -15,6 +15,7 @@
  *       bucket_lookup_type: path        # path | virtual-hosted | auto
  *       prefix: tenant-data             # optional key prefix inside the bucket
  *       part_size: 16MiB                # multipart part size (>= 5MiB); larger objects use it
+ *       upload_concurrency: 4           # parts of one upload sent in parallel
  *       max_retries: 5                  # extra attempts on 5xx / 429 / SlowDown / network errors
  *       request_timeout: 5m             # per attempt
  *       list_max_keys: 1000             # ListObjectsV2 page size (1..1000)
@@ -45,6 +46,7 @@ struct obs_store_s3_cfg {
     int max_retries;               /* extra attempts; < 0: default 5 */
     int64_t request_timeout_ms;    /* per attempt; 0: 5 minutes */
     int list_max_keys;             /* 1..1000; 0: 1000 */
+    int upload_concurrency;        /* parallel parts of one upload, 1..16; 0: 4 */
 };
 
 /* Open an s3 store from explicit settings. No request is made: a wrong endpoint or key shows

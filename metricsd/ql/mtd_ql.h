@@ -44,7 +44,12 @@ enum mtd_ql_vtype {
 #define MTD_QL_ETIMEOUT OBS_EAGAIN
 
 /* Counter reset hints of a native histogram. */
-enum mtd_ql_crh { MTD_QL_CRH_UNKNOWN = 0, MTD_QL_CRH_RESET, MTD_QL_CRH_NOT_RESET, MTD_QL_CRH_GAUGE };
+enum mtd_ql_crh {
+    MTD_QL_CRH_UNKNOWN = 0,
+    MTD_QL_CRH_RESET,
+    MTD_QL_CRH_NOT_RESET,
+    MTD_QL_CRH_GAUGE
+};
 
 #define MTD_QL_SCHEMA_CUSTOM (-53)
 

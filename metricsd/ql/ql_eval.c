@@ -482,6 +482,57 @@ static double binop(enum ql_op op, double l, double r, int *keep)
     }
 }
 
+/* Binary operation where at least one side is a histogram. Returns 0 when the result is
+ * dropped (incompatible types, annotated as Prometheus does); else 1 with *oh (histogram
+ * result or NULL), *ov (float result) and *keep (comparison outcome). */
+static int hist_binop(struct ql_query *q, struct ql_node *n, const struct mtd_ql_hist *lh,
+                      double lv, const struct mtd_ql_hist *rh, double rv,
+                      const struct mtd_ql_hist **oh, double *ov, int *keep)
+{
+    *oh = NULL;
+    *ov = 0;
+    *keep = 1;
+    const char *opname[] = {"", "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">", "<",
+                            ">=", "<=", "and", "or", "unless"};
+    if (lh && rh) {
+        switch (n->op) {
+        case QOP_ADD: case QOP_SUB: {
+            struct mtd_ql_hist *h = ql_hist_add(&q->sa, lh, rh, n->op == QOP_ADD ? 1 : -1);
+            if (!h) {
+                ql_warn(q, n->pos, "PromQL warning: vector contains a mix of histograms with "
+                                   "exponential and custom buckets schemas for metric name "
+                                   "\"\"");
+                return 0;
+            }
+            *oh = h;
+            return 1;
+        }
+        case QOP_EQL: case QOP_NEQ: {
+            int eq = ql_hist_equal(lh, rh);
+            *keep = n->op == QOP_EQL ? eq : !eq;
+            *oh = lh;
+            return 1;
+        }
+        default:
+            break;
+        }
+    } else if (lh) {
+        if (n->op == QOP_MUL || n->op == QOP_DIV) {
+            *oh = ql_hist_scale(&q->sa, lh, n->op == QOP_MUL ? rv : 1.0 / rv);
+            return 1;
+        }
+    } else {
+        if (n->op == QOP_MUL) {
+            *oh = ql_hist_scale(&q->sa, rh, lv);
+            return 1;
+        }
+    }
+    ql_info(q, n->pos, "PromQL info: incompatible sample types encountered for binary "
+                       "operator \"%s\": %s %s %s", opname[n->op], lh ? "histogram" : "float",
+            opname[n->op], rh ? "histogram" : "float");
+    return 0;
+}
+
 static struct ql_val vec_scalar(struct ql_query *q, struct ql_node *n, struct ql_vec v, double sc,
                                 int swap, int64_t t)
 {
@@ -495,6 +546,19 @@ static struct ql_val vec_scalar(struct ql_query *q, struct ql_node *n, struct ql
             rv = v.s[i].v;
         }
         int keep;
+        if (v.s[i].h) {
+            const struct mtd_ql_hist *oh;
+            double ov;
+            if (!hist_binop(q, n, swap ? NULL : v.s[i].h, lv, swap ? v.s[i].h : NULL, rv, &oh,
+                            &ov, &keep))
+                continue;
+            struct ql_sample *o = &r.vec.s[r.vec.n++];
+            o->l = v.s[i].l;
+            o->t = t;
+            o->h = oh;
+            o->drop = v.s[i].drop || !cmp || n->bool_mod;
+            continue;
+        }
         double val = binop(n->op, lv, rv, &keep);
         if (cmp && swap)
             val = rv;
@@ -621,7 +685,25 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
             fr = tmp;
         }
         int keep;
-        double val = binop(n->op, fl, fr, &keep);
+        const struct mtd_ql_hist *lh = l.s[i].h, *rh = rv.s[ri].h, *oh = NULL;
+        if (swapped) {
+            const struct mtd_ql_hist *tmp = lh;
+            lh = rh;
+            rh = tmp;
+        }
+        double val;
+        if (lh || rh) {
+            if (!hist_binop(q, n, lh, fl, rh, fr, &oh, &val, &keep))
+                continue;
+            if (n->bool_mod) {
+                oh = NULL;
+                val = keep ? 1 : 0;
+            }
+            if (oh && cmp && !keep)
+                continue;
+        } else {
+            val = binop(n->op, fl, fr, &keep);
+        }
         /* One-to-one: a second match is an error even when a comparison filters it. */
         if (n->card == QC_ONE_ONE && ql_map_put(&matched, k, kl, 1) >= 0)
             ql_throw(&q->qa, OBS_EINVAL, "multiple matches for labels: many-to-one matching "
@@ -648,6 +730,7 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
         o->l = ml;
         o->t = t;
         o->v = val;
+        o->h = oh;
         o->drop = drop;
     }
     return r;
@@ -683,7 +766,18 @@ struct group {
     size_t nk, capk;
     int has;
     int drop;          /* some input's __name__ is to be dropped (by (__name__) groups) */
+    const struct mtd_ql_hist *h; /* sum/avg of histogram inputs */
+    size_t nh, nall;
+    int hbad;          /* incompatible histogram schemas */
 };
+
+static const char *agg_name(enum ql_agg a)
+{
+    static const char *names[] = {"", "sum", "avg", "min", "max", "count", "group", "stddev",
+                                  "stdvar", "topk", "bottomk", "quantile", "count_values",
+                                  "limitk", "limit_ratio"};
+    return names[a];
+}
 
 static int samp_cmp_asc(const void *a, const void *b)
 {
@@ -738,7 +832,8 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
         }
     }
     if (n->agg == QA_QUANTILE && !(pv >= 0 && pv <= 1))
-        ql_warn(q, n->param->pos, "PromQL warning: quantile value should be between 0 and 1, got %s",
+        ql_warn(q, n->param->pos, 
+                   "PromQL warning: quantile value should be between 0 and 1, got %s",
                 pv != pv ? "NaN" : ql_printf(&q->sa, "%g", pv));
     if (n->agg == QA_LIMIT_RATIO && pv != pv)
         ql_throw(&q->qa, OBS_EINVAL, "Ratio value is NaN");
@@ -755,6 +850,19 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
                       n->agg == QA_LIMIT_RATIO;
     for (size_t i = 0; i < in.vec.n; i++) {
         struct ql_sample *s = &in.vec.s[i];
+        if (s->h) {
+            switch (n->agg) {
+            case QA_SUM: case QA_AVG: case QA_COUNT: case QA_GROUP: case QA_LIMITK:
+            case QA_LIMIT_RATIO:
+                break;
+            case QA_COUNT_VALUES:
+                continue;
+            default:
+                ql_info(q, n->pos, "PromQL info: ignored histogram in %s aggregation",
+                        agg_name(n->agg));
+                continue;
+            }
+        }
         /* Grouping sees the name that is not yet removed (delayed name removal); a group
          * keyed by __name__ drops it at the end if any input would have. */
         struct ql_labels sl = s->l;
@@ -773,6 +881,27 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
         const char *key = label_key(&q->sa, gl, 0, &kl);
         int gi = ql_map_put(&gm, key, kl, (int)ng);
         struct group *G;
+        if (s->h && (n->agg == QA_SUM || n->agg == QA_AVG)) {
+            if (gi < 0) {
+                G = &g[ng++];
+                G->l = gl;
+                G->has = 1;
+                G->drop = s->drop;
+            } else {
+                G = &g[gi];
+                G->drop |= s->drop;
+            }
+            G->nall++;
+            G->nh++;
+            if (!G->h) {
+                G->h = s->h;
+            } else if (!G->hbad) {
+                G->h = ql_hist_add(&q->sa, G->h, s->h, 1);
+                if (!G->h)
+                    G->hbad = 1;
+            }
+            continue;
+        }
         if (gi < 0) {
             G = &g[ng++];
             G->l = gl;
@@ -782,6 +911,7 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             G->c = 0;
             G->has = 1;
             G->drop = s->drop;
+            G->nall = 1;
             switch (n->agg) {
             case QA_COUNT: case QA_COUNT_VALUES: case QA_GROUP: G->v = 1; break;
             case QA_STDDEV: case QA_STDVAR: G->v = isnan(s->v) || isinf(s->v) ? NAN : 0; break;
@@ -795,6 +925,13 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
         }
         G = &g[gi];
         G->drop |= s->drop;
+        G->nall++;
+        if (G->nh && G->nall == G->nh + 1 && (n->agg == QA_SUM || n->agg == QA_AVG)) {
+            /* first float in a histogram group: start the float state */
+            G->v = s->v;
+            G->cnt = 1;
+            continue;
+        }
         switch (n->agg) {
         case QA_SUM:
             G->v = ql_kahan_inc(s->v, G->v, &G->c);
@@ -857,6 +994,29 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
     for (size_t i = 0; i < ng; i++) {
         struct group *G = &g[i];
         double v = G->v;
+        if (G->nh && (n->agg == QA_SUM || n->agg == QA_AVG)) {
+            const char *nm = ql_lget(G->l, "__name__");
+            if (G->nh != G->nall) {
+                ql_warn(q, n->pos, "PromQL warning: encountered a mix of histograms and floats "
+                                   "for metric name \"%s\"", nm ? nm : "");
+                continue;
+            }
+            if (G->hbad) {
+                ql_warn(q, n->pos, "PromQL warning: vector contains a mix of histograms with "
+                                   "exponential and custom buckets schemas for metric name "
+                                   "\"%s\"", nm ? nm : "");
+                continue;
+            }
+            struct mtd_ql_hist *h = ql_hist_scale(&q->sa, G->h, n->agg == QA_AVG ?
+                                                  1.0 / (double)G->nh : 1.0);
+            h->crh = MTD_QL_CRH_GAUGE;
+            struct ql_sample *o = &r.vec.s[r.vec.n++];
+            o->l = G->l;
+            o->t = t;
+            o->h = h;
+            o->drop = G->drop && ql_lget(G->l, "__name__") != NULL;
+            continue;
+        }
         switch (n->agg) {
         case QA_SUM:
             v = G->v + G->c;

@@ -824,6 +824,9 @@ static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct
     return 1;
 }
 
+static int hist_sum_over(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
+                         int avg);
+
 static int any_hist(const struct ql_series *s)
 {
     for (size_t k = 0; k < s->n; k++)
@@ -873,15 +876,49 @@ static int instant_value(const struct ql_series *s, int is_rate, double *out)
     return 1;
 }
 
+/* irate/idelta over the last two samples when they are histograms. */
+static int hist_instant(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
+                        int is_rate)
+{
+    if (s->n < 2)
+        return 0;
+    const struct mtd_ql_point *l = &s->p[s->n - 1], *p = &s->p[s->n - 2];
+    if (!l->h || !p->h)
+        return 0;
+    const char *nm = ql_lget(s->l, "__name__");
+    if (is_rate && (l->h->crh == MTD_QL_CRH_GAUGE || p->h->crh == MTD_QL_CRH_GAUGE))
+        ql_warn(q, c->args[0]->pos, "PromQL warning: this native histogram metric is not a "
+                                    "counter: \"%s\"", nm ? nm : "");
+    if (!is_rate && (l->h->crh != MTD_QL_CRH_GAUGE || p->h->crh != MTD_QL_CRH_GAUGE))
+        ql_warn(q, c->args[0]->pos, "PromQL warning: this native histogram metric is not a "
+                                    "gauge: \"%s\"", nm ? nm : "");
+    const struct mtd_ql_hist *h;
+    if (is_rate && ql_hist_detect_reset(l->h, p->h))
+        h = l->h;
+    else
+        h = ql_hist_add(&q->sa, l->h, p->h, -1);
+    if (!h)
+        return 0;
+    int64_t dt = l->t - p->t;
+    struct mtd_ql_hist *r = ql_hist_scale(&q->sa, h, is_rate ? 1000.0 / (double)dt : 1.0);
+    r->crh = MTD_QL_CRH_GAUGE;
+    q->hout = r;
+    return 1;
+}
+
 OVER(irate, 0)
 {
-    (void)q; (void)c; (void)a; (void)t; (void)m;
+    (void)a; (void)t; (void)m;
+    if (s->n >= 2 && (s->p[s->n - 1].h || s->p[s->n - 2].h))
+        return hist_instant(q, c, s, 1);
     return instant_value(s, 1, out);
 }
 
 OVER(idelta, 0)
 {
-    (void)q; (void)c; (void)a; (void)t; (void)m;
+    (void)a; (void)t; (void)m;
+    if (s->n >= 2 && (s->p[s->n - 1].h || s->p[s->n - 2].h))
+        return hist_instant(q, c, s, 0);
     return instant_value(s, 0, out);
 }
 
@@ -1177,7 +1214,8 @@ OVER(quantile_over_time, 0)
     (void)c; (void)t; (void)m;
     double phi = a[0].scalar;
     if (phi < 0 || phi > 1 || isnan(phi))
-        ql_warn(q, c->args[0]->pos, "PromQL warning: quantile value should be between 0 and 1, got %s",
+        ql_warn(q, c->args[0]->pos, 
+                   "PromQL warning: quantile value should be between 0 and 1, got %s",
                 isnan(phi) ? "NaN" : ql_printf(&q->sa, "%g", phi));
     double *v = ql_alloc(&q->sa, s->n * sizeof(double));
     for (size_t i = 0; i < s->n; i++)
@@ -1323,7 +1361,8 @@ static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c
     struct ql_vec in = a[1].vec;
     struct ql_val r = new_vec(q, in.n);
     if (phi < 0 || phi > 1 || isnan(phi))
-        ql_warn(q, c->args[0]->pos, "PromQL warning: quantile value should be between 0 and 1, got %s",
+        ql_warn(q, c->args[0]->pos, 
+                   "PromQL warning: quantile value should be between 0 and 1, got %s",
                 isnan(phi) ? "NaN" : ql_printf(&q->sa, "%g", phi));
     struct ql_map gm;
     ql_map_init(&gm, &q->sa, in.n);
@@ -1335,12 +1374,17 @@ static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c
     } *g = ql_alloc(&q->sa, (in.n + 1) * sizeof(*g));
     size_t ng = 0;
     for (size_t i = 0; i < in.n; i++) {
+        if (in.s[i].h) {
+            push(&r, in.s[i].l, ql_hist_quantile(&q->sa, phi, in.s[i].h), t, 1);
+            continue;
+        }
         const char *le = ql_lget(in.s[i].l, "le");
         char *end = NULL;
         double ub = le ? strtod(le, &end) : 0;
         if (!le || !*le || *end) {
             const char *nm = ql_lget(in.s[i].l, "__name__");
-            ql_warn(q, c->args[1]->pos, "PromQL warning: bucket label \"le\" is missing or has a malformed "
+            ql_warn(q, c->args[1]->pos,
+                    "PromQL warning: bucket label \"le\" is missing or has a malformed "
                        "value of \"%s\" for metric name \"%s\"", le ? le : "", nm ? nm : "");
             continue;
         }
@@ -1362,7 +1406,8 @@ static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c
         int forced;
         double v = bucket_quantile(phi, g[i].b, g[i].n, &forced);
         if (forced)
-            ql_info(q, c->args[1]->pos, "PromQL info: input to histogram_quantile needed to be fixed for "
+            ql_info(q, c->args[1]->pos,
+                    "PromQL info: input to histogram_quantile needed to be fixed for "
                        "monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/"
                        "functions/#histogram_quantile) for metric name \"%s\"",
                     g[i].name ? g[i].name : "");
@@ -1371,10 +1416,52 @@ static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c
     return r;
 }
 
-static struct ql_val fn_empty(struct ql_query *q, struct ql_node *c, struct ql_val *a, int64_t t)
+/* histogram_count/sum/avg/stddev/stdvar of native histograms (floats are ignored). */
+static struct ql_val hist_stat(struct ql_query *q, struct ql_val *a, int64_t t, int which)
 {
-    (void)c; (void)a; (void)t;
-    return new_vec(q, 0);
+    struct ql_val r = new_vec(q, a[0].vec.n);
+    for (size_t i = 0; i < a[0].vec.n; i++) {
+        const struct mtd_ql_hist *h = a[0].vec.s[i].h;
+        if (!h)
+            continue;
+        double v;
+        switch (which) {
+        case 0: v = h->count; break;
+        case 1: v = h->sum; break;
+        case 2: v = h->sum / h->count; break;
+        case 3: v = sqrt(ql_hist_stdvar(&q->sa, h)); break;
+        default: v = ql_hist_stdvar(&q->sa, h); break;
+        }
+        push(&r, a[0].vec.s[i].l, v, t, 1);
+    }
+    return r;
+}
+
+#define HSTAT(name, w)                                                                       \
+    static struct ql_val fn_##name(struct ql_query *q, struct ql_node *c, struct ql_val *a,   \
+                                   int64_t t)                                                \
+    {                                                                                        \
+        (void)c;                                                                             \
+        return hist_stat(q, a, t, w);                                                        \
+    }
+HSTAT(histogram_count, 0)
+HSTAT(histogram_sum, 1)
+HSTAT(histogram_avg, 2)
+HSTAT(histogram_stddev, 3)
+HSTAT(histogram_stdvar, 4)
+
+static struct ql_val fn_histogram_fraction(struct ql_query *q, struct ql_node *c,
+                                           struct ql_val *a, int64_t t)
+{
+    (void)c;
+    struct ql_val r = new_vec(q, a[2].vec.n);
+    for (size_t i = 0; i < a[2].vec.n; i++) {
+        const struct mtd_ql_hist *h = a[2].vec.s[i].h;
+        if (!h)
+            continue;
+        push(&r, a[2].vec.s[i].l, ql_hist_fraction(&q->sa, a[0].scalar, a[1].scalar, h), t, 1);
+    }
+    return r;
 }
 
 static struct ql_val fn_identity(struct ql_query *q, struct ql_node *c, struct ql_val *a,
@@ -1418,13 +1505,13 @@ static const struct ql_func funcs[] = {
     {"exp", {V}, 1, 0, V, fn_exp, 0},
     {"first_over_time", {M}, 1, 0, V, fn_first_over_time, 1},
     {"floor", {V}, 1, 0, V, fn_floor, 0},
-    {"histogram_avg", {V}, 1, 0, V, fn_empty, 0},
-    {"histogram_count", {V}, 1, 0, V, fn_empty, 0},
-    {"histogram_fraction", {S, S, V}, 3, 0, V, fn_empty, 0},
+    {"histogram_avg", {V}, 1, 0, V, fn_histogram_avg, 0},
+    {"histogram_count", {V}, 1, 0, V, fn_histogram_count, 0},
+    {"histogram_fraction", {S, S, V}, 3, 0, V, fn_histogram_fraction, 0},
     {"histogram_quantile", {S, V}, 2, 0, V, fn_histogram_quantile, 0},
-    {"histogram_stddev", {V}, 1, 0, V, fn_empty, 0},
-    {"histogram_stdvar", {V}, 1, 0, V, fn_empty, 0},
-    {"histogram_sum", {V}, 1, 0, V, fn_empty, 0},
+    {"histogram_stddev", {V}, 1, 0, V, fn_histogram_stddev, 0},
+    {"histogram_stdvar", {V}, 1, 0, V, fn_histogram_stdvar, 0},
+    {"histogram_sum", {V}, 1, 0, V, fn_histogram_sum, 0},
     {"hour", {V}, 0, 1, V, fn_hour, 0},
     {"idelta", {M}, 1, 0, V, fn_idelta, 0},
     {"increase", {M}, 1, 0, V, fn_increase, 0},

@@ -5,7 +5,8 @@ Seeds come from the repository (deploy/local configs, unit and integration test 
 from ../shared/conformance when present (Alertmanager and Prometheus configs, PromQL queries)
 and from small hand-written valid and malformed inputs encoded here (protobuf, snappy, WAL
 framing). Files this script writes are named seed-*; other files in the corpus directories
-(wal-* seeds taken from real WAL segments, crash-* reproducers) are left alone.
+(wal-* seeds cut from real WAL segments, gen-* seeds written by running the encoders,
+crash-* reproducers) are left alone.
 Usage: tests/fuzz/gen-corpus.py   (from the repository root; python3 stdlib only)
 """
 import gzip

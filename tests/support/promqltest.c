@@ -623,6 +623,210 @@ static int parse_values(const char *p, struct val **out)
 #undef ADD
 }
 
+/* ---------------------------------------------------------------- load_with_nhcb */
+/* Classic histogram series of a load_with_nhcb block, converted to native histograms with
+ * custom buckets (schema -53) named after the base metric, as upstream's loader does. */
+struct nhcb_in {
+    char *base;             /* metric name without _bucket/_count/_sum */
+    int kind;               /* 0 bucket, 1 count, 2 sum */
+    double le;
+    struct obs_label *l;    /* labels without __name__ and le (malloc'd copies) */
+    size_t nl;
+    double *v;
+    unsigned char *has;
+    int nv;
+};
+static struct nhcb_in *g_nh;
+static size_t g_nnh;
+
+static void nhcb_collect(const struct obs_label *lab, size_t nlab, const struct val *vals,
+                         int nv)
+{
+    const char *name = obs_labels_get(lab, nlab, "__name__");
+    if (!name)
+        return;
+    size_t n = strlen(name);
+    int kind;
+    size_t cut;
+    if (n > 7 && strcmp(name + n - 7, "_bucket") == 0) {
+        kind = 0;
+        cut = 7;
+    } else if (n > 6 && strcmp(name + n - 6, "_count") == 0) {
+        kind = 1;
+        cut = 6;
+    } else if (n > 4 && strcmp(name + n - 4, "_sum") == 0) {
+        kind = 2;
+        cut = 4;
+    } else {
+        return;
+    }
+    double le = 0;
+    if (kind == 0) {
+        const char *ls = obs_labels_get(lab, nlab, "le");
+        if (!ls || parse_num(ls, strlen(ls), &le) < 0 || isnan(le))
+            return;
+    }
+    struct nhcb_in in;
+    memset(&in, 0, sizeof(in));
+    in.base = strndup(name, n - cut);
+    in.kind = kind;
+    in.le = le;
+    in.l = calloc(nlab + 1, sizeof(*in.l));
+    for (size_t i = 0; i < nlab; i++) {
+        if (strcmp(lab[i].name, "__name__") == 0 || (kind == 0 && strcmp(lab[i].name, "le") == 0))
+            continue;
+        in.l[in.nl].name = lab[i].name;
+        in.l[in.nl++].value = lab[i].value;
+    }
+    in.v = calloc((size_t)nv + 1, sizeof(double));
+    in.has = calloc((size_t)nv + 1, 1);
+    in.nv = nv;
+    for (int k = 0; k < nv; k++) {
+        if (vals[k].flags || vals[k].h)
+            continue;
+        in.v[k] = vals[k].v;
+        in.has[k] = 1;
+    }
+    /* label strings are owned by the store once the series is stored: copy them */
+    for (size_t i = 0; i < in.nl; i++) {
+        in.l[i].name = strdup(in.l[i].name);
+        in.l[i].value = strdup(in.l[i].value);
+    }
+    g_nh = realloc(g_nh, (g_nnh + 1) * sizeof(*g_nh));
+    g_nh[g_nnh++] = in;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void nhcb_flush(int64_t interval)
+{
+    unsigned char *done = calloc(g_nnh + 1, 1);
+    for (size_t i = 0; i < g_nnh; i++) {
+        if (done[i])
+            continue;
+        /* the group: same base and labels */
+        size_t *mem = calloc(g_nnh, sizeof(size_t));
+        size_t nm = 0;
+        int maxv = 0;
+        for (size_t j = i; j < g_nnh; j++) {
+            if (done[j] || strcmp(g_nh[j].base, g_nh[i].base) != 0 ||
+                lab_cmp(g_nh[j].l, g_nh[j].nl, g_nh[i].l, g_nh[i].nl) != 0)
+                continue;
+            done[j] = 1;
+            mem[nm++] = j;
+            if (g_nh[j].nv > maxv)
+                maxv = g_nh[j].nv;
+        }
+        /* bounds */
+        double *les = calloc(nm + 1, sizeof(double));
+        size_t nle = 0;
+        for (size_t k = 0; k < nm; k++) {
+            const struct nhcb_in *x = &g_nh[mem[k]];
+            if (x->kind != 0 || isinf(x->le))
+                continue;
+            int dup = 0;
+            for (size_t z = 0; z < nle; z++)
+                dup |= les[z] == x->le;
+            if (!dup)
+                les[nle++] = x->le;
+        }
+        qsort(les, nle, sizeof(double), dbl_cmp);
+        struct obs_label *lab = calloc(g_nh[i].nl + 2, sizeof(*lab));
+        size_t nlab = 0;
+        lab[nlab].name = strdup("__name__");
+        lab[nlab++].value = strdup(g_nh[i].base);
+        for (size_t k = 0; k < g_nh[i].nl; k++) {
+            lab[nlab].name = strdup(g_nh[i].l[k].name);
+            lab[nlab++].value = strdup(g_nh[i].l[k].value);
+        }
+        obs_labels_sort(lab, nlab);
+        struct mseries *s = NULL;
+        for (int t = 0; t < maxv; t++) {
+            double *cum = calloc(nle + 2, sizeof(double));
+            int any = 0, has_count = 0, has_inf = 0;
+            double count = 0, sum = 0, inf = 0;
+            for (size_t k = 0; k < nm; k++) {
+                const struct nhcb_in *x = &g_nh[mem[k]];
+                if (t >= x->nv || !x->has[t])
+                    continue;
+                if (x->kind == 1) {
+                    count = x->v[t];
+                    has_count = 1;
+                } else if (x->kind == 2) {
+                    sum = x->v[t];
+                } else if (isinf(x->le) && x->le > 0) {
+                    inf = x->v[t];
+                    has_inf = 1;
+                    any = 1;
+                } else {
+                    for (size_t z = 0; z < nle; z++)
+                        if (les[z] == x->le)
+                            cum[z] = x->v[t];
+                    any = 1;
+                }
+            }
+            if (!any) {
+                free(cum);
+                continue;
+            }
+            if (!has_inf)
+                inf = nle ? cum[nle - 1] : 0;
+            cum[nle] = inf;
+            struct mtd_ql_hist *h = halloc(sizeof(*h));
+            h->schema = MTD_QL_SCHEMA_CUSTOM;
+            h->custom = halloc((nle + 1) * sizeof(double));
+            memcpy(h->custom, les, nle * sizeof(double));
+            h->ncustom = nle;
+            h->pidx = halloc((nle + 1) * sizeof(int32_t));
+            h->pcnt = halloc((nle + 1) * sizeof(double));
+            double prev = 0;
+            for (size_t z = 0; z <= nle; z++) {
+                h->pidx[z] = (int32_t)z;
+                h->pcnt[z] = cum[z] - prev;
+                prev = cum[z];
+            }
+            h->np = nle + 1;
+            h->count = has_count ? count : inf;
+            h->sum = sum;
+            free(cum);
+            if (!s) {
+                struct obs_label *cp = calloc(nlab + 1, sizeof(*cp));
+                for (size_t k = 0; k < nlab; k++) {
+                    cp[k].name = strdup(lab[k].name);
+                    cp[k].value = strdup(lab[k].value);
+                }
+                s = store_series(cp, nlab);
+            }
+            series_add_hist(s, (int64_t)t * interval, h);
+        }
+        for (size_t k = 0; k < nlab; k++) {
+            free((char *)lab[k].name);
+            free((char *)lab[k].value);
+        }
+        free(lab);
+        free(les);
+        free(mem);
+    }
+    free(done);
+    for (size_t i = 0; i < g_nnh; i++) {
+        free(g_nh[i].base);
+        for (size_t k = 0; k < g_nh[i].nl; k++) {
+            free((char *)g_nh[i].l[k].name);
+            free((char *)g_nh[i].l[k].value);
+        }
+        free(g_nh[i].l);
+        free(g_nh[i].v);
+        free(g_nh[i].has);
+    }
+    free(g_nh);
+    g_nh = NULL;
+    g_nnh = 0;
+}
+
 /* ---------------------------------------------------------------- test commands */
 struct expect_series {
     struct obs_label *l;
@@ -1119,6 +1323,7 @@ static void run_file(const char *path, int *passed, int *total)
                 w = word(l + 14, &wn);
             int64_t interval = 0;
             parse_time(w, wn, &interval);
+            int nhcb = strncmp(l, "load_with_nhcb", 14) == 0;
             while (i + 1 < nl && is_indented_or_blank(lines[i + 1]) && !is_blank(lines[i + 1])) {
                 i++;
                 const char *p = lines[i];
@@ -1130,6 +1335,8 @@ static void run_file(const char *path, int *passed, int *total)
                 }
                 struct val *vals = NULL;
                 int nv = parse_values(p, &vals);
+                if (nhcb)
+                    nhcb_collect(lab, nlab, vals, nv);
                 struct mseries *s = store_series(lab, nlab);
                 for (int k = 0; k < nv; k++) {
                     if (vals[k].flags & V_ABSENT)
@@ -1147,6 +1354,8 @@ static void run_file(const char *path, int *passed, int *total)
                 }
                 free(vals);
             }
+            if (nhcb)
+                nhcb_flush(interval);
             continue;
         }
         if (strncmp(l, "eval", 4) == 0) {

@@ -4,7 +4,8 @@
  *
  *   store-conformance [--cases a,b] fs DIR
  *   store-conformance [--cases a,b] s3 ENDPOINT BUCKET [--lookup path|virtual-hosted]
- *       [--region R] [--part-size BYTES] [--list-max-keys N] [--max-retries N] [--faults]
+ *       [--region R] [--part-size BYTES] [--list-max-keys N] [--max-retries N]
+ *       [--upload-concurrency N] [--faults]
  *
  * The s3 store is opened through obs_store_open() from a generated YAML config (backend: s3),
  * with the credentials taken from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
@@ -31,7 +32,7 @@
 static const char *mode;       /* "fs" or "s3" */
 static const char *fs_dir;     /* fs: parent directory */
 static const char *s3_ep, *s3_bucket, *s3_lookup = "path", *s3_region, *s3_part = "5MiB";
-static int s3_max_keys = 1000, s3_max_retries = 3, faults;
+static int s3_max_keys = 1000, s3_max_retries = 3, s3_conc = 4, faults;
 static const char *only_cases; /* comma-separated, or NULL for all */
 static char case_dir[512];
 static int case_seq;
@@ -60,9 +61,10 @@ static void setup(void)
                          "backend: s3\ns3:\n  endpoint: \"%s\"\n  bucket_name: \"%s\"\n"
                          "  insecure: true\n  bucket_lookup_type: %s\n"
                          "  prefix: \"conf-%ld-%d\"\n  part_size: %s\n  list_max_keys: %d\n"
-                         "  max_retries: %d\n  request_timeout: 60s\n",
+                         "  max_retries: %d\n  request_timeout: 60s\n"
+                         "  upload_concurrency: %d\n",
                          s3_ep, s3_bucket, s3_lookup, (long)getpid(), case_seq, s3_part,
-                         s3_max_keys, s3_max_retries);
+                         s3_max_keys, s3_max_retries, s3_conc);
         if (s3_region != NULL)
             snprintf(yaml + n, sizeof(yaml) - (size_t)n, "  region: \"%s\"\n", s3_region);
     }
@@ -189,8 +191,8 @@ static int usage(void)
             "usage: store-conformance [--cases a,b] fs DIR\n"
             "       store-conformance [--cases a,b] s3 ENDPOINT BUCKET [--lookup path|"
             "virtual-hosted]\n"
-            "           [--region R] [--part-size 5MiB] [--list-max-keys N] [--max-retries N]"
-            " [--faults]\n"
+            "           [--region R] [--part-size 5MiB] [--list-max-keys N] [--max-retries N]\n"
+            "           [--upload-concurrency N] [--faults]\n"
             "credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY [, AWS_SESSION_TOKEN]\n");
     return 2;
 }
@@ -231,6 +233,8 @@ int main(int argc, char **argv)
                 s3_part = v;
             else if (strcmp(a, "--list-max-keys") == 0)
                 s3_max_keys = atoi(v);
+            else if (strcmp(a, "--upload-concurrency") == 0)
+                s3_conc = atoi(v);
             else if (strcmp(a, "--max-retries") == 0)
                 s3_max_retries = atoi(v);
             else
