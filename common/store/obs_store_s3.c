@@ -488,7 +488,7 @@ static int sign(const struct s3_store *s3, const struct s3_req *rq, const char *
     obs_sbuf_printf(&c, "\n%s\n%s", sh.p, payload_hash);
 
     int rc = c.oom || sh.oom ? OBS_ENOMEM : OBS_OK;
-    char chash[65], date[9], sig[65];
+    char chash[65] = "", date[9], sig[65];
     memcpy(date, amzdate, 8);
     date[8] = '\0';
     if (rc == OBS_OK)
@@ -928,7 +928,7 @@ static int put_multipart(struct s3_store *s3, const char *fk, const char *key, c
         rc = status_err(s3, &rq, &rs, key, err);
     char *upload_id = NULL;
     if (rc == OBS_OK) {
-        upload_id = xml_get(rs.body.p, rs.body.p + rs.body.len, "UploadId");
+        upload_id = rs.body.p ? xml_get(rs.body.p, rs.body.p + rs.body.len, "UploadId") : NULL;
         if (upload_id == NULL || upload_id[0] == '\0')
             rc = obs_err_set(err, OBS_EIO, "s3: CREATE-MULTIPART %s: no UploadId in reply",
                              key);
@@ -1187,12 +1187,13 @@ static int s3_list(struct obs_store *s, const char *prefix, const char *delim,
             rc = status_err(s3, &rq, &rs, prefix[0] ? prefix : NULL, err);
             break;
         }
-        const char *b = rs.body.p, *e = rs.body.p + rs.body.len;
+        const char *b = rs.body.p;
         if (b == NULL || strstr(b, "<ListBucketResult") == NULL) {
             rc = obs_err_set(err, OBS_EIO, "s3: LIST %s: reply is not a ListBucketResult",
                              prefix);
             break;
         }
+        const char *e = b + rs.body.len;
         strv_clear(&keys);
         strv_clear(&prefs);
         if (collect(b, e, "Contents", "Key", &keys) != OBS_OK ||
