@@ -50,8 +50,9 @@ CFLAGS     += -Werror
 endif
 LDFLAGS    := -pthread
 ifeq ($(SANITIZER),address)
-CFLAGS     += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS    += -fsanitize=address,undefined
+CFLAGS     += -O1 -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined,float-cast-overflow
+LDFLAGS    += -fsanitize=address,undefined,float-cast-overflow
 endif
 ifeq ($(SANITIZER),undefined)
 CFLAGS     += -fsanitize=undefined -fno-sanitize-recover=undefined

@@ -284,7 +284,7 @@ size_t lgd_duration_lex(const char *s, size_t len, int64_t *ns)
         total += v * mul;
         parts++;
     }
-    if (!parts)
+    if (!parts || !(total >= -9.2e18 && total <= 9.2e18))
         return 0;
     *ns = (int64_t)total;
     return i;

@@ -244,8 +244,9 @@ int mtd_xor_iter_next(struct mtd_xor_iter *it)
                 bits -= 1ULL << sz;
             dod = (int64_t)bits;
         }
-        it->tdelta = (uint64_t)((int64_t)it->tdelta + dod);
-        it->t += (int64_t)it->tdelta;
+        it->tdelta = it->tdelta + (uint64_t)dod;
+        if (__builtin_add_overflow(it->t, (int64_t)it->tdelta, &it->t))
+            it->err = 1; /* corrupt chunk: timestamps cannot overflow */
         get_xor(it);
     }
     if (it->err)

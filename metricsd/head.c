@@ -336,6 +336,9 @@ static int ref_slot(struct mtd_head *h, uint64_t ref)
 {
     if (ref < h->capref)
         return 0;
+    /* refs are assigned densely; a far larger one can only come from a corrupt WAL record */
+    if (ref >= (1ULL << 32) || ref > h->next_ref + (1ULL << 24))
+        return OBS_ECORRUPT;
     size_t nc = h->capref ? h->capref : 1024;
     while (nc <= ref)
         nc *= 2;
@@ -1323,27 +1326,87 @@ static int keys_out(const struct smap *m, char ***out, size_t *n)
     return 0;
 }
 
+/*
+ * Label names and values come straight from the postings (as Prometheus' head index does):
+ * a value counts when its bitmap holds at least one series that matches (when there are
+ * matchers) and has samples in [mint, maxt] (when the range is not "all time"). Nothing is
+ * sorted but the answer, so label values over 100k values cost one pass and one sort.
+ */
+static int postings_live(const struct tenant *t, const roaring_bitmap_t *bm,
+                         const roaring_bitmap_t *match, int64_t mint, int64_t maxt)
+{
+    if (mint == INT64_MIN && maxt == INT64_MAX)
+        return match ? roaring_bitmap_intersect(bm, match) : !roaring_bitmap_is_empty(bm);
+    roaring_uint32_iterator_t it;
+    roaring_init_iterator(bm, &it);
+    for (; it.has_value; roaring_advance_uint32_iterator(&it)) {
+        uint32_t id = it.current_value;
+        if (id >= t->nseries || (match && !roaring_bitmap_contains(match, id)))
+            continue;
+        if (series_overlaps(t->series[id], mint, maxt))
+            return 1;
+    }
+    return 0;
+}
+
+/* Sort the borrowed strings v[0..k) and return owned copies in *out. Frees v. */
+static int strings_out(const char **v, size_t k, char ***out, size_t *n)
+{
+    if (k > 1)
+        qsort(v, k, sizeof *v, cmp_strp);
+    char **o = obs_calloc(k ? k : 1, sizeof *o);
+    if (o == NULL) {
+        obs_free(v);
+        return OBS_ENOMEM;
+    }
+    for (size_t i = 0; i < k; i++) {
+        o[i] = obs_strdup(v[i]);
+        if (o[i] == NULL) {
+            obs_free(v);
+            mtd_strings_free(o, i);
+            return OBS_ENOMEM;
+        }
+    }
+    obs_free(v);
+    *out = o;
+    *n = k;
+    return 0;
+}
+
 static int head_label_names(struct mtd_storage *st, const char *tenant,
                             const struct obs_matcher *ms, size_t nms, int64_t mint,
                             int64_t maxt, char ***out, size_t *n, struct obs_err *err)
 {
     struct mtd_head *h = st->impl;
-    struct mseries **v;
-    size_t nv;
-    struct smap set = {0};
-    int rc = collect(h, tenant, ms, nms, mint, maxt, &v, &nv);
-    if (rc != 0)
-        return obs_err_set(err, rc, "out of memory");
-    for (size_t i = 0; i < nv && rc == 0; i++)
-        for (size_t k = 0; k < v[i]->nlabels && rc == 0; k++)
-            if (smap_get(&set, v[i]->labels[k].name) == NULL &&
-                smap_put(&set, v[i]->labels[k].name, (void *)1) == NULL)
-                rc = OBS_ENOMEM;
-    obs_free(v);
-    if (rc == 0)
-        rc = keys_out(&set, out, n);
-    smap_free(&set, NULL);
-    return rc ? obs_err_set(err, rc, "out of memory") : 0;
+    const struct tenant *t = smap_get(&h->tenants, tenant ? tenant : "anonymous");
+    *out = NULL;
+    *n = 0;
+    if (t == NULL || t->names.n == 0 || mint > maxt)
+        return strings_out(NULL, 0, out, n) ? obs_err_set(err, OBS_ENOMEM, "out of memory")
+                                              : 0;
+    roaring_bitmap_t *match = nms ? postings_for(t, ms, nms) : NULL;
+    const char **v = obs_malloc(t->names.n * sizeof *v);
+    if ((nms && match == NULL) || v == NULL) {
+        obs_free(v);
+        if (match)
+            roaring_bitmap_free(match);
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < t->names.cap; i++) {
+        const struct smap *vals = t->names.e[i].val;
+        if (t->names.e[i].key == NULL)
+            continue;
+        for (size_t j = 0; j < vals->cap; j++) {
+            if (vals->e[j].key && postings_live(t, vals->e[j].val, match, mint, maxt)) {
+                v[k++] = t->names.e[i].key;
+                break;
+            }
+        }
+    }
+    if (match)
+        roaring_bitmap_free(match);
+    return strings_out(v, k, out, n) ? obs_err_set(err, OBS_ENOMEM, "out of memory") : 0;
 }
 
 static int head_label_values(struct mtd_storage *st, const char *tenant, const char *name,
@@ -1351,33 +1414,29 @@ static int head_label_values(struct mtd_storage *st, const char *tenant, const c
                              int64_t maxt, char ***out, size_t *n, struct obs_err *err)
 {
     struct mtd_head *h = st->impl;
-    struct smap set = {0};
-    int rc = 0;
     const struct tenant *t = smap_get(&h->tenants, tenant ? tenant : "anonymous");
     const struct smap *vals = t ? smap_get(&t->names, name) : NULL;
-    if (vals && nms == 0 && mint == INT64_MIN && maxt == INT64_MAX) {
-        /* Fast path: every value in the postings has at least one series. */
-        rc = keys_out(vals, out, n);
-        return rc ? obs_err_set(err, rc, "out of memory") : 0;
-    }
-    if (vals) {
-        struct mseries **v;
-        size_t nv;
-        rc = collect(h, tenant, ms, nms, mint, maxt, &v, &nv);
-        if (rc != 0)
-            return obs_err_set(err, rc, "out of memory");
-        for (size_t i = 0; i < nv && rc == 0; i++) {
-            const char *val = obs_labels_get(v[i]->labels, v[i]->nlabels, name);
-            if (val && val[0] && smap_get(&set, val) == NULL &&
-                smap_put(&set, val, (void *)1) == NULL)
-                rc = OBS_ENOMEM;
-        }
+    *out = NULL;
+    *n = 0;
+    if (vals == NULL || vals->n == 0 || mint > maxt)
+        return strings_out(NULL, 0, out, n) ? obs_err_set(err, OBS_ENOMEM, "out of memory")
+                                              : 0;
+    roaring_bitmap_t *match = nms ? postings_for(t, ms, nms) : NULL;
+    const char **v = obs_malloc(vals->n * sizeof *v);
+    if ((nms && match == NULL) || v == NULL) {
         obs_free(v);
+        if (match)
+            roaring_bitmap_free(match);
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
     }
-    if (rc == 0)
-        rc = keys_out(&set, out, n);
-    smap_free(&set, NULL);
-    return rc ? obs_err_set(err, rc, "out of memory") : 0;
+    size_t k = 0;
+    for (size_t j = 0; j < vals->cap; j++)
+        if (vals->e[j].key && vals->e[j].key[0] &&
+            postings_live(t, vals->e[j].val, match, mint, maxt))
+            v[k++] = vals->e[j].key;
+    if (match)
+        roaring_bitmap_free(match);
+    return strings_out(v, k, out, n) ? obs_err_set(err, OBS_ENOMEM, "out of memory") : 0;
 }
 
 static int head_tenants(struct mtd_storage *st, char ***out, size_t *n)

@@ -103,4 +103,70 @@ typedef int (*mtd_metadata_fn)(const char *family, int type, const char *help,
 int mtd_head_metadata(struct mtd_head *h, const char *tenant, const char *metric, long limit,
                       mtd_metadata_fn fn, void *arg);
 
+/* ---- out-of-order, histograms, exemplars, limits (all optional) ---- */
+
+struct mtd_ql_hist;
+
+/* Per-tenant limits an appender enforces (from limits: and overrides:). */
+struct mtd_tenant_limits {
+    size_t max_series;     /* in-memory series of the tenant; 0 = unlimited ("per-user series
+                            * limit of N exceeded", OBS_ELIMIT) */
+    int64_t ooo_window_ms; /* out_of_order_time_window: samples older than the series' newest
+                            * are accepted down to (tenant's newest sample time - this); 0 =
+                            * in order only */
+    size_t max_exemplars;  /* capacity of the tenant's exemplar ring; 0 = exemplars dropped */
+};
+
+/* Apply limits to this appender (and size the tenant's exemplar ring). Without this call the
+ * head-wide max series (mtd_head_set_max_series) applies, OOO off, 100000 exemplars. */
+void mtd_appender_set_limits(struct mtd_appender *a, const struct mtd_tenant_limits *l);
+
+/* The reason label (Mimir's cortex_discarded_samples_total{reason}) of the last refusal by
+ * this appender: "sample_out_of_order", "sample_too_old", "new_value_for_timestamp",
+ * "per_user_series_limit", "" when none. */
+const char *mtd_appender_last_reason(const struct mtd_appender *a);
+
+/*
+ * Add one native histogram sample (float form: absolute, sparse bucket counts; integer
+ * histograms are converted by the caller). hist == NULL, or hist->sum being the stale NaN,
+ * adds a stale marker. Same order / duplicate / OOO rules and codes as mtd_appender_add (a
+ * duplicate is the same timestamp with a different histogram). Only exponential schemas
+ * (-4..8) and the custom-bucket schema are accepted (else OBS_EINVAL). Copied.
+ */
+int mtd_appender_add_hist(struct mtd_appender *a, const struct obs_label *labels, size_t n,
+                          int64_t t, const struct mtd_ql_hist *hist, struct obs_err *err);
+
+/*
+ * Add an exemplar to the series with these labels (it must exist or be added in this
+ * appender). As Prometheus does, exemplar problems never fail a request: the return is 0
+ * (stored), 1 (ignored: exact duplicate of the series' newest exemplar), or OBS_ERANGE ("out
+ * of order exemplar"), OBS_EINVAL ("exemplar label set is too long": > 128 characters of
+ * names and values), OBS_ENOMEM. Exemplars live in a per-tenant circular buffer
+ * (max_exemplars, oldest overwritten) and in the WAL.
+ */
+int mtd_appender_add_exemplar(struct mtd_appender *a, const struct obs_label *labels, size_t n,
+                              const struct obs_label *el, size_t nel, int64_t t, double v,
+                              struct obs_err *err);
+
+/* ---- WAL checkpoints ---- */
+
+/*
+ * Write a checkpoint of the whole head (series, closed XOR chunks as they are, open-chunk and
+ * out-of-order samples, histograms, exemplars, metadata) into a fresh WAL segment and delete
+ * the older segments (obs_wal_checkpoint_begin/end). A crash in the middle leaves the old
+ * segments; replaying them then the partial checkpoint rebuilds the same head. Blocks the
+ * calling (loop) thread for its duration. Returns 0 or OBS_EIO/OBS_ENOMEM with err set.
+ */
+int mtd_head_checkpoint(struct mtd_head *h, struct obs_err *err);
+/* Checkpoint when the WAL has grown by max(one segment, the last checkpoint's size) since the
+ * last one; returns 1 when it did, 0 when not needed, or an error. */
+int mtd_head_maybe_checkpoint(struct mtd_head *h, struct obs_err *err);
+
+/* Totals (self-metrics, tests). */
+uint64_t mtd_head_num_hist_samples(const struct mtd_head *h);
+uint64_t mtd_head_num_ooo_samples(const struct mtd_head *h);
+size_t mtd_head_num_exemplars(const struct mtd_head *h);
+uint64_t mtd_head_wal_bytes(const struct mtd_head *h);
+uint64_t mtd_head_checkpoints(const struct mtd_head *h);
+
 #endif

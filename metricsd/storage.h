@@ -5,7 +5,8 @@
  * Model (Prometheus' data model):
  *   - a tenant (X-Scope-OrgID, "anonymous" by default) holds series;
  *   - a series is a label set sorted by name (it includes __name__) plus float samples
- *     (int64 t in milliseconds since the epoch, double v) in strictly increasing t;
+ *     (int64 t in milliseconds since the epoch, double v) in strictly increasing t, and
+ *     optionally native histogram samples (read with the hist source below) and exemplars;
  *   - stale markers are stored as-is: the NaN with bit pattern MTD_STALE_NAN_BITS
  *     (check with mtd_value_is_stale()); the engine treats them as "series ended".
  *
@@ -89,6 +90,32 @@ struct mtd_select_opts {
 };
 
 struct mtd_storage;
+struct obs_arena;
+struct mtd_ql_hseries; /* metricsd/ql/mtd_ql.h */
+
+/* One exemplar (remote write's Exemplar): its own labels (trace_id...), value, time. */
+struct mtd_exemplar {
+    const struct obs_label *labels;
+    size_t nlabels;
+    double v;
+    int64_t t; /* ms */
+};
+
+/* The exemplars of one series, oldest first. */
+struct mtd_exemplar_series {
+    const struct obs_label *labels; /* the series' labels, sorted */
+    size_t nlabels;
+    const struct mtd_exemplar *ex;
+    size_t n;
+};
+
+/* Result of mtd_storage_exemplars(): series sorted by labels. Free with
+ * mtd_exemplar_set_free(). All memory is owned by the set. */
+struct mtd_exemplar_set {
+    struct mtd_exemplar_series *series;
+    size_t nseries;
+    struct obs_arena *arena;
+};
 
 /* The backend vtable. Implementations fill out-parameters only on success. */
 struct mtd_storage_ops {
@@ -105,6 +132,14 @@ struct mtd_storage_ops {
     int (*append)(struct mtd_storage *st, const char *tenant, const struct obs_label *labels,
                   size_t nlabels, const struct mtd_sample *samples, size_t nsamples,
                   struct obs_err *err);
+    /* Optional (NULL = the backend has none; the wrappers then return empty results). */
+    int (*hist_select)(struct mtd_storage *st, const char *tenant,
+                       const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
+                       struct obs_arena *ar, const struct mtd_ql_hseries **out, size_t *n,
+                       struct obs_err *err);
+    int (*exemplars)(struct mtd_storage *st, const char *tenant, const struct obs_matcher *ms,
+                     size_t nms, int64_t mint, int64_t maxt, struct mtd_exemplar_set **out,
+                     struct obs_err *err);
 };
 
 struct mtd_storage {
@@ -170,6 +205,41 @@ static inline int mtd_storage_append(struct mtd_storage *st, const char *tenant,
 {
     return st->ops->append(st, tenant, labels, nlabels, samples, nsamples, err);
 }
+
+/*
+ * Exemplars (for GET /api/v1/query_exemplars) of the tenant's series matching every matcher
+ * in ms (one selector of the query; call once per selector and union), with t in [mint, maxt]
+ * inclusive. Series without exemplars in range are left out. *out is owned by the caller
+ * (mtd_exemplar_set_free); an unknown tenant or a backend without exemplars gives an empty
+ * set. Errors: OBS_ENOMEM.
+ */
+int mtd_storage_exemplars(struct mtd_storage *st, const char *tenant,
+                          const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
+                          struct mtd_exemplar_set **out, struct obs_err *err);
+void mtd_exemplar_set_free(struct mtd_exemplar_set *s);
+
+/*
+ * Native histograms for the PromQL engine (mtd_ql_opts.hist_select / hist_ctx):
+ *
+ *     struct mtd_hist_source *hs = mtd_hist_source_new(storage);   (NULL on OOM: run
+ *     opts.hist_select = mtd_hist_source_select;                      without histograms)
+ *     opts.hist_ctx = hs;
+ *     mtd_ql_exec_instant(..., &opts, &res, &err);
+ *     ... render res ...
+ *     mtd_ql_result_free(res);
+ *     mtd_hist_source_free(hs);      (after the result: it may point at the histograms)
+ *
+ * mtd_hist_source_select has exactly the hist_select signature; ctx is the source. Each call
+ * returns the series matching ms with histogram samples in [mint, maxt] (sorted by labels,
+ * stale markers as NULL entries), in memory the source owns until mtd_hist_source_free.
+ * Loop thread only, like every storage call.
+ */
+struct mtd_hist_source;
+struct mtd_hist_source *mtd_hist_source_new(struct mtd_storage *st);
+int mtd_hist_source_select(void *ctx, const char *tenant, const struct obs_matcher *ms,
+                           size_t nms, int64_t mint, int64_t maxt,
+                           const struct mtd_ql_hseries **out, size_t *n);
+void mtd_hist_source_free(struct mtd_hist_source *hs);
 
 /* Free a set from select (NULL is fine). */
 void mtd_series_set_free(struct mtd_series_set *s);

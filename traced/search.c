@@ -254,7 +254,7 @@ static int batch_matches(const struct trd_batch *b, const struct trd_search *q)
 
 int trd_search_match(const struct trd_trace *t, const struct trd_search *q)
 {
-    int64_t dur = t->end_ns - t->start_ns;
+    int64_t dur = (int64_t)((uint64_t)t->end_ns - (uint64_t)t->start_ns);
     if (q->min_dur_ns > 0 && dur < q->min_dur_ns)
         return 0;
     if (q->max_dur_ns > 0 && dur > q->max_dur_ns)
@@ -322,7 +322,8 @@ int trd_search_run(const struct trd_store *s, const struct trd_search *q, struct
         return OBS_ENOMEM;
     }
     if (st.n > 1)
-        qsort(st.hits, st.n, sizeof(*st.hits), cmp_recent);
+        if (st.n > 1)
+            qsort(st.hits, st.n, sizeof(*st.hits), cmp_recent);
     size_t lim = q->limit ? q->limit : 20;
     obs_sbuf_puts(out, "{\"traces\":[");
     for (size_t i = 0; i < st.n && i < lim; i++) {
@@ -339,7 +340,7 @@ int trd_search_run(const struct trd_store *s, const struct trd_search *q, struct
             obs_sbuf_puts(out, ",\"rootTraceName\":");
             obs_sbuf_json_str(out, nm, strlen(nm));
         }
-        int64_t dur_ms = (t->end_ns - t->start_ns) / 1000000;
+        int64_t dur_ms = (int64_t)(((uint64_t)t->end_ns - (uint64_t)t->start_ns) / 1000000u);
         obs_sbuf_printf(out, ",\"startTimeUnixNano\":\"%" PRId64 "\",\"durationMs\":%" PRId64 "}",
                         t->start_ns, dur_ms);
     }
@@ -430,7 +431,8 @@ static int tags_one(const struct trd_trace *t, void *arg)
 
 static int emit_set(struct strset *s, const char *field, struct obs_sbuf *out)
 {
-    qsort(s->v, s->n, sizeof(*s->v), cmp_str);
+    if (s->n > 1)
+        qsort(s->v, s->n, sizeof(*s->v), cmp_str);
     obs_sbuf_printf(out, "{\"%s\":[", field);
     for (size_t i = 0; i < s->n; i++) {
         if (i)

@@ -557,7 +557,10 @@ int obs_cf_bytes(const struct obs_cf_node *n, int64_t *out, struct obs_err *err)
         {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0}};
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (strcasecmp(end, units[i].u) == 0) {
-            *out = (int64_t)(v * units[i].m);
+            double b = v * units[i].m;
+            if (!(b >= 0 && b < 9.2e18))
+                return obs_cf_error(err, n, "size \"%s\" out of range", n->value);
+            *out = (int64_t)b;
             return OBS_OK;
         }
     }

@@ -132,8 +132,11 @@ static int parse_rfc3339_ns(const char *s, int64_t *out_ns)
         p++;
     } else if (*p == '+' || *p == '-') {
         int oh, om;
-        if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
+        if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' ||
+            !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]))
             return OBS_EINVAL;
+        oh = (p[1] - '0') * 10 + (p[2] - '0');
+        om = (p[4] - '0') * 10 + (p[5] - '0');
         off_s = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
         p += 6;
     } else {
@@ -148,8 +151,11 @@ static int parse_rfc3339_ns(const char *s, int64_t *out_ns)
     tm.tm_hour = h;
     tm.tm_min = m;
     tm.tm_sec = sec;
-    int64_t t = (int64_t)timegm(&tm) - off_s;
-    *out_ns = t * 1000000000LL + frac_ns;
+    int64_t t = (int64_t)timegm(&tm) - off_s, ns;
+    /* years outside ~1678..2262 do not fit in int64 nanoseconds */
+    if (__builtin_mul_overflow(t, 1000000000LL, &ns) ||
+        __builtin_add_overflow(ns, frac_ns, out_ns))
+        return OBS_EINVAL;
     return OBS_OK;
 }
 

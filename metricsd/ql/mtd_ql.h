@@ -16,8 +16,18 @@
  * an optional source in the options (mtd_ql_opts.hist_select); the engine evaluates them
  * as Prometheus' float histograms (exponential and custom-bucket schemas).
  *
- * Threading: a parsed expression is immutable during evaluation and may be evaluated by one
- * thread at a time per storage rules (storage.h: the loop thread). Results are plain memory.
+ * Threading: storage is read only by mtd_ql_prepare() (and the mtd_ql_exec_* wrappers), which
+ * must run where storage.h allows (the loop thread). A prepared query holds owned copies of
+ * every sample it needs, so mtd_ql_run() may run on any thread (metricsd runs it on the
+ * querier's worker threads); a parsed expression is read-only during evaluation and may be
+ * used by one query at a time. Results are plain memory.
+ *
+ * Limits (mtd_ql_opts): deadline and cancel flag (checked at the evaluator's deadline
+ * checks), loaded/produced samples (Prometheus' "query processing would load too many
+ * samples..."), fetched series and estimated memory (Mimir's err-mimir-* messages), subquery
+ * resolution; regular expressions are compiled with embedded PCRE2 match/depth limits and
+ * checked against the label values they will meet (prepare), so catastrophic backtracking
+ * is refused instead of executed. Every limit error is OBS_ELIMIT with the message in err.
  */
 #ifndef MTD_QL_H
 #define MTD_QL_H
@@ -42,6 +52,17 @@ enum mtd_ql_vtype {
 /* Engine error codes besides OBS_E*: evaluation errors are OBS_EINVAL ("execution" in the
  * API), a deadline hit is MTD_QL_ETIMEOUT, a sample limit OBS_ELIMIT. */
 #define MTD_QL_ETIMEOUT OBS_EAGAIN
+/* The caller's cancel flag was raised (client went away).
+ * Limit errors name Mimir's error id "(err-mimir-...)"; the API appends Mimir's advice text. */
+#define MTD_QL_ECANCELED OBS_ERETRY
+
+/* Regular expressions: every matcher regex and label_replace() pattern is compiled with these
+ * PCRE2 limits embedded ((*LIMIT_MATCH=..)(*LIMIT_DEPTH=..)), so no single match can run away;
+ * a selector regex that hits them on a stored label value is refused at prepare (422). */
+#define MTD_QL_RE_MATCH_LIMIT 200000
+#define MTD_QL_RE_DEPTH_LIMIT 5000
+/* Default regex length limit of mtd_ql_parse() (bytes of one matcher/label_replace regex). */
+#define MTD_QL_MAX_REGEX_LEN 32768
 
 /* Counter reset hints of a native histogram. */
 enum mtd_ql_crh {
@@ -116,6 +137,10 @@ struct mtd_ql_opts {
     int64_t default_step_ms;  /* subquery step when omitted; 0 = 1m */
     int64_t deadline_ns;      /* obs_mono_ns() deadline; 0 = none */
     size_t max_samples;       /* 0 = unlimited (points loaded + produced) */
+    size_t max_series;        /* series fetched by all selectors; 0 = unlimited */
+    size_t max_memory_bytes;  /* estimated memory (engine arenas + fetched data); 0 = unlimited */
+    int64_t max_subquery_points; /* steps one subquery evaluation may take; 0 = unlimited */
+    const volatile int *cancel; /* non-NULL: stop with MTD_QL_ECANCELED once *cancel != 0 */
     /* Optional native-histogram source: the series matching ms that have histogram samples
      * in [mint, maxt] (inclusive). *out stays owned by the source and must stay valid until
      * the query ends. 0 or a negative OBS_E*. NULL = no histograms. */
@@ -129,6 +154,10 @@ struct mtd_ql_opts {
  * OBS_EINVAL with err->msg in Prometheus' form "1:5: parse error: unexpected ...";
  * OBS_ENOMEM. */
 int mtd_ql_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *err);
+/* As mtd_ql_parse with a regex length limit (bytes; 0 = MTD_QL_MAX_REGEX_LEN): longer
+ * regexes are refused with OBS_EINVAL "...regular expression too long...". */
+int mtd_ql_parse_ex(const char *query, size_t max_regex_len, struct mtd_ql_expr **out,
+                    struct obs_err *err);
 void mtd_ql_expr_free(struct mtd_ql_expr *e);
 /* Result type of the expression (instant queries). */
 enum mtd_ql_vtype mtd_ql_expr_type(const struct mtd_ql_expr *e);
@@ -147,6 +176,20 @@ int mtd_ql_exec_range(const struct mtd_ql_expr *e, struct mtd_storage *st, const
                       int64_t start, int64_t end, int64_t step, const struct mtd_ql_opts *o,
                       struct mtd_ql_result **out, struct obs_err *err);
 void mtd_ql_result_free(struct mtd_ql_result *r);
+
+/* Two-phase evaluation (what the exec functions do in one go). mtd_ql_prepare() checks the
+ * query (type, subquery resolution, regex safety, series/sample/memory limits) and loads
+ * every sample the query needs from storage (storage.h thread); range = 0 for an instant
+ * query at start (end and step ignored). The prepared query copies *o and keeps e, tenant
+ * and o->cancel by pointer: they must outlive it. mtd_ql_run() evaluates it on any thread
+ * and always consumes q (also on error); mtd_ql_query_free() drops one that will not run.
+ * Errors as the exec functions, plus MTD_QL_ECANCELED. */
+struct mtd_ql_query;
+int mtd_ql_prepare(const struct mtd_ql_expr *e, struct mtd_storage *st, const char *tenant,
+                   int range, int64_t start, int64_t end, int64_t step,
+                   const struct mtd_ql_opts *o, struct mtd_ql_query **out, struct obs_err *err);
+int mtd_ql_run(struct mtd_ql_query *q, struct mtd_ql_result **out, struct obs_err *err);
+void mtd_ql_query_free(struct mtd_ql_query *q);
 
 /* Format a label set as Prometheus does: name{a="b", c="d"} into buf (truncated). */
 int mtd_ql_labels_str(const struct obs_label *l, size_t n, char *buf, size_t cap);

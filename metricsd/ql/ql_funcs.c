@@ -332,6 +332,8 @@ static struct ql_val sorted(struct ql_query *q, struct ql_vec in, int (*cmp)(con
                                                                              const void *))
 {
     struct ql_val r = new_vec(q, in.n);
+    if (in.n == 0)
+        return r;
     memcpy(r.vec.s, in.s, in.n * sizeof(*in.s));
     r.vec.n = in.n;
     qsort(r.vec.s, r.vec.n, sizeof(*r.vec.s), cmp);

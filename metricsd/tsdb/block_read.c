@@ -56,6 +56,7 @@ struct mtd_tsdb_block {
     struct map ix;
     size_t ixlimit; /* sections end before the TOC */
     uint64_t toc[6];
+    uint64_t end[6];  /* end of each section's region: the next section's start or the TOC */
     struct map *segs;
     size_t nsegs;
     char **sym;     /* nsyms pointers into pool */
@@ -294,12 +295,22 @@ static int read_toc(struct mtd_tsdb_block *b, struct obs_err *err)
     if (obs_crc32c(0, t, 48) != tsdb_be32(t + 48))
         return corrupt(err, b, "index", b->ix.len - TSDB_TOC_LEN, "TOC checksum mismatch");
     b->ixlimit = b->ix.len - TSDB_TOC_LEN;
-    uint64_t prev = TSDB_INDEX_HDR;
     for (int i = 0; i < 6; i++) {
         b->toc[i] = tsdb_be64(t + 8 * i);
-        if (b->toc[i] < prev || b->toc[i] > b->ixlimit)
+        if (b->toc[i] < TSDB_INDEX_HDR || b->toc[i] >= b->ixlimit)
             return corrupt(err, b, "index", b->ix.len - TSDB_TOC_LEN, "bad TOC entry");
-        prev = b->toc[i];
+    }
+    /* Sections may come in either documented order (Prometheus writes the postings before
+     * the label offset table); each one's region ends where the next one starts. */
+    for (int i = 0; i < 6; i++) {
+        b->end[i] = b->ixlimit;
+        for (int j = 0; j < 6; j++) {
+            if (j != i && b->toc[j] == b->toc[i])
+                return corrupt(err, b, "index", b->ix.len - TSDB_TOC_LEN,
+                               "TOC sections overlap");
+            if (b->toc[j] > b->toc[i] && b->toc[j] < b->end[i])
+                b->end[i] = b->toc[j];
+        }
     }
     if (b->toc[TOC_SYMBOLS] != TSDB_INDEX_HDR)
         return corrupt(err, b, "index", b->ix.len - TSDB_TOC_LEN, "bad TOC symbols ref");
@@ -493,9 +504,9 @@ static int series_read(struct mtd_tsdb_block *b, uint32_t id, size_t *nlab, size
                        uint64_t *next, struct obs_err *err)
 {
     uint64_t off = (uint64_t)id * TSDB_SERIES_ALIGN;
-    if (off < b->toc[TOC_SERIES] || off >= b->toc[TOC_LABEL_INDICES])
+    if (off < b->toc[TOC_SERIES] || off >= b->end[TOC_SERIES])
         return corrupt(err, b, "index", off, "series reference out of range");
-    struct cur c = {b->ix.p + off, b->ix.p + b->toc[TOC_LABEL_INDICES], 0};
+    struct cur c = {b->ix.p + off, b->ix.p + b->end[TOC_SERIES], 0};
     uint64_t len = cur_uvarint(&c);
     if (c.bad || len > (uint64_t)(c.end - c.p) || (uint64_t)(c.end - c.p) - len < 4)
         return corrupt(err, b, "index", off, "bad series length");
@@ -600,6 +611,8 @@ struct ids {
 
 static int ids_append(struct ids *s, const uint32_t *v, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (grow((void **)&s->v, &s->cap, s->n + n + 1, sizeof *s->v) != 0)
         return OBS_ENOMEM;
     memcpy(s->v + s->n, v, n * sizeof *v);
@@ -615,6 +628,8 @@ static int cmp_u32(const void *x, const void *y)
 
 static void ids_sort_unique(struct ids *s)
 {
+    if (s->n == 0)
+        return;
     qsort(s->v, s->n, sizeof *s->v, cmp_u32);
     size_t u = 0;
     for (size_t i = 0; i < s->n; i++)
@@ -767,6 +782,40 @@ int mtd_tsdb_block_select(struct mtd_tsdb_block *b, const struct obs_matcher *ms
     return rc;
 }
 
+int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matcher *ms,
+                                 size_t nms, int64_t mint, int64_t maxt, mtd_tsdb_chunks_fn fn,
+                                 void *arg, struct obs_err *err)
+{
+    struct ids set = {0};
+    struct mtd_tsdb_chunk_in *out = NULL;
+    size_t cap = 0;
+    int rc = postings_for(b, ms, nms, &set, err);
+    for (size_t i = 0; rc == 0 && i < set.n; i++) {
+        size_t nl, nc, n = 0;
+        if ((rc = series_read(b, set.v[i], &nl, &nc, NULL, err)) != 0)
+            break;
+        if (grow((void **)&out, &cap, nc + 1, sizeof *out) != 0) {
+            rc = obs_err_set(err, OBS_ENOMEM, "tsdb: out of memory");
+            break;
+        }
+        for (size_t k = 0; rc == 0 && k < nc; k++) {
+            const struct cmeta *m = &b->cm[k];
+            if (m->maxt < mint || m->mint > maxt)
+                continue;
+            size_t total;
+            out[n].mint = m->mint;
+            out[n].maxt = m->maxt;
+            rc = chunk_get(b, m->ref, &out[n].data, &out[n].len, &total, err);
+            n++;
+        }
+        if (rc == 0 && n > 0 && fn(arg, b->lab, nl, out, n) != 0)
+            break;
+    }
+    obs_free(out);
+    obs_free(set.v);
+    return rc;
+}
+
 /* ---- label names and values ------------------------------------------------------------- */
 
 static int strings_out(char **v, size_t n, char ***out, size_t *nout)
@@ -899,7 +948,7 @@ static int cmp_lab(const struct obs_label *a, size_t na, const struct obs_label 
 
 static int verify_series(struct mtd_tsdb_block *b, struct vstate *vs, struct obs_err *err)
 {
-    uint64_t pos = b->toc[TOC_SERIES], end = b->toc[TOC_LABEL_INDICES];
+    uint64_t pos = b->toc[TOC_SERIES], end = b->end[TOC_SERIES];
     struct obs_label *prev = NULL;
     size_t nprev = 0;
     int rc = 0;
@@ -960,10 +1009,18 @@ static int verify_series(struct mtd_tsdb_block *b, struct vstate *vs, struct obs
                     first = t;
                 last = t;
             }
+            /* the data must end in its last byte, or in the one before an empty last
+             * byte (Prometheus' encoder leaves one; xor.h) */
+            size_t used = (size_t)(it.pos + 7) / 8;
             if (r < 0 || cnt == 0 || first != m->mint || last != m->maxt ||
-                (it.pos + 7) / 8 != len) {
-                rc = corrupt(err, b, "chunks", m->ref & 0xffffffffu,
-                             "XOR chunk data does not match its index entry");
+                !(used == len || (used + 1 == len && d[len - 1] == 0))) {
+                rc = obs_err_set(err, OBS_ECORRUPT,
+                                 "tsdb: %s/chunks: chunk %llu:%llu does not match its index "
+                                 "entry (decoded %d samples [%lld, %lld] in %zu of %zu bytes, "
+                                 "index says [%lld, %lld])",
+                                 b->dir, (unsigned long long)(m->ref >> 32),
+                                 (unsigned long long)(m->ref & 0xffffffffu), cnt,
+                                 (long long)first, (long long)last, used, len, (long long)m->mint, (long long)m->maxt);
                 break;
             }
             vs->nsamples += (uint64_t)cnt;
@@ -1041,16 +1098,21 @@ static uint64_t section_end(const struct mtd_tsdb_block *b, uint64_t off)
     return off + 8 + tsdb_be32(b->ix.p + off);
 }
 
+/* A single section (symbols, offset tables) must fill its region up to < 16 zero bytes. */
+static int single_gap(const struct mtd_tsdb_block *b, int which, struct obs_err *err)
+{
+    return gap(b, section_end(b, b->toc[which]), b->end[which], err);
+}
+
 static int verify_index(struct mtd_tsdb_block *b, struct vstate *vs, struct obs_err *err)
 {
     int rc;
-    /* symbols (checked at open) -> series */
-    if ((rc = gap(b, section_end(b, b->toc[TOC_SYMBOLS]), b->toc[TOC_SERIES], err)) != 0 ||
-        (rc = verify_series(b, vs, err)) != 0)
+    /* symbols (checked at open), series */
+    if ((rc = single_gap(b, TOC_SYMBOLS, err)) != 0 || (rc = verify_series(b, vs, err)) != 0)
         return rc;
-    /* label indices, then the label offset table */
+    /* label indices, then the label offset table that points at them */
     vs->nlists = 0;
-    if ((rc = walk32(b, b->toc[TOC_LABEL_INDICES], b->toc[TOC_LABEL_OFFSETS], "label index",
+    if ((rc = walk32(b, b->toc[TOC_LABEL_INDICES], b->end[TOC_LABEL_INDICES], "label index",
                      check_label_index, vs, err)) != 0)
         return rc;
     struct cur c;
@@ -1069,11 +1131,11 @@ static int verify_index(struct mtd_tsdb_block *b, struct vstate *vs, struct obs_
     }
     if (c.bad || c.p != c.end)
         return corrupt(err, b, "index", at, "bad label offset table");
-    if ((rc = gap(b, section_end(b, at), b->toc[TOC_POSTINGS], err)) != 0)
+    if ((rc = single_gap(b, TOC_LABEL_OFFSETS, err)) != 0)
         return rc;
-    /* postings, then the postings offset table (parsed at open) and the TOC */
+    /* postings, then the postings offset table (parsed at open) */
     vs->nlists = 0;
-    if ((rc = walk32(b, b->toc[TOC_POSTINGS], b->toc[TOC_POSTINGS_OFFSETS], "postings list",
+    if ((rc = walk32(b, b->toc[TOC_POSTINGS], b->end[TOC_POSTINGS], "postings list",
                      check_postings, vs, err)) != 0)
         return rc;
     for (size_t i = 0; i < b->npost; i++)
@@ -1082,9 +1144,7 @@ static int verify_index(struct mtd_tsdb_block *b, struct vstate *vs, struct obs_
                            "postings offset names no postings list");
     if (!b->has_all)
         return corrupt(err, b, "index", b->toc[TOC_POSTINGS_OFFSETS], "no all-series postings");
-    if ((rc = gap(b, section_end(b, b->toc[TOC_POSTINGS_OFFSETS]), b->ixlimit, err)) != 0)
-        return rc;
-    return 0;
+    return single_gap(b, TOC_POSTINGS_OFFSETS, err);
 }
 
 int mtd_tsdb_block_verify(struct mtd_tsdb_block *b, struct obs_err *err)

@@ -29,6 +29,7 @@
 #include "core/obs_err.h"
 #include "labels/obs_labels.h"
 #include "metricsd/storage.h"
+#include "metricsd/tsdb/block_write.h"
 
 struct mtd_tsdb_block;
 
@@ -72,6 +73,20 @@ typedef int (*mtd_tsdb_series_fn)(void *arg, const struct obs_label *labels, siz
 int mtd_tsdb_block_select(struct mtd_tsdb_block *b, const struct obs_matcher *ms, size_t nms,
                           int64_t mint, int64_t maxt, mtd_tsdb_series_fn fn, void *arg,
                           struct obs_err *err);
+
+/*
+ * Called for each selected series with its raw XOR chunks that overlap the range (CRC
+ * already checked; bytes borrowed from the mapping until the callback returns; chunks may
+ * hold samples outside the range). For remote read's STREAMED_XOR_CHUNKS and for copying
+ * chunks between blocks without re-encoding. Return non-zero to stop.
+ */
+typedef int (*mtd_tsdb_chunks_fn)(void *arg, const struct obs_label *labels, size_t nlabels,
+                                  const struct mtd_tsdb_chunk_in *chunks, size_t nchunks);
+
+/* Like mtd_tsdb_block_select, delivering raw chunks instead of decoded samples. */
+int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matcher *ms,
+                                 size_t nms, int64_t mint, int64_t maxt, mtd_tsdb_chunks_fn fn,
+                                 void *arg, struct obs_err *err);
 
 /*
  * Sorted label names of the block. *out is an array of *n obs_malloc'd strings owned by the

@@ -9,7 +9,9 @@
  *      whose position is a symbol's reference (index v2);
  *   4. write the index: symbols, the series (each 16-byte aligned, id = offset / 16) while
  *      gathering (name, value, series id) triples, then sort the triples once; the label
- *      indices, postings and both offset tables are runs over that sorted array; TOC last;
+ *      indices, postings and both offset tables are runs over that sorted array. Section
+ *      order as Prometheus 2.x writes it: label indices, postings, label offset table,
+ *      postings offset table, TOC;
  *   5. tombstones and meta.json; fsync everything, rename the temp directory into place.
  * Memory: the chunk metas, the symbol pointer array and 12 bytes per label of every series;
  * sample data is streamed. Sections are built in an obs_sbuf and written with their length
@@ -526,7 +528,7 @@ static int write_index(struct bw *b, uint64_t *size)
 {
     struct fw w;
     struct toc toc = {0};
-    struct obs_sbuf body, tab;
+    struct obs_sbuf body, tab, ptab; /* tab: label offsets, ptab: postings offsets */
     int too_big = 0, rc;
     size_t ntr = 0;
     for (size_t i = 0; i < b->nser; i++)
@@ -539,6 +541,7 @@ static int write_index(struct bw *b, uint64_t *size)
         return rc;
     obs_sbuf_init(&body);
     obs_sbuf_init(&tab);
+    obs_sbuf_init(&ptab);
 
     uint8_t hdr[TSDB_INDEX_HDR];
     tsdb_put_be32(hdr, TSDB_INDEX_MAGIC);
@@ -588,22 +591,14 @@ static int write_index(struct bw *b, uint64_t *size)
         i = j;
     }
 
-    /* label offset table */
-    toc.label_offsets = w.pos;
-    obs_sbuf_reset(&body);
-    sb_be32(&body, nnames);
-    obs_sbuf_append(&body, tab.p, tab.len);
-    fw_section32(&w, &body);
-
     /* postings: all series under ("", ""), then one list per label pair */
     fw_pad(&w, TSDB_POSTINGS_ALIGN);
     toc.postings = w.pos;
-    obs_sbuf_reset(&tab);
     uint32_t npost = 1;
-    obs_sbuf_putc(&tab, 2);
-    sb_str(&tab, "");
-    sb_str(&tab, "");
-    obs_sbuf_uvarint(&tab, w.pos);
+    obs_sbuf_putc(&ptab, 2);
+    sb_str(&ptab, "");
+    sb_str(&ptab, "");
+    obs_sbuf_uvarint(&ptab, w.pos);
     obs_sbuf_reset(&body);
     sb_be32(&body, (uint32_t)b->nser);
     for (size_t i = 0; i < b->nser; i++)
@@ -614,10 +609,10 @@ static int write_index(struct bw *b, uint64_t *size)
         while (j < b->ntr && b->tr[j].name == b->tr[i].name && b->tr[j].value == b->tr[i].value)
             j++;
         fw_pad(&w, TSDB_POSTINGS_ALIGN);
-        obs_sbuf_putc(&tab, 2);
-        sb_str(&tab, b->syms[b->tr[i].name]);
-        sb_str(&tab, b->syms[b->tr[i].value]);
-        obs_sbuf_uvarint(&tab, w.pos);
+        obs_sbuf_putc(&ptab, 2);
+        sb_str(&ptab, b->syms[b->tr[i].name]);
+        sb_str(&ptab, b->syms[b->tr[i].value]);
+        obs_sbuf_uvarint(&ptab, w.pos);
         npost++;
         obs_sbuf_reset(&body);
         sb_be32(&body, (uint32_t)(j - i));
@@ -627,11 +622,18 @@ static int write_index(struct bw *b, uint64_t *size)
         i = j;
     }
 
+    /* label offset table (after the postings, where Prometheus puts it) */
+    toc.label_offsets = w.pos;
+    obs_sbuf_reset(&body);
+    sb_be32(&body, nnames);
+    obs_sbuf_append(&body, tab.p, tab.len);
+    fw_section32(&w, &body);
+
     /* postings offset table */
     toc.postings_offsets = w.pos;
     obs_sbuf_reset(&body);
     sb_be32(&body, npost);
-    obs_sbuf_append(&body, tab.p, tab.len);
+    obs_sbuf_append(&body, ptab.p, ptab.len);
     fw_section32(&w, &body);
 
     /* TOC */
@@ -645,17 +647,19 @@ static int write_index(struct bw *b, uint64_t *size)
     tsdb_put_be32(t + 48, obs_crc32c(0, t, 48));
     fw_write(&w, t, sizeof t);
 
-    if (body.oom || tab.oom) {
+    if (body.oom || tab.oom || ptab.oom) {
         rc = obs_err_set(b->err, OBS_ENOMEM, "tsdb: out of memory");
         goto fail;
     }
     *size = w.pos;
     obs_sbuf_deinit(&body);
     obs_sbuf_deinit(&tab);
+    obs_sbuf_deinit(&ptab);
     return fw_close(&w, b->path, b->do_fsync, b->err);
 fail:
     obs_sbuf_deinit(&body);
     obs_sbuf_deinit(&tab);
+    obs_sbuf_deinit(&ptab);
     fw_abort(&w);
     return rc;
 }

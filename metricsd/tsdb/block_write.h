@@ -10,9 +10,10 @@
  *                        big-endian CRC32C of encoding+data. Segments are cut at 512 MiB;
  *                        a chunk ref is (segment index from 0) << 32 | offset in the file.
  *   <ULID>/index         index format 2: symbols, series (16-byte aligned, id = offset/16,
- *                        chunk metas delta-encoded), label indices (v1 compatibility), label
- *                        offset table, postings (4-byte aligned, the all-series list under
- *                        the empty label pair first), postings offset table, TOC; every
+ *                        chunk metas delta-encoded), label indices (v1 compatibility),
+ *                        postings (4-byte aligned, the all-series list under the empty
+ *                        label pair first), label offset table, postings offset table, TOC
+ *                        (the section order Prometheus writes); every
  *                        section closes with a big-endian CRC32C
  *   <ULID>/tombstones    magic 0x0130BA30, version 1, no tombstones, CRC32C
  * The block is built in <parent>/<ULID>.tmp-for-creation (a name Prometheus skips because it

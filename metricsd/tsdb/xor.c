@@ -64,6 +64,9 @@ static int reserve(struct mtd_tsdb_xor_enc *e, size_t extra)
 /* Write the low n bits of v (1 <= n <= 64), most significant first. Room was reserved. */
 static void put_bits(struct mtd_tsdb_xor_enc *e, uint64_t v, unsigned n)
 {
+    /* Prometheus ends a write of whole bytes that lands on a byte boundary with an empty
+     * byte appended (xor.h, "Length"); remember whether the latest write did. */
+    e->extra = (uint8_t)(n % 8 == 0 && (e->nbits + n) % 8 == 0);
     while (n > 0) {
         unsigned room = 8 - (unsigned)(e->nbits & 7);
         unsigned take = n < room ? n : room;
@@ -110,6 +113,7 @@ void mtd_tsdb_xor_enc_reset(struct mtd_tsdb_xor_enc *e)
     e->vbits = 0;
     e->leading = 0xff;
     e->trailing = 0;
+    e->extra = 0;
 }
 
 /* Can dod be written in nbits as Prometheus' bitRange() decides? */

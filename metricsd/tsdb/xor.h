@@ -22,6 +22,12 @@
  *                 '1' + 5 bits leading zeros (clamped to 31) + 6 bits significant-bit count
  *                 (64 is written as 0) + the significant bits, and that window is remembered.
  *               The first XOR of a chunk always takes the '11' form.
+ *   Length      Prometheus' bit stream writes whole bytes by appending a fresh byte after each
+ *               one, so when a sample's last field is a multiple of 8 bits ending on a byte
+ *               boundary (always after sample 0; after a 64-bit value, or 8/16/.. meaningful
+ *               bits) its chunk carries one more, empty, byte. We reproduce that, so our
+ *               chunks are byte-identical to Prometheus' for the same samples; decoders
+ *               ignore the byte.
  *
  * Encoder: an embedded object (init/deinit), bytes in one growing obs_malloc'd buffer.
  * Iterator: borrows the bytes; never reads past len; corrupt or truncated input makes next()
@@ -48,6 +54,7 @@ struct mtd_tsdb_xor_enc {
     uint64_t vbits;   /* last value's bits */
     uint8_t leading;  /* XOR window of the last '11' value (0xff = none yet) */
     uint8_t trailing;
+    uint8_t extra;    /* Prometheus' trailing empty byte is part of the chunk (see below) */
 };
 
 /* Initialise an empty chunk (allocates the header). Returns 0 or OBS_ENOMEM. */
@@ -70,7 +77,7 @@ int mtd_tsdb_xor_enc_append(struct mtd_tsdb_xor_enc *e, int64_t t, double v);
 static inline const uint8_t *mtd_tsdb_xor_enc_bytes(const struct mtd_tsdb_xor_enc *e,
                                                     size_t *len)
 {
-    *len = (e->nbits + 7) / 8;
+    *len = (e->nbits + 7) / 8 + e->extra;
     return e->b;
 }
 

@@ -8,12 +8,17 @@
  *   -interval-ms N    spacing of samples (default 15000)
  *   -start-ms N       first timestamp (default 1700000000000)
  *   -seed N           PRNG seed (default 1)
- *   -walk float|int   random walk of arbitrary doubles (default) or of integer steps
+ *   -walk float|dec|int  random walk of arbitrary doubles (default), of values rounded to
+ *                     two decimals (a typical gauge), or of integer steps (a counter)
  *   -special          add edge-case series: NaN, stale markers, +/-Inf, -0, huge and tiny
  *                     values, irregular and negative timestamps
  *   -print            print the expected samples to stdout exactly as `promtool tsdb dump`
  *                     prints them: `{labels} value timestamp` (Go's %g for the value)
  *   -verify           read the block back (block_read.h) and compare every sample
+ *   -dump BLOCKDIR    instead of writing: open an existing block (e.g. one Prometheus or
+ *                     promtool wrote), verify it, and print its samples as -print does;
+ *                     also re-encode every chunk with metricsd/tsdb/xor.c and count the
+ *                     chunks whose bytes differ from the block's (summary: reencode_diff=N)
  * Always prints one summary line to stderr:
  *   ulid=.. series=.. samples=.. chunks=.. chunk_bytes=.. index_bytes=..
  *   chunk_bytes_per_sample=.. index_bytes_per_sample=..
@@ -30,6 +35,7 @@
 #include "metricsd/storage.h"
 #include "metricsd/tsdb/block_read.h"
 #include "metricsd/tsdb/block_write.h"
+#include "metricsd/tsdb/xor.h"
 
 struct gen_series {
     struct obs_label labels[3];
@@ -62,9 +68,10 @@ static double from_bits(uint64_t b)
     return v;
 }
 
-/* Go's fmt %g for a float64: shortest round-trip digits; %e form when the decimal exponent
- * is < -4 or >= 21... no: >= 6 for shortest (strconv 'g' with precision -1 uses eprec 6
- * only when the digit count is larger; see below). */
+/* Go's fmt %g for a float64 (what promtool prints): strconv.FormatFloat(v, 'g', -1, 64), i.e.
+ * the shortest digits that round-trip, in %e form (exponent of at least two digits) when the
+ * decimal exponent is < -4 or >= 6 -- the precision Go uses for that decision when the
+ * shortest form was asked for -- and in %f form otherwise; NaN, +Inf, -Inf as Go spells them. */
 static void go_g(char *out, size_t cap, double v)
 {
     if (isnan(v)) {
@@ -102,9 +109,6 @@ static void go_g(char *out, size_t cap, double v)
         nd--;
     digs[nd] = '\0';
     int exp = atoi(s + 1);
-    /* strconv.FormatFloat(v, 'g', -1, 64): eprec = 6 for shortest, except that when the
-     * digit count exceeds... Go sets eprec = digs.nd if nd > eprec(=-1→nd) and nd >= dp,
-     * then overrides eprec = 6 for shortest. %e when exp < -4 || exp >= eprec. */
     int eprec = 6;
     if (exp < -4 || exp >= eprec) {
         snprintf(out, cap, "%s%c%s%s%se%c%02d", neg ? "-" : "", digs[0], nd > 1 ? "." : "",
@@ -166,33 +170,28 @@ static int same_value(double a, double b)
     return memcmp(&a, &b, sizeof a) == 0;
 }
 
+/* Series arrive in label order, as g is sorted: compare with g[seen]. */
 static int verify_fn(void *arg, const struct obs_label *labels, size_t nlabels,
                      const struct mtd_sample *s, size_t n)
 {
     struct verify_ctx *c = arg;
-    for (size_t i = 0; i < c->ng; i++) {
-        struct gen_series *g = &c->g[i];
-        if (g->nlabels != nlabels)
-            continue;
-        size_t k;
-        for (k = 0; k < nlabels; k++)
-            if (strcmp(g->labels[k].name, labels[k].name) ||
-                strcmp(g->labels[k].value, labels[k].value))
-                break;
-        if (k < nlabels)
-            continue;
-        c->seen++;
-        if (n != g->n) {
-            c->bad = 1;
-            return 0;
-        }
-        for (size_t j = 0; j < n; j++)
-            if (s[j].t != g->s[j].t || !same_value(s[j].v, g->s[j].v))
-                c->bad = 1;
-        return 0;
+    if (c->seen >= c->ng) {
+        c->bad = 1;
+        return 1;
     }
-    c->bad = 1;
-    return 0;
+    struct gen_series *g = &c->g[c->seen++];
+    if (g->nlabels != nlabels || n != g->n) {
+        c->bad = 1;
+        return 1;
+    }
+    for (size_t k = 0; k < nlabels; k++)
+        if (strcmp(g->labels[k].name, labels[k].name) ||
+            strcmp(g->labels[k].value, labels[k].value))
+            c->bad = 1;
+    for (size_t j = 0; j < n; j++)
+        if (s[j].t != g->s[j].t || !same_value(s[j].v, g->s[j].v))
+            c->bad = 1;
+    return c->bad;
 }
 
 static int cmp_gen(const void *x, const void *y)
@@ -207,6 +206,70 @@ static int cmp_gen(const void *x, const void *y)
             return c;
     }
     return (a->nlabels > b->nlabels) - (a->nlabels < b->nlabels);
+}
+
+static int dump_fn(void *arg, const struct obs_label *labels, size_t nlabels,
+                   const struct mtd_sample *s, size_t n)
+{
+    char num[64];
+    (void)arg;
+    for (size_t k = 0; k < n; k++) {
+        print_labels(labels, nlabels);
+        go_g(num, sizeof num, s[k].v);
+        printf(" %s %lld\n", num, (long long)s[k].t);
+    }
+    return 0;
+}
+
+static int reencode_fn(void *arg, const struct obs_label *labels, size_t nlabels,
+                       const struct mtd_tsdb_chunk_in *c, size_t n)
+{
+    size_t *diff = arg;
+    (void)labels, (void)nlabels;
+    for (size_t i = 0; i < n; i++) {
+        struct mtd_tsdb_xor_enc e;
+        struct mtd_tsdb_xor_iter it;
+        int64_t t;
+        double v;
+        if (mtd_tsdb_xor_enc_init(&e) != 0)
+            return 1;
+        mtd_tsdb_xor_iter_init(&it, c[i].data, c[i].len);
+        while (mtd_tsdb_xor_iter_next(&it, &t, &v) == 1)
+            mtd_tsdb_xor_enc_append(&e, t, v);
+        size_t len;
+        const uint8_t *b = mtd_tsdb_xor_enc_bytes(&e, &len);
+        if (len != c[i].len || memcmp(b, c[i].data, len) != 0)
+            (*diff)++;
+        mtd_tsdb_xor_enc_deinit(&e);
+    }
+    return 0;
+}
+
+/* -dump: read a block with block_read.h and print it. */
+static int dump_block(const char *path)
+{
+    struct mtd_tsdb_block *b = NULL;
+    struct obs_err err = {0};
+    if (mtd_tsdb_block_open(path, &b, &err) != 0 || mtd_tsdb_block_verify(b, &err) != 0 ||
+        mtd_tsdb_block_select(b, NULL, 0, INT64_MIN, INT64_MAX, dump_fn, NULL, &err) != 0) {
+        fprintf(stderr, "tsdb-write: %s\n", err.msg);
+        mtd_tsdb_block_close(b);
+        return 1;
+    }
+    size_t diff = 0;
+    if (mtd_tsdb_block_select_chunks(b, NULL, 0, INT64_MIN, INT64_MAX, reencode_fn, &diff,
+                                     &err) != 0) {
+        fprintf(stderr, "tsdb-write: %s\n", err.msg);
+        mtd_tsdb_block_close(b);
+        return 1;
+    }
+    const struct mtd_tsdb_block_meta *m = mtd_tsdb_block_meta(b);
+    fprintf(stderr, "ulid=%s series=%llu samples=%llu chunks=%llu verify=ok reencode_diff=%zu\n",
+            m->ulid, (unsigned long long)m->nseries, (unsigned long long)m->nsamples,
+            (unsigned long long)m->nchunks, diff);
+    mtd_tsdb_block_close(b);
+    fflush(stdout);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -234,7 +297,7 @@ int main(int argc, char **argv)
             seed = atol(v);
             i++;
         } else if (!strcmp(a, "-walk") && v) {
-            intwalk = !strcmp(v, "int");
+            intwalk = !strcmp(v, "int") ? 1 : !strcmp(v, "dec") ? 2 : 0;
             i++;
         } else if (!strcmp(a, "-special")) {
             special = 1;
@@ -242,12 +305,14 @@ int main(int argc, char **argv)
             print = 1;
         } else if (!strcmp(a, "-verify")) {
             verify = 1;
+        } else if (!strcmp(a, "-dump") && v) {
+            return dump_block(v);
         } else if (a[0] != '-' && dir == NULL) {
             dir = a;
         } else {
             fprintf(stderr, "usage: tsdb-write [-series N] [-samples N] [-interval-ms N] "
-                            "[-start-ms N] [-seed N] [-walk float|int] [-special] [-print] "
-                            "[-verify] DIR\n");
+                            "[-start-ms N] [-seed N] [-walk float|dec|int] [-special] [-print] "
+                            "[-verify] DIR | -dump BLOCKDIR\n");
             return 1;
         }
     }
@@ -279,11 +344,11 @@ int main(int argc, char **argv)
         s->s = malloc(s->n * sizeof *s->s);
         if (s->s == NULL)
             return 1;
-        double v = intwalk ? (double)(rng() % 1000) : rng_unit() * 100.0;
+        double v = intwalk == 1 ? (double)(rng() % 1000) : rng_unit() * 100.0;
         for (size_t k = 0; k < s->n; k++) {
             s->s[k].t = start + (int64_t)k * interval;
-            s->s[k].v = v;
-            if (intwalk)
+            s->s[k].v = intwalk == 2 ? round(v * 100) / 100 : v;
+            if (intwalk == 1)
                 v += (double)(rng() % 10);
             else
                 v += rng_unit() * 2.0 - 1.0;
