@@ -1521,3 +1521,134 @@ int mtd_head_metadata(struct mtd_head *h, const char *tenant, const char *metric
     obs_free(k);
     return 0;
 }
+
+/* ---- statistics (/api/v1/status/tsdb) --------------------------------------------------- */
+
+/* A candidate entry: a (and b for "a=b" pairs) borrowed from the head. */
+struct stat_cand {
+    const char *a, *b;
+    uint64_t v;
+};
+
+static int cmp_cand(const void *x, const void *y)
+{
+    const struct stat_cand *p = x, *q = y;
+    if (p->v != q->v)
+        return p->v > q->v ? -1 : 1;
+    int c = strcmp(p->a, q->a);
+    return c ? c : strcmp(p->b ? p->b : "", q->b ? q->b : "");
+}
+
+/* Keep the top `limit` of c[0..n) (largest first) as owned entries in *out. */
+static int stat_top(struct stat_cand *c, size_t n, size_t limit, struct mtd_head_stat **out,
+                    size_t *nout)
+{
+    if (n > 1)
+        qsort(c, n, sizeof *c, cmp_cand);
+    size_t k = n < limit ? n : limit;
+    *out = obs_calloc(k ? k : 1, sizeof **out);
+    if (*out == NULL)
+        return OBS_ENOMEM;
+    *nout = k;
+    for (size_t i = 0; i < k; i++) {
+        size_t la = strlen(c[i].a), lb = c[i].b ? strlen(c[i].b) : 0;
+        char *s = obs_malloc(la + lb + 2);
+        if (s == NULL)
+            return OBS_ENOMEM;
+        memcpy(s, c[i].a, la);
+        if (c[i].b) {
+            s[la] = '=';
+            memcpy(s + la + 1, c[i].b, lb + 1);
+        } else {
+            s[la] = '\0';
+        }
+        (*out)[i].name = s;
+        (*out)[i].value = c[i].v;
+    }
+    return 0;
+}
+
+void mtd_head_stats_free(struct mtd_head_stats *s)
+{
+    if (s == NULL)
+        return;
+    struct mtd_head_stat *lists[4] = {s->by_metric, s->values_by_name, s->memory_by_name,
+                                      s->by_pair};
+    size_t ns[4] = {s->n_by_metric, s->n_values_by_name, s->n_memory_by_name, s->n_by_pair};
+    for (int i = 0; i < 4; i++) {
+        for (size_t k = 0; lists[i] && k < ns[i]; k++)
+            obs_free(lists[i][k].name);
+        obs_free(lists[i]);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+int mtd_head_stats(struct mtd_head *h, const char *tenant, size_t limit,
+                   struct mtd_head_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->min_time = INT64_MAX;
+    out->max_time = INT64_MIN;
+    const struct tenant *t = smap_get(&h->tenants, tenant ? tenant : "anonymous");
+    if (t == NULL)
+        return 0;
+    for (size_t i = 0; i < t->nseries; i++) {
+        const struct mseries *s = t->series[i];
+        out->chunk_count += s->nchunks + (s->open.b != NULL && s->open.n > 0 ? 1 : 0);
+        if (s->n == 0)
+            continue;
+        if (s->mint < out->min_time)
+            out->min_time = s->mint;
+        if (s->last_t > out->max_time)
+            out->max_time = s->last_t;
+    }
+    out->num_series = t->nseries;
+    size_t npairs = 0;
+    for (size_t i = 0; i < t->names.cap; i++)
+        if (t->names.e[i].key)
+            npairs += ((const struct smap *)t->names.e[i].val)->n;
+    out->num_label_pairs = npairs;
+    const struct smap *names_vals = smap_get(&t->names, "__name__");
+    size_t nmetric = names_vals ? names_vals->n : 0;
+    struct stat_cand *metric = obs_malloc((nmetric ? nmetric : 1) * sizeof *metric);
+    struct stat_cand *pairs = obs_malloc((npairs ? npairs : 1) * sizeof *pairs);
+    struct stat_cand *vcount = obs_malloc((t->names.n ? t->names.n : 1) * sizeof *vcount);
+    struct stat_cand *mem = obs_malloc((t->names.n ? t->names.n : 1) * sizeof *mem);
+    int rc = OBS_ENOMEM;
+    if (metric == NULL || pairs == NULL || vcount == NULL || mem == NULL)
+        goto done;
+    size_t nm = 0, np = 0, nn = 0;
+    for (size_t i = 0; i < t->names.cap; i++) {
+        const char *name = t->names.e[i].key;
+        const struct smap *vals = t->names.e[i].val;
+        if (name == NULL)
+            continue;
+        uint64_t bytes = 0;
+        for (size_t j = 0; j < vals->cap; j++) {
+            if (vals->e[j].key == NULL)
+                continue;
+            uint64_t card = roaring_bitmap_get_cardinality(vals->e[j].val);
+            bytes += (uint64_t)strlen(vals->e[j].key) * card;
+            pairs[np++] = (struct stat_cand){name, vals->e[j].key, card};
+            if (vals == names_vals)
+                metric[nm++] = (struct stat_cand){vals->e[j].key, NULL, card};
+        }
+        vcount[nn] = (struct stat_cand){name, NULL, vals->n};
+        mem[nn++] = (struct stat_cand){name, NULL, bytes};
+    }
+    rc = stat_top(metric, nm, limit, &out->by_metric, &out->n_by_metric);
+    if (rc == 0)
+        rc = stat_top(vcount, nn, limit, &out->values_by_name, &out->n_values_by_name);
+    if (rc == 0)
+        rc = stat_top(mem, nn, limit, &out->memory_by_name, &out->n_memory_by_name);
+    if (rc == 0)
+        rc = stat_top(pairs, np, limit, &out->by_pair, &out->n_by_pair);
+done:
+    obs_free(metric);
+    obs_free(pairs);
+    obs_free(vcount);
+    obs_free(mem);
+    if (rc != 0)
+        mtd_head_stats_free(out);
+    return rc;
+}

@@ -169,4 +169,34 @@ size_t mtd_head_num_exemplars(const struct mtd_head *h);
 uint64_t mtd_head_wal_bytes(const struct mtd_head *h);
 uint64_t mtd_head_checkpoints(const struct mtd_head *h);
 
+/* ---- statistics ---- */
+
+/* One "top N" entry of /api/v1/status/tsdb: name (owned) and its count. */
+struct mtd_head_stat {
+    char *name;
+    uint64_t value;
+};
+
+/* Prometheus' TSDB status for one tenant: head stats plus top-`limit` lists, each sorted by
+ * value (largest first, ties by name). Filled by mtd_head_stats; free with
+ * mtd_head_stats_free. */
+struct mtd_head_stats {
+    uint64_t num_series, num_label_pairs, chunk_count;
+    int64_t min_time, max_time; /* INT64_MAX / INT64_MIN when there are no samples */
+    struct mtd_head_stat *by_metric;      /* series per __name__ value */
+    size_t n_by_metric;
+    struct mtd_head_stat *values_by_name; /* distinct values per label name */
+    size_t n_values_by_name;
+    struct mtd_head_stat *memory_by_name; /* sum of len(value) x series per label name */
+    size_t n_memory_by_name;
+    struct mtd_head_stat *by_pair;        /* series per "name=value" */
+    size_t n_by_pair;
+};
+
+/* Compute the statistics of tenant from the postings (one pass over series and postings).
+ * Returns 0 or OBS_ENOMEM (out is then empty). Loop thread. */
+int mtd_head_stats(struct mtd_head *h, const char *tenant, size_t limit,
+                   struct mtd_head_stats *out);
+void mtd_head_stats_free(struct mtd_head_stats *s);
+
 #endif

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "core/obs_mem.h"
 #include "core/obs_sbuf.h"
 #include "core/obs_time.h"
@@ -89,8 +92,21 @@ void ql_info(struct ql_query *q, int pos, const char *fmt, ...)
 
 void ql_check_deadline(struct ql_query *q)
 {
-    if (q->deadline && (++q->ticks & 63) == 0 && obs_mono_ns() > q->deadline)
+    if ((++q->ticks & 63) != 0)
+        return;
+    if (q->cancel && __atomic_load_n(q->cancel, __ATOMIC_RELAXED))
+        ql_throw(&q->qa, MTD_QL_ECANCELED, "query was canceled in expression evaluation");
+    if (q->deadline && obs_mono_ns() > q->deadline)
         ql_throw(&q->qa, MTD_QL_ETIMEOUT, "query timed out in expression evaluation");
+}
+
+/* Count n samples loaded or produced against max_samples (Prometheus' wording). */
+static void count_samples(struct ql_query *q, size_t n)
+{
+    q->nsamples += n;
+    if (q->max_samples && q->nsamples > q->max_samples)
+        ql_throw(&q->qa, OBS_ELIMIT, "query processing would load too many samples into "
+                                     "memory in query execution");
 }
 
 /* ---------------------------------------------------------------- selectors */
@@ -180,12 +196,28 @@ static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
     memset(&o, 0, sizeof(o));
     o.mint = d->mint;
     o.maxt = d->maxt;
+    if (!q->st)
+        ql_throw(&q->qa, OBS_EINVAL, "internal error: selector not loaded before evaluation");
+    if (q->max_series) {
+        /* Ask storage to stop one past the remaining budget. */
+        o.max_series = q->max_series >= q->nseries ? q->max_series - q->nseries + 1 : 1;
+    }
     struct mtd_series_set *set = NULL;
     struct obs_err e = {0};
     int rc = mtd_storage_select(q->st, q->tenant, v->ms, v->nms, &o, &set, &e);
+    if (rc == OBS_ELIMIT && q->max_series)
+        ql_throw(&q->qa, OBS_ELIMIT, "the query exceeded the maximum number of series (limit: "
+                 "%zu series) (err-mimir-max-series-per-query)", q->max_series);
     if (rc < 0)
         ql_throw(&q->qa, rc, "%s", e.msg[0] ? e.msg : "storage select failed");
     ql_on_free(&q->qa, set_free_cb, set);
+    q->nseries += set->nseries;
+    if (q->max_series && q->nseries > q->max_series)
+        ql_throw(&q->qa, OBS_ELIMIT, "the query exceeded the maximum number of series (limit: "
+                 "%zu series) (err-mimir-max-series-per-query)", q->max_series);
+    /* The set's own memory (labels and samples) counts towards the estimate too. */
+    ql_mem_account(&q->qa, (long long)(set->nsamples_total * sizeof(struct mtd_sample) +
+                                       set->nseries * (sizeof(struct mtd_series) + 64)));
     const struct mtd_ql_hseries *hs = NULL;
     size_t nhs = 0;
     if (q->opts && q->opts->hist_select) {
@@ -270,10 +302,7 @@ static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
     if (resort)
         qsort(d->s, d->ns, sizeof(*d->s), sseries_cmp);
     d->loaded = 1;
-    q->nsamples += total;
-    if (q->max_samples && q->nsamples > q->max_samples)
-        ql_throw(&q->qa, OBS_ELIMIT, "query processing would load too many samples into "
-                                     "memory in query execution");
+    count_samples(q, total);
     return d;
 }
 
@@ -441,8 +470,10 @@ static struct ql_val eval_subq(struct ql_query *q, struct ql_node *n, int64_t t)
             struct ql_sample s = {.t = ts, .v = v.scalar};
             struct ql_vec vv = {&s, 1};
             stitch_add(q, &st, vv, ts, 0);
+            count_samples(q, 1);
         } else {
             stitch_add(q, &st, v.vec, ts, 0);
+            count_samples(q, v.vec.n);
         }
     }
     struct ql_val r = {.type = MTD_QL_MATRIX};
@@ -1132,20 +1163,129 @@ struct ql_val ql_eval(struct ql_query *q, struct ql_node *n, int64_t t)
 }
 
 /* ---------------------------------------------------------------- drivers */
-static int query_begin(struct ql_query *q, const struct mtd_ql_expr *e, struct mtd_storage *st,
-                       const char *tenant, const struct mtd_ql_opts *o, struct obs_err *err)
+struct mtd_ql_query {
+    struct ql_query q;
+    struct mtd_ql_opts o;
+    struct obs_err err;
+    int range;
+    int64_t start, end, step;
+    int prepared;
+};
+
+static void query_begin(struct mtd_ql_query *pq, const struct mtd_ql_expr *e,
+                        struct mtd_storage *st, const char *tenant)
 {
+    struct ql_query *q = &pq->q;
+    const struct mtd_ql_opts *o = &pq->o;
     memset(q, 0, sizeof(*q));
-    q->err = err;
+    q->err = &pq->err;
     q->st = st;
     q->tenant = tenant ? tenant : "anonymous";
     q->e = e;
-    q->lookback = o && o->lookback_ms > 0 ? o->lookback_ms : 5 * 60 * 1000;
-    q->default_step = o && o->default_step_ms > 0 ? o->default_step_ms : 60 * 1000;
-    q->deadline = o ? o->deadline_ns : 0;
-    q->max_samples = o ? o->max_samples : 0;
+    q->lookback = o->lookback_ms > 0 ? o->lookback_ms : 5 * 60 * 1000;
+    q->default_step = o->default_step_ms > 0 ? o->default_step_ms : 60 * 1000;
+    q->deadline = o->deadline_ns;
+    q->max_samples = o->max_samples;
+    q->max_series = o->max_series;
+    q->max_subq_points = o->max_subquery_points;
+    q->cancel = o->cancel;
+    q->mem.limit = o->max_memory_bytes;
     q->opts = o;
-    return 0;
+}
+
+/* "11000" -> "11,000" (Prometheus prints the resolution limit that way). */
+static void fmt_thousands(char *buf, size_t cap, long long v)
+{
+    char raw[32];
+    int n = snprintf(raw, sizeof(raw), "%lld", v < 0 ? 0 : v);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 2 < cap; i++) {
+        if (i > 0 && (n - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = raw[i];
+    }
+    buf[o] = 0;
+}
+
+/* Checks that need no data: subquery resolution. */
+static void static_checks(struct ql_query *q, struct ql_node *n)
+{
+    if (!n)
+        return;
+    if (n->kind == QN_SUBQ && q->max_subq_points > 0) {
+        int64_t step = n->step > 0 ? n->step : q->default_step;
+        if (step > 0 && n->range / step > q->max_subq_points) {
+            char lim[32];
+            fmt_thousands(lim, sizeof(lim), q->max_subq_points);
+            ql_throw(&q->qa, OBS_ELIMIT, "subquery exceeded maximum resolution of %s points "
+                     "per timeseries. Try increasing the subquery step ([range:step])", lim);
+        }
+    }
+    if (n->kind == QN_CALL) {
+        for (size_t i = 0; i < n->nargs; i++)
+            static_checks(q, n->args[i]);
+        return;
+    }
+    static_checks(q, n->lhs);
+    static_checks(q, n->rhs);
+    static_checks(q, n->param);
+}
+
+/* Refuse a selector regex that hits PCRE2's (embedded) match limits on a stored value:
+ * the match would silently fail in storage otherwise. */
+static void check_regexes(struct ql_query *q, struct ql_node *v)
+{
+    struct ql_sel_data *d = &q->sel[v->sel_id];
+    if (!q->st || !q->st->ops->label_values)
+        return;
+    for (size_t i = 0; i < v->nms; i++) {
+        const struct obs_matcher *m = &v->ms[i];
+        if ((m->type != OBS_MATCH_RE && m->type != OBS_MATCH_NRE) || !m->re || !m->md)
+            continue;
+        char **vals = NULL;
+        size_t nv = 0;
+        struct obs_err e = {0};
+        if (mtd_storage_label_values(q->st, q->tenant, m->name, NULL, 0, d->mint, d->maxt,
+                                     &vals, &nv, &e) < 0)
+            continue; /* the select reports storage trouble */
+        int bad = 0;
+        for (size_t k = 0; k <= nv && !bad; k++) {
+            const char *s = k < nv ? vals[k] : "";
+            int rc = pcre2_match((const pcre2_code *)m->re, (PCRE2_SPTR)s, strlen(s), 0, 0,
+                                 (pcre2_match_data *)m->md, NULL);
+            bad = rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+                  rc == PCRE2_ERROR_HEAPLIMIT;
+            if ((k & 255) == 255)
+                ql_check_deadline(q);
+        }
+        mtd_strings_free(vals, nv);
+        if (bad)
+            ql_throw(&q->qa, OBS_ELIMIT, "regular expression for label %s is too expensive: "
+                     "matching it hit the backtracking limit (catastrophic backtracking): "
+                     "%.80s", m->name, m->value);
+    }
+}
+
+/* Load every selector's data now (storage thread), so evaluation needs no storage. */
+static void preload(struct ql_query *q, struct ql_node *n)
+{
+    if (!n)
+        return;
+    if (n->kind == QN_VSEL) {
+        if (q->sel[n->sel_id].want) {
+            check_regexes(q, n);
+            load_sel(q, n);
+        }
+        return;
+    }
+    if (n->kind == QN_CALL) {
+        for (size_t i = 0; i < n->nargs; i++)
+            preload(q, n->args[i]);
+        return;
+    }
+    preload(q, n->lhs);
+    preload(q, n->rhs);
+    preload(q, n->param);
 }
 
 /* Drop flagged names and reject duplicate label sets (Prometheus' cleanupMetricLabels). */
@@ -1240,29 +1380,50 @@ static int top_is_ordered(const struct ql_node *n)
     return 0;
 }
 
-static int run(struct ql_query *q, struct mtd_ql_result **out, int range, int64_t start,
-               int64_t end, int64_t step)
+static int prepare(struct mtd_ql_query *pq)
 {
+    struct ql_query *q = &pq->q;
+    struct ql_arena *qa = &q->qa;
+    ql_arena_init(&q->qa, &q->jb, q->err);
+    ql_arena_init(&q->sa, &q->jb, q->err);
+    q->qa.acct = q->sa.acct = &q->mem;
+    if (setjmp(q->jb)) {
+        int code = q->err->code ? q->err->code : OBS_EINVAL;
+        ql_arena_deinit(&q->sa);
+        ql_arena_deinit(qa);
+        return code;
+    }
+    q->start = pq->start;
+    q->end = pq->end;
+    q->interval = pq->step;
+    struct ql_node *root = q->e->root;
+    if (pq->range && root->type != MTD_QL_SCALAR && root->type != MTD_QL_VECTOR)
+        ql_throw(qa, OBS_EINVAL, "invalid expression type \"%s\" for range query, must be "
+                                 "Scalar or instant Vector",
+                 root->type == MTD_QL_MATRIX ? "range vector" : mtd_ql_type_name(root->type));
+    static_checks(q, root);
+    q->sel = ql_alloc(qa, ((size_t)q->e->nsel + 1) * sizeof(*q->sel));
+    selector_windows(q, root, pq->start, pq->end);
+    preload(q, root);
+    q->st = NULL; /* evaluation must not touch storage (it may run on another thread) */
+    pq->prepared = 1;
+    return 0;
+}
+
+static int run(struct mtd_ql_query *pq, struct mtd_ql_result **out)
+{
+    struct ql_query *q = &pq->q;
     struct ql_arena *qa = &q->qa;
     struct obs_err *err = q->err;
-    ql_arena_init(&q->qa, &q->jb, err);
-    ql_arena_init(&q->sa, &q->jb, err);
+    int range = pq->range;
+    int64_t start = pq->start, end = pq->end, step = pq->step;
     if (setjmp(q->jb)) {
         int code = err->code ? err->code : OBS_EINVAL;
         ql_arena_deinit(&q->sa);
         ql_arena_deinit(qa);
         return code;
     }
-    q->start = start;
-    q->end = end;
-    q->interval = step;
     struct ql_node *root = q->e->root;
-    if (range && root->type != MTD_QL_SCALAR && root->type != MTD_QL_VECTOR)
-        ql_throw(qa, OBS_EINVAL, "invalid expression type \"%s\" for range query, must be "
-                                 "Scalar or instant Vector",
-                 root->type == MTD_QL_MATRIX ? "range vector" : mtd_ql_type_name(root->type));
-    q->sel = ql_alloc(qa, ((size_t)q->e->nsel + 1) * sizeof(*q->sel));
-    selector_windows(q, root, start, end);
     struct mtd_ql_result *r = new_result(q);
     r->t = end;
     if (!range) {
@@ -1321,8 +1482,10 @@ static int run(struct ql_query *q, struct mtd_ql_result **out, int range, int64_
                 struct ql_sample s = {.t = ts, .v = v.scalar};
                 struct ql_vec vv = {&s, 1};
                 stitch_add(q, &st, vv, ts, 1);
+                count_samples(q, 1);
             } else {
                 stitch_add(q, &st, v.vec, ts, 1);
+                count_samples(q, v.vec.n);
             }
             ql_arena_release(&q->sa, mk);
         }
@@ -1350,48 +1513,94 @@ static int run(struct ql_query *q, struct mtd_ql_result **out, int range, int64_
     }
     *keep = *qa;
     keep->jb = NULL;
+    keep->acct = NULL;
     r->mem = keep;
     *out = r;
     return 0;
+}
+
+int mtd_ql_prepare(const struct mtd_ql_expr *e, struct mtd_storage *st, const char *tenant,
+                   int range, int64_t start, int64_t end, int64_t step,
+                   const struct mtd_ql_opts *o, struct mtd_ql_query **out, struct obs_err *err)
+{
+    struct obs_err local;
+    if (!err)
+        err = &local;
+    obs_err_clear(err);
+    *out = NULL;
+    if (range && step <= 0)
+        return obs_err_set(err, OBS_EINVAL, "zero or negative query resolution step widths are "
+                                            "not accepted. Try a positive integer");
+    if (range && end < start)
+        return obs_err_set(err, OBS_EINVAL, "end timestamp must not be before start time");
+    struct mtd_ql_query *pq = obs_calloc(1, sizeof(*pq));
+    if (!pq)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    if (o)
+        pq->o = *o;
+    pq->range = range;
+    pq->start = start;
+    pq->end = range ? end : start;
+    pq->step = range ? step : 0;
+    query_begin(pq, e, st, tenant);
+    int rc = prepare(pq);
+    if (rc < 0) {
+        *err = pq->err;
+        obs_free(pq);
+        return rc;
+    }
+    *out = pq;
+    return 0;
+}
+
+int mtd_ql_run(struct mtd_ql_query *pq, struct mtd_ql_result **out, struct obs_err *err)
+{
+    struct obs_err local;
+    if (!err)
+        err = &local;
+    obs_err_clear(err);
+    if (!pq || !pq->prepared) {
+        obs_free(pq);
+        return obs_err_set(err, OBS_EINVAL, "query was not prepared");
+    }
+    int rc = run(pq, out);
+    if (rc < 0)
+        *err = pq->err;
+    obs_free(pq);
+    return rc;
+}
+
+void mtd_ql_query_free(struct mtd_ql_query *pq)
+{
+    if (!pq)
+        return;
+    if (pq->prepared) {
+        ql_arena_deinit(&pq->q.sa);
+        ql_arena_deinit(&pq->q.qa);
+    }
+    obs_free(pq);
 }
 
 int mtd_ql_exec_instant(const struct mtd_ql_expr *e, struct mtd_storage *st, const char *tenant,
                         int64_t t, const struct mtd_ql_opts *o, struct mtd_ql_result **out,
                         struct obs_err *err)
 {
-    struct obs_err local;
-    if (!err)
-        err = &local;
-    obs_err_clear(err);
-    struct ql_query *q = obs_malloc(sizeof(*q));
-    if (!q)
-        return obs_err_set(err, OBS_ENOMEM, "out of memory");
-    query_begin(q, e, st, tenant, o, err);
-    int rc = run(q, out, 0, t, t, 0);
-    obs_free(q);
-    return rc;
+    struct mtd_ql_query *q;
+    int rc = mtd_ql_prepare(e, st, tenant, 0, t, t, 0, o, &q, err);
+    if (rc < 0)
+        return rc;
+    return mtd_ql_run(q, out, err);
 }
 
 int mtd_ql_exec_range(const struct mtd_ql_expr *e, struct mtd_storage *st, const char *tenant,
                       int64_t start, int64_t end, int64_t step, const struct mtd_ql_opts *o,
                       struct mtd_ql_result **out, struct obs_err *err)
 {
-    struct obs_err local;
-    if (!err)
-        err = &local;
-    obs_err_clear(err);
-    if (step <= 0)
-        return obs_err_set(err, OBS_EINVAL, "zero or negative query resolution step widths are "
-                                            "not accepted. Try a positive integer");
-    if (end < start)
-        return obs_err_set(err, OBS_EINVAL, "end timestamp must not be before start time");
-    struct ql_query *q = obs_malloc(sizeof(*q));
-    if (!q)
-        return obs_err_set(err, OBS_ENOMEM, "out of memory");
-    query_begin(q, e, st, tenant, o, err);
-    int rc = run(q, out, 1, start, end, step);
-    obs_free(q);
-    return rc;
+    struct mtd_ql_query *q;
+    int rc = mtd_ql_prepare(e, st, tenant, 1, start, end, step, o, &q, err);
+    if (rc < 0)
+        return rc;
+    return mtd_ql_run(q, out, err);
 }
 
 void mtd_ql_result_free(struct mtd_ql_result *r)

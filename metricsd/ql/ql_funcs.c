@@ -497,7 +497,11 @@ static struct ql_val fn_label_replace(struct ql_query *q, struct ql_node *c, str
     if (!obs_label_name_valid(dst, strlen(dst)))
         ql_throw(&q->qa, OBS_EINVAL, "invalid destination label name in label_replace(): %s",
                  dst);
-    char *pat = ql_printf(&q->sa, "^(?:%s)$", regex);
+    if (strlen(regex) > MTD_QL_MAX_REGEX_LEN)
+        ql_throw(&q->qa, OBS_ELIMIT, "regular expression in label_replace() too long: %zu "
+                 "bytes (limit %d)", strlen(regex), MTD_QL_MAX_REGEX_LEN);
+    char *pat = ql_printf(&q->sa, "(*LIMIT_MATCH=%d)(*LIMIT_DEPTH=%d)^(?:%s)$",
+                          MTD_QL_RE_MATCH_LIMIT, MTD_QL_RE_DEPTH_LIMIT, regex);
     int ec;
     PCRE2_SIZE eo;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_DOTALL,
@@ -518,6 +522,12 @@ static struct ql_val fn_label_replace(struct ql_query *q, struct ql_node *c, str
         if (!sv)
             sv = "";
         int rc = pcre2_match(re, (PCRE2_SPTR)sv, strlen(sv), 0, 0, md, NULL);
+        if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+            rc == PCRE2_ERROR_HEAPLIMIT) {
+            obs_sbuf_deinit(&b);
+            ql_throw(&q->qa, OBS_ELIMIT, "regular expression in label_replace() is too "
+                     "expensive: matching it hit the backtracking limit: %.80s", regex);
+        }
         if (rc > 0) {
             obs_sbuf_reset(&b);
             expand(&b, repl, sv, pcre2_get_ovector_pointer(md), rc, re);

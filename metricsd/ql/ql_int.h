@@ -21,11 +21,16 @@
 /* ---------------------------------------------------------------- arena */
 struct ql_chunk;
 struct ql_cleanup;
+/* Estimated memory of one query: bytes held by its arenas' chunks plus fetched data. */
+struct ql_memacct {
+    size_t cur, peak, limit; /* limit 0 = unlimited */
+};
 struct ql_arena {
     struct ql_chunk *head;   /* newest chunk first */
     struct ql_cleanup *cleanups;
     jmp_buf *jb;             /* where to unwind on OOM */
     struct obs_err *err;     /* filled before unwinding */
+    struct ql_memacct *acct; /* NULL = not accounted */
 };
 struct ql_mark {
     struct ql_chunk *chunk;
@@ -40,6 +45,9 @@ char *ql_strndup(struct ql_arena *a, const char *s, size_t n);
 char *ql_strdup(struct ql_arena *a, const char *s);
 char *ql_printf(struct ql_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ql_on_free(struct ql_arena *a, void (*fn)(void *), void *arg);
+/* Account n more (or, negative, fewer) bytes to a's query; unwinds with OBS_ELIMIT when the
+ * estimated-memory limit is passed. */
+void ql_mem_account(struct ql_arena *a, long long n);
 struct ql_mark ql_arena_mark(struct ql_arena *a);
 void ql_arena_release(struct ql_arena *a, struct ql_mark m);
 /* Unwind with code and message (err filled). */
@@ -225,6 +233,10 @@ struct ql_query {
     int64_t start, end, interval;  /* query range (instant: start == end) */
     int64_t lookback, default_step, deadline;
     size_t max_samples, nsamples;
+    size_t max_series, nseries;
+    int64_t max_subq_points;
+    const volatile int *cancel;
+    struct ql_memacct mem;
     const struct mtd_ql_opts *opts;
     const struct mtd_ql_hist *hout; /* histogram result of a range function (ql_funcs.c) */
     struct ql_sel_data *sel;       /* nsel entries */

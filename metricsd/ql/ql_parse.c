@@ -16,6 +16,9 @@
 #include <string.h>
 #include <strings.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "core/obs_mem.h"
 #include "core/obs_time.h"
 #include "metricsd/ql/ql_int.h"
@@ -38,6 +41,7 @@ struct parser {
     char *str;           /* T_STR unquoted */
     int nsel;
     int brackets;        /* inside [...] : colon is a token, not an identifier char */
+    size_t max_re;       /* regex length limit (bytes) */
 };
 
 static const char *tok_desc(enum tok t)
@@ -382,6 +386,40 @@ static void set_type_check_binary(struct parser *p, struct ql_node *n, size_t op
 }
 
 /* Label matchers inside { }. Adds a __name__ matcher when name != NULL. */
+/* Build a regex matcher whose pattern carries PCRE2 match/depth limits, so every later match
+ * (storage's included) is bounded; the text in m->value stays the user's. */
+static void init_re_matcher(struct parser *p, struct obs_matcher *m, enum obs_match_type mt,
+                            const char *lname, const char *value, size_t pos)
+{
+    struct obs_err e = {0};
+    if ((mt == OBS_MATCH_RE || mt == OBS_MATCH_NRE) && strlen(value) > p->max_re)
+        perr(p, pos, "regular expression too long: %zu bytes (limit %zu)", strlen(value),
+             p->max_re);
+    if (obs_matcher_init(m, mt, lname, value, &e) < 0)
+        perr(p, pos, "%s", e.msg);
+    if (mt != OBS_MATCH_RE && mt != OBS_MATCH_NRE)
+        return;
+    char *pat = ql_printf(p->a, "(*LIMIT_MATCH=%d)(*LIMIT_DEPTH=%d)%s", MTD_QL_RE_MATCH_LIMIT,
+                          MTD_QL_RE_DEPTH_LIMIT, value);
+    int ecode = 0;
+    PCRE2_SIZE eoff = 0;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &ecode, &eoff,
+                                   NULL);
+    if (!re)
+        return; /* keep the matcher obs_matcher_init compiled */
+    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    if (!md) {
+        pcre2_code_free(re);
+        return;
+    }
+    pcre2_match_data_free(m->md);
+    pcre2_code_free(m->re);
+    m->re = re;
+    m->md = md;
+}
+
 static void parse_matchers(struct parser *p, struct ql_node *n, const char *name)
 {
     size_t cap = 0;
@@ -432,8 +470,7 @@ static void parse_matchers(struct parser *p, struct ql_node *n, const char *name
                 perr(p, mpos, "metric name must not be set twice: \"%s\" or \"%s\"", name,
                      p->str);
             struct obs_matcher m;
-            if (obs_matcher_init(&m, mt, lname, p->str, &e) < 0)
-                perr(p, mpos, "%s", e.msg);
+            init_re_matcher(p, &m, mt, lname, p->str, mpos);
             QL_PUSH(p->a, n->ms, n->nms, cap, m);
             next(p);
         }
@@ -846,7 +883,8 @@ static struct ql_node *parse_expr(struct parser *p, int minprec)
     }
 }
 
-static int do_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *err)
+static int do_parse(const char *query, size_t max_re, struct mtd_ql_expr **out,
+                    struct obs_err *err)
 {
     struct mtd_ql_expr *e = obs_calloc(1, sizeof(*e));
     if (!e)
@@ -856,6 +894,7 @@ static int do_parse(const char *query, struct mtd_ql_expr **out, struct obs_err 
     struct parser p;
     memset(&p, 0, sizeof(p));
     p.a = &e->arena;
+    p.max_re = max_re ? max_re : MTD_QL_MAX_REGEX_LEN;
     if (setjmp(jb)) {
         int code = err->code ? err->code : OBS_EINVAL;
         ql_arena_deinit(&e->arena);
@@ -883,7 +922,17 @@ int mtd_ql_parse(const char *query, struct mtd_ql_expr **out, struct obs_err *er
     if (!err)
         err = &local;
     obs_err_clear(err);
-    return do_parse(query, out, err);
+    return do_parse(query, 0, out, err);
+}
+
+int mtd_ql_parse_ex(const char *query, size_t max_regex_len, struct mtd_ql_expr **out,
+                    struct obs_err *err)
+{
+    struct obs_err local;
+    if (!err)
+        err = &local;
+    obs_err_clear(err);
+    return do_parse(query, max_regex_len, out, err);
 }
 
 void mtd_ql_expr_free(struct mtd_ql_expr *e)

@@ -47,10 +47,33 @@ void ql_arena_deinit(struct ql_arena *a)
     struct ql_chunk *k = a->head;
     while (k) {
         struct ql_chunk *nx = k->next;
+        if (a->acct)
+            a->acct->cur -= k->cap;
         obs_free(k);
         k = nx;
     }
     a->head = NULL;
+}
+
+void ql_mem_account(struct ql_arena *a, long long n)
+{
+    struct ql_memacct *m = a->acct;
+    if (!m)
+        return;
+    if (n < 0 && (size_t)(-n) > m->cur)
+        m->cur = 0;
+    else
+        m->cur = (size_t)((long long)m->cur + n);
+    if (m->cur > m->peak)
+        m->peak = m->cur;
+    if (n > 0 && m->limit && m->cur > m->limit) {
+        size_t lim = m->limit;
+        m->limit = 0; /* the unwinding path may allocate a little */
+        ql_throw(a, OBS_ELIMIT, "the query exceeded the maximum allowed estimated amount of "
+                                "memory consumed by a single query (limit: %zu bytes) "
+                                "(err-mimir-max-estimated-memory-consumption-per-query)",
+                 lim);
+    }
 }
 
 void ql_throw(struct ql_arena *a, int code, const char *fmt, ...)
@@ -80,6 +103,8 @@ void *ql_alloc(struct ql_arena *a, size_t n)
         k->used = 0;
         k->next = a->head;
         a->head = k;
+        if (a->acct)
+            ql_mem_account(a, (long long)cap);
     }
     void *p = k->data + k->used;
     k->used += n;
@@ -144,6 +169,8 @@ void ql_arena_release(struct ql_arena *a, struct ql_mark m)
 {
     while (a->head && a->head != m.chunk) {
         struct ql_chunk *nx = a->head->next;
+        if (a->acct)
+            a->acct->cur -= a->head->cap;
         obs_free(a->head);
         a->head = nx;
     }

@@ -56,10 +56,10 @@ struct mtd_tsdb_block {
     struct map ix;
     size_t ixlimit; /* sections end before the TOC */
     uint64_t toc[6];
-    uint64_t end[6];  /* end of each section's region: the next section's start or the TOC */
+    uint64_t end[6]; /* end of each section's region: the next section's start or the TOC */
     struct map *segs;
     size_t nsegs;
-    char **sym;     /* nsyms pointers into pool */
+    char **sym; /* nsyms pointers into pool */
     size_t *symlen;
     size_t nsyms;
     char *pool;
@@ -78,8 +78,14 @@ struct mtd_tsdb_block {
     size_t capsmp;
 };
 
-enum { TOC_SYMBOLS, TOC_SERIES, TOC_LABEL_INDICES, TOC_LABEL_OFFSETS, TOC_POSTINGS,
-       TOC_POSTINGS_OFFSETS };
+enum {
+    TOC_SYMBOLS,
+    TOC_SERIES,
+    TOC_LABEL_INDICES,
+    TOC_LABEL_OFFSETS,
+    TOC_POSTINGS,
+    TOC_POSTINGS_OFFSETS
+};
 
 /* ---- bounds-checked cursor -------------------------------------------------------------- */
 
@@ -162,8 +168,8 @@ static int map_file(const char *path, struct map *m, struct obs_err *err)
     m->len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return obs_err_set(err, errno == ENOENT ? OBS_ENOENT : OBS_EIO, "tsdb: open %s: %s",
-                           path, strerror(errno));
+        return obs_err_set(err, errno == ENOENT ? OBS_ENOENT : OBS_EIO, "tsdb: open %s: %s", path,
+                           strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         close(fd);
@@ -253,17 +259,18 @@ static int read_meta(struct mtd_tsdb_block *b, struct obs_err *err)
     if (j == NULL) {
         if (access(path, F_OK) != 0)
             return obs_err_set(err, OBS_ENOENT, "tsdb: %s: %s", path, strerror(errno));
-        return obs_err_set(err, OBS_ECORRUPT, "tsdb: %s: %s (line %d)", path, je.text,
-                           je.line);
+        return obs_err_set(err, OBS_ECORRUPT, "tsdb: %s: %s (line %d)", path, je.text, je.line);
     }
     json_t *ulid = json_object_get(j, "ulid"), *mint = json_object_get(j, "minTime"),
            *maxt = json_object_get(j, "maxTime"), *ver = json_object_get(j, "version"),
            *stats = json_object_get(j, "stats"), *comp = json_object_get(j, "compaction");
     int rc = 0;
-    if (!json_is_string(ulid) || strlen(json_string_value(ulid)) != 26 ||
-        !json_is_integer(mint) || !json_is_integer(maxt) || !json_is_integer(ver)) {
-        rc = obs_err_set(err, OBS_ECORRUPT, "tsdb: %s: missing or bad ulid/minTime/maxTime/"
-                                            "version", path);
+    if (!json_is_string(ulid) || strlen(json_string_value(ulid)) != 26 || !json_is_integer(mint) ||
+        !json_is_integer(maxt) || !json_is_integer(ver)) {
+        rc = obs_err_set(err, OBS_ECORRUPT,
+                         "tsdb: %s: missing or bad ulid/minTime/maxTime/"
+                         "version",
+                         path);
     } else if (json_integer_value(ver) != 1) {
         rc = obs_err_set(err, OBS_ECORRUPT, "tsdb: %s: unsupported meta version %lld", path,
                          (long long)json_integer_value(ver));
@@ -306,8 +313,7 @@ static int read_toc(struct mtd_tsdb_block *b, struct obs_err *err)
         b->end[i] = b->ixlimit;
         for (int j = 0; j < 6; j++) {
             if (j != i && b->toc[j] == b->toc[i])
-                return corrupt(err, b, "index", b->ix.len - TSDB_TOC_LEN,
-                               "TOC sections overlap");
+                return corrupt(err, b, "index", b->ix.len - TSDB_TOC_LEN, "TOC sections overlap");
             if (b->toc[j] > b->toc[i] && b->toc[j] < b->end[i])
                 b->end[i] = b->toc[j];
         }
@@ -427,8 +433,8 @@ static int open_segments(struct mtd_tsdb_block *b, struct obs_err *err)
     }
     closedir(d);
     if (count != maxseq || count > 100000)
-        return obs_err_set(err, OBS_ECORRUPT, "tsdb: %s: segment files not numbered 1..%zu",
-                           path, count);
+        return obs_err_set(err, OBS_ECORRUPT, "tsdb: %s: segment files not numbered 1..%zu", path,
+                           count);
     b->segs = obs_calloc(count ? count : 1, sizeof *b->segs);
     if (b->segs == NULL)
         return obs_err_set(err, OBS_ENOMEM, "tsdb: out of memory");
@@ -782,9 +788,9 @@ int mtd_tsdb_block_select(struct mtd_tsdb_block *b, const struct obs_matcher *ms
     return rc;
 }
 
-int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matcher *ms,
-                                 size_t nms, int64_t mint, int64_t maxt, mtd_tsdb_chunks_fn fn,
-                                 void *arg, struct obs_err *err)
+int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matcher *ms, size_t nms,
+                                 int64_t mint, int64_t maxt, mtd_tsdb_chunks_fn fn, void *arg,
+                                 struct obs_err *err)
 {
     struct ids set = {0};
     struct mtd_tsdb_chunk_in *out = NULL;
@@ -838,8 +844,7 @@ int mtd_tsdb_block_label_names(struct mtd_tsdb_block *b, char ***out, size_t *n)
     return strings_out(v, b->nnames, out, n);
 }
 
-int mtd_tsdb_block_label_values(struct mtd_tsdb_block *b, const char *name, char ***out,
-                                size_t *n)
+int mtd_tsdb_block_label_values(struct mtd_tsdb_block *b, const char *name, char ***out, size_t *n)
 {
     const struct pname *pn = name_find(b, name);
     size_t k = pn ? pn->n : 0;
@@ -900,7 +905,7 @@ struct vstate {
     size_t nchunks, capchunks;
     uint64_t *series; /* series ids seen */
     size_t nseries, capseries;
-    uint64_t *lists;  /* postings list offsets */
+    uint64_t *lists; /* postings list offsets */
     size_t nlists, caplists;
     uint64_t nsamples, ncm;
     int64_t mint, maxt;
@@ -959,8 +964,7 @@ static int verify_series(struct mtd_tsdb_block *b, struct vstate *vs, struct obs
             return corrupt(err, b, "index", pos, "series offset too large");
         size_t nl, nc;
         uint64_t next;
-        if ((rc = series_read(b, (uint32_t)(pos / TSDB_SERIES_ALIGN), &nl, &nc, &next, err)) !=
-            0)
+        if ((rc = series_read(b, (uint32_t)(pos / TSDB_SERIES_ALIGN), &nl, &nc, &next, err)) != 0)
             break;
         if (nl == 0 || nc == 0)
             return corrupt(err, b, "index", pos, "series without labels or chunks");
@@ -1014,13 +1018,14 @@ static int verify_series(struct mtd_tsdb_block *b, struct vstate *vs, struct obs
             size_t used = (size_t)(it.pos + 7) / 8;
             if (r < 0 || cnt == 0 || first != m->mint || last != m->maxt ||
                 !(used == len || (used + 1 == len && d[len - 1] == 0))) {
-                rc = obs_err_set(err, OBS_ECORRUPT,
-                                 "tsdb: %s/chunks: chunk %llu:%llu does not match its index "
-                                 "entry (decoded %d samples [%lld, %lld] in %zu of %zu bytes, "
-                                 "index says [%lld, %lld])",
-                                 b->dir, (unsigned long long)(m->ref >> 32),
-                                 (unsigned long long)(m->ref & 0xffffffffu), cnt,
-                                 (long long)first, (long long)last, used, len, (long long)m->mint, (long long)m->maxt);
+                rc =
+                    obs_err_set(err, OBS_ECORRUPT,
+                                "tsdb: %s/chunks: chunk %llu:%llu does not match its index "
+                                "entry (decoded %d samples [%lld, %lld] in %zu of %zu bytes, "
+                                "index says [%lld, %lld])",
+                                b->dir, (unsigned long long)(m->ref >> 32),
+                                (unsigned long long)(m->ref & 0xffffffffu), cnt, (long long)first,
+                                (long long)last, used, len, (long long)m->mint, (long long)m->maxt);
                 break;
             }
             vs->nsamples += (uint64_t)cnt;
@@ -1074,8 +1079,8 @@ static int check_label_index(struct mtd_tsdb_block *b, struct vstate *vs, uint64
     return 0;
 }
 
-static int check_postings(struct mtd_tsdb_block *b, struct vstate *vs, uint64_t pos,
-                          struct cur *c, struct obs_err *err)
+static int check_postings(struct mtd_tsdb_block *b, struct vstate *vs, uint64_t pos, struct cur *c,
+                          struct obs_err *err)
 {
     uint32_t *v;
     size_t n;
@@ -1135,8 +1140,8 @@ static int verify_index(struct mtd_tsdb_block *b, struct vstate *vs, struct obs_
         return rc;
     /* postings, then the postings offset table (parsed at open) */
     vs->nlists = 0;
-    if ((rc = walk32(b, b->toc[TOC_POSTINGS], b->end[TOC_POSTINGS], "postings list",
-                     check_postings, vs, err)) != 0)
+    if ((rc = walk32(b, b->toc[TOC_POSTINGS], b->end[TOC_POSTINGS], "postings list", check_postings,
+                     vs, err)) != 0)
         return rc;
     for (size_t i = 0; i < b->npost; i++)
         if (!bsearch_u64(vs->lists, vs->nlists, b->post[i].off))
@@ -1164,14 +1169,12 @@ int mtd_tsdb_block_verify(struct mtd_tsdb_block *b, struct obs_err *err)
                          "tsdb: %s/meta.json: stats (%llu samples, %llu series, %llu chunks) "
                          "do not match the block (%llu, %zu, %llu)",
                          b->dir, (unsigned long long)b->meta.nsamples,
-                         (unsigned long long)b->meta.nseries,
-                         (unsigned long long)b->meta.nchunks,
-                         (unsigned long long)vs.nsamples, vs.nseries,
-                         (unsigned long long)vs.ncm);
+                         (unsigned long long)b->meta.nseries, (unsigned long long)b->meta.nchunks,
+                         (unsigned long long)vs.nsamples, vs.nseries, (unsigned long long)vs.ncm);
     if (rc == 0 && vs.nseries > 0 && (vs.mint < b->meta.mint || vs.maxt >= b->meta.maxt))
         rc = obs_err_set(err, OBS_ECORRUPT,
-                         "tsdb: %s/meta.json: samples [%lld, %lld] outside minTime/maxTime",
-                         b->dir, (long long)vs.mint, (long long)vs.maxt);
+                         "tsdb: %s/meta.json: samples [%lld, %lld] outside minTime/maxTime", b->dir,
+                         (long long)vs.mint, (long long)vs.maxt);
     obs_free(vs.chunks);
     obs_free(vs.series);
     obs_free(vs.lists);

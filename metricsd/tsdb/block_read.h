@@ -38,7 +38,7 @@ struct mtd_tsdb_block_meta {
     char ulid[27];
     int64_t mint, maxt; /* maxt exclusive, as in meta.json */
     uint64_t nsamples, nseries, nchunks;
-    int level;          /* compaction level */
+    int level; /* compaction level */
 };
 
 /*
@@ -84,9 +84,9 @@ typedef int (*mtd_tsdb_chunks_fn)(void *arg, const struct obs_label *labels, siz
                                   const struct mtd_tsdb_chunk_in *chunks, size_t nchunks);
 
 /* Like mtd_tsdb_block_select, delivering raw chunks instead of decoded samples. */
-int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matcher *ms,
-                                 size_t nms, int64_t mint, int64_t maxt, mtd_tsdb_chunks_fn fn,
-                                 void *arg, struct obs_err *err);
+int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matcher *ms, size_t nms,
+                                 int64_t mint, int64_t maxt, mtd_tsdb_chunks_fn fn, void *arg,
+                                 struct obs_err *err);
 
 /*
  * Sorted label names of the block. *out is an array of *n obs_malloc'd strings owned by the
@@ -95,8 +95,7 @@ int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matc
 int mtd_tsdb_block_label_names(struct mtd_tsdb_block *b, char ***out, size_t *n);
 
 /* Sorted values of label name (none: *n = 0). Ownership as label_names. */
-int mtd_tsdb_block_label_values(struct mtd_tsdb_block *b, const char *name, char ***out,
-                                size_t *n);
+int mtd_tsdb_block_label_values(struct mtd_tsdb_block *b, const char *name, char ***out, size_t *n);
 
 /*
  * Check the whole block: every index section and padding byte, every series entry (labels

@@ -235,9 +235,9 @@ struct bw {
     uint32_t segmax;
     int do_fsync;
     char dir[PATH_MAX - 64]; /* temp block directory (room left for names in it) */
-    char path[PATH_MAX]; /* scratch */
-    struct fw cw;        /* current chunk segment */
-    uint32_t seg;        /* its index (file name seg + 1) */
+    char path[PATH_MAX];     /* scratch */
+    struct fw cw;            /* current chunk segment */
+    uint32_t seg;            /* its index (file name seg + 1) */
     uint64_t chunk_bytes;
     struct obs_err *err;
 };
@@ -818,6 +818,17 @@ int mtd_tsdb_block_write(const char *parent, const struct mtd_tsdb_series_in *se
         goto out;
     bi.mint = b.mint;
     bi.maxt = b.maxt + 1;
+    if (o->range_mint || o->range_maxt) {
+        if (b.mint < o->range_mint || b.maxt >= o->range_maxt) {
+            rc = obs_err_set(err, OBS_EINVAL,
+                             "tsdb: samples [%lld, %lld] outside the block range [%lld, %lld)",
+                             (long long)b.mint, (long long)b.maxt, (long long)o->range_mint,
+                             (long long)o->range_maxt);
+            goto out;
+        }
+        bi.mint = o->range_mint;
+        bi.maxt = o->range_maxt;
+    }
     bi.nsamples = b.nsamples;
     bi.nseries = b.nser;
     bi.nchunks = b.ncm;

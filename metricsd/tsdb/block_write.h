@@ -64,15 +64,19 @@ struct mtd_tsdb_write_opts {
     int64_t ulid_ms;            /* time part of the ULID; 0 = now */
     uint32_t segment_bytes;     /* chunk segment size limit; 0 = 512 MiB */
     int no_fsync;               /* tests/benchmarks only */
+    /* Block time range for meta.json. Both 0: from the data (first sample, last + 1), as
+     * promtool's create-blocks-from does. Otherwise [range_mint, range_maxt) as the head
+     * cuts aligned blocks (e.g. 2h): every sample must lie inside, or OBS_EINVAL. */
+    int64_t range_mint, range_maxt;
 };
 
 /* What was written (also in meta.json). */
 struct mtd_tsdb_block_info {
-    char ulid[27];          /* 26 chars + NUL */
-    int64_t mint, maxt;     /* meta.json's minTime and maxTime (exclusive) */
+    char ulid[27];      /* 26 chars + NUL */
+    int64_t mint, maxt; /* meta.json's minTime and maxTime (exclusive) */
     uint64_t nsamples, nseries, nchunks;
-    uint64_t index_bytes;   /* size of the index file */
-    uint64_t chunk_bytes;   /* total size of the chunk segment files */
+    uint64_t index_bytes; /* size of the index file */
+    uint64_t chunk_bytes; /* total size of the chunk segment files */
 };
 
 /*

@@ -1,8 +1,8 @@
 /*
  * tsdb_fmt.h -- constants and byte helpers shared by the TSDB block writer and reader
- * (internal to metricsd/tsdb). Values are from Prometheus' format docs
- * (tsdb/docs/format/ index.md, chunks.md, tombstones.md). Multi-byte integers in these files are big-endian; varints are
- * Go's encoding/binary varints (LEB128, zigzag for signed).
+ * (internal to metricsd/tsdb). Values are from Prometheus' format docs (tsdb/docs/format:
+ * index.md, chunks.md, tombstones.md). Multi-byte integers in these files are big-endian;
+ * varints are Go's encoding/binary varints (LEB128, zigzag for signed).
  */
 #ifndef MTD_TSDB_FMT_H
 #define MTD_TSDB_FMT_H

@@ -45,16 +45,16 @@
 
 /* An appendable XOR chunk. */
 struct mtd_tsdb_xor_enc {
-    uint8_t *b;       /* encoded bytes (obs_malloc'd), header included */
-    size_t cap;       /* bytes allocated */
-    size_t nbits;     /* bits written, header included */
-    uint16_t n;       /* samples */
-    int64_t t;        /* last timestamp */
-    uint64_t tdelta;  /* last timestamp delta */
-    uint64_t vbits;   /* last value's bits */
-    uint8_t leading;  /* XOR window of the last '11' value (0xff = none yet) */
+    uint8_t *b;      /* encoded bytes (obs_malloc'd), header included */
+    size_t cap;      /* bytes allocated */
+    size_t nbits;    /* bits written, header included */
+    uint16_t n;      /* samples */
+    int64_t t;       /* last timestamp */
+    uint64_t tdelta; /* last timestamp delta */
+    uint64_t vbits;  /* last value's bits */
+    uint8_t leading; /* XOR window of the last '11' value (0xff = none yet) */
     uint8_t trailing;
-    uint8_t extra;    /* Prometheus' trailing empty byte is part of the chunk (see below) */
+    uint8_t extra; /* Prometheus' trailing empty byte is part of the chunk (see below) */
 };
 
 /* Initialise an empty chunk (allocates the header). Returns 0 or OBS_ENOMEM. */
@@ -74,8 +74,7 @@ void mtd_tsdb_xor_enc_reset(struct mtd_tsdb_xor_enc *e);
 int mtd_tsdb_xor_enc_append(struct mtd_tsdb_xor_enc *e, int64_t t, double v);
 
 /* The encoded bytes (borrowed; valid until the next append/reset/deinit) and their count. */
-static inline const uint8_t *mtd_tsdb_xor_enc_bytes(const struct mtd_tsdb_xor_enc *e,
-                                                    size_t *len)
+static inline const uint8_t *mtd_tsdb_xor_enc_bytes(const struct mtd_tsdb_xor_enc *e, size_t *len)
 {
     *len = (e->nbits + 7) / 8 + e->extra;
     return e->b;
@@ -83,16 +82,16 @@ static inline const uint8_t *mtd_tsdb_xor_enc_bytes(const struct mtd_tsdb_xor_en
 
 /* Iterator over an encoded chunk. */
 struct mtd_tsdb_xor_iter {
-    const uint8_t *b;  /* borrowed bytes */
-    size_t nbits;      /* 8 * len */
-    size_t pos;        /* next bit to read */
-    uint16_t total;    /* samples in the header */
-    uint16_t read;     /* samples returned so far */
+    const uint8_t *b; /* borrowed bytes */
+    size_t nbits;     /* 8 * len */
+    size_t pos;       /* next bit to read */
+    uint16_t total;   /* samples in the header */
+    uint16_t read;    /* samples returned so far */
     int64_t t;
     uint64_t tdelta;
     uint64_t vbits;
     uint8_t leading, trailing;
-    int err;           /* sticky OBS_ECORRUPT */
+    int err; /* sticky OBS_ECORRUPT */
 };
 
 /*

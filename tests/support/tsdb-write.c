@@ -257,8 +257,8 @@ static int dump_block(const char *path)
         return 1;
     }
     size_t diff = 0;
-    if (mtd_tsdb_block_select_chunks(b, NULL, 0, INT64_MIN, INT64_MAX, reencode_fn, &diff,
-                                     &err) != 0) {
+    if (mtd_tsdb_block_select_chunks(b, NULL, 0, INT64_MIN, INT64_MAX, reencode_fn, &diff, &err) !=
+        0) {
         fprintf(stderr, "tsdb-write: %s\n", err.msg);
         mtd_tsdb_block_close(b);
         return 1;
@@ -364,18 +364,33 @@ int main(int argc, char **argv)
             s->labels[0] = (struct obs_label){"__name__", s->name};
             s->nlabels = 1;
         }
-        const double vals[] = {0.0, -0.0, NAN, from_bits(0x7ff0000000000002ULL), INFINITY,
-                               -INFINITY, 1e300, -1e-300, 5e-324, 123456789.125, 0.1, 1e21,
-                               1e20, 100000, 1e6, 0.0001, 0.00001, -42.5, 3, 3};
+        const double vals[] = {0.0,      -0.0,          NAN,   from_bits(0x7ff0000000000002ULL),
+                               INFINITY, -INFINITY,     1e300, -1e-300,
+                               5e-324,   123456789.125, 0.1,   1e21,
+                               1e20,     100000,        1e6,   0.0001,
+                               0.00001,  -42.5,         3,     3};
         struct gen_series *s = &g[nseries];
         s->n = sizeof vals / sizeof vals[0];
         s->s = malloc(s->n * sizeof *s->s);
         for (size_t k = 0; k < s->n; k++)
             s->s[k] = (struct mtd_sample){start + (int64_t)k * 1000, vals[k]};
         s = &g[nseries + 1];
-        const int64_t ts[] = {-5000000000000LL, -4000, -3999, -1, 0, 1, 2, 10000, 10001,
-                              1000000, 90000000000LL, 90000000001LL, 90000008193LL,
-                              90000073730LL, 90000600000LL, 1700000000000LL};
+        const int64_t ts[] = {-5000000000000LL,
+                              -4000,
+                              -3999,
+                              -1,
+                              0,
+                              1,
+                              2,
+                              10000,
+                              10001,
+                              1000000,
+                              90000000000LL,
+                              90000000001LL,
+                              90000008193LL,
+                              90000073730LL,
+                              90000600000LL,
+                              1700000000000LL};
         s->n = sizeof ts / sizeof ts[0];
         s->s = malloc(s->n * sizeof *s->s);
         for (size_t k = 0; k < s->n; k++)
@@ -390,10 +405,8 @@ int main(int argc, char **argv)
     if (in == NULL)
         return 1;
     for (size_t i = 0; i < ng; i++)
-        in[i] = (struct mtd_tsdb_series_in){.labels = g[i].labels,
-                                            .nlabels = g[i].nlabels,
-                                            .samples = g[i].s,
-                                            .nsamples = g[i].n};
+        in[i] = (struct mtd_tsdb_series_in){
+            .labels = g[i].labels, .nlabels = g[i].nlabels, .samples = g[i].s, .nsamples = g[i].n};
     struct mtd_tsdb_write_opts o = {.no_fsync = 1};
     struct mtd_tsdb_block_info info;
     struct obs_err err = {0};
@@ -406,8 +419,7 @@ int main(int argc, char **argv)
             "chunk_bytes_per_sample=%.3f index_bytes_per_sample=%.3f\n",
             info.ulid, (unsigned long long)info.nseries, (unsigned long long)info.nsamples,
             (unsigned long long)info.nchunks, (unsigned long long)info.chunk_bytes,
-            (unsigned long long)info.index_bytes,
-            (double)info.chunk_bytes / (double)info.nsamples,
+            (unsigned long long)info.index_bytes, (double)info.chunk_bytes / (double)info.nsamples,
             (double)info.index_bytes / (double)info.nsamples);
 
     qsort(g, ng, sizeof *g, cmp_gen);

@@ -94,8 +94,8 @@ static void write_block(const struct mtd_tsdb_write_opts *o, struct mtd_tsdb_blo
 {
     struct mtd_tsdb_series_in in[NS];
     for (int i = 0; i < NS; i++)
-        in[NS - 1 - i] = (struct mtd_tsdb_series_in){.labels = L[i], .nlabels = NL[i],
-                                                     .samples = S[i], .nsamples = NSAMP[i]};
+        in[NS - 1 - i] = (struct mtd_tsdb_series_in){
+            .labels = L[i], .nlabels = NL[i], .samples = S[i], .nsamples = NSAMP[i]};
     struct obs_err err = {0};
     ck_assert_msg(mtd_tsdb_block_write(tmpdir, in, NS, o, info, &err) == 0, "%s", err.msg);
     snprintf(path, cap, "%s/%s", tmpdir, info->ulid);
@@ -151,9 +151,9 @@ static void sel(struct mtd_tsdb_block *b, const char *selector, int64_t mint, in
     size_t nms = 0;
     struct obs_err err = {0};
     if (selector)
-        ck_assert_msg(obs_matchers_parse(selector, strlen(selector), &ms, &nms, &(size_t){0},
-                                         &err) == 0,
-                      "%s", err.msg);
+        ck_assert_msg(
+            obs_matchers_parse(selector, strlen(selector), &ms, &nms, &(size_t){0}, &err) == 0,
+            "%s", err.msg);
     memset(g, 0, sizeof *g);
     ck_assert_msg(mtd_tsdb_block_select(b, ms, nms, mint, maxt, collect, g, &err) == 0, "%s",
                   err.msg);
@@ -204,8 +204,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(m->level, 1);
 
     int count = 0;
-    ck_assert_int_eq(mtd_tsdb_block_select(b, NULL, 0, INT64_MIN, INT64_MAX, exact, &count,
-                                           &err),
+    ck_assert_int_eq(mtd_tsdb_block_select(b, NULL, 0, INT64_MIN, INT64_MAX, exact, &count, &err),
                      0);
     ck_assert_int_eq(count, NS);
 
@@ -284,24 +283,22 @@ START_TEST(test_chunk_input_and_segments)
     for (int c = 0; c < 5; c++) {
         ck_assert_int_eq(mtd_tsdb_xor_enc_init(&enc[c]), 0);
         for (int k = 0; k < 100; k++)
-            ck_assert_int_eq(mtd_tsdb_xor_enc_append(&enc[c], S[3][c * 100 + k].t,
-                                                     S[3][c * 100 + k].v),
-                             0);
+            ck_assert_int_eq(
+                mtd_tsdb_xor_enc_append(&enc[c], S[3][c * 100 + k].t, S[3][c * 100 + k].v), 0);
         ch[c].data = mtd_tsdb_xor_enc_bytes(&enc[c], &ch[c].len);
         ch[c].mint = S[3][c * 100].t;
         ch[c].maxt = S[3][c * 100 + 99].t;
     }
     struct mtd_tsdb_series_in in[NS];
     for (int i = 0; i < NS; i++)
-        in[i] = (struct mtd_tsdb_series_in){.labels = L[i], .nlabels = NL[i], .samples = S[i],
-                                            .nsamples = NSAMP[i]};
+        in[i] = (struct mtd_tsdb_series_in){
+            .labels = L[i], .nlabels = NL[i], .samples = S[i], .nsamples = NSAMP[i]};
     in[3].samples = NULL;
     in[3].nsamples = 0;
     in[3].chunks = ch;
     in[3].nchunks = 5;
     /* tiny segments: many chunk files */
-    struct mtd_tsdb_write_opts o = {.segment_bytes = 600, .samples_per_chunk = 50,
-                                    .no_fsync = 1};
+    struct mtd_tsdb_write_opts o = {.segment_bytes = 600, .samples_per_chunk = 50, .no_fsync = 1};
     struct mtd_tsdb_block_info info;
     struct obs_err err = {0};
     ck_assert_msg(mtd_tsdb_block_write(tmpdir, in, NS, &o, &info, &err) == 0, "%s", err.msg);
@@ -314,11 +311,23 @@ START_TEST(test_chunk_input_and_segments)
     ck_assert_msg(mtd_tsdb_block_open(path, &b, &err) == 0, "%s", err.msg);
     ck_assert_msg(mtd_tsdb_block_verify(b, &err) == 0, "%s", err.msg);
     int count = 0;
-    ck_assert_int_eq(mtd_tsdb_block_select(b, NULL, 0, INT64_MIN, INT64_MAX, exact, &count,
-                                           &err),
+    ck_assert_int_eq(mtd_tsdb_block_select(b, NULL, 0, INT64_MIN, INT64_MAX, exact, &count, &err),
                      0);
     ck_assert_int_eq(count, NS);
     mtd_tsdb_block_close(b);
+
+    /* an explicit (aligned) block range goes into meta.json; samples outside it are refused */
+    struct mtd_tsdb_write_opts ro = {.no_fsync = 1, .range_mint = 0, .range_maxt = 14400000};
+    ck_assert_msg(mtd_tsdb_block_write(tmpdir, in, NS, &ro, &info, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(info.mint, 0);
+    ck_assert_int_eq(info.maxt, 14400000);
+    snprintf(path, sizeof path, "%s/%s", tmpdir, info.ulid);
+    ck_assert_msg(mtd_tsdb_block_open(path, &b, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(mtd_tsdb_block_meta(b)->maxt, 14400000);
+    ck_assert_msg(mtd_tsdb_block_verify(b, &err) == 0, "%s", err.msg);
+    mtd_tsdb_block_close(b);
+    ro.range_mint = 1000001;
+    ck_assert_int_eq(mtd_tsdb_block_write(tmpdir, in, NS, &ro, &info, &err), OBS_EINVAL);
 
     /* a chunk whose index times disagree with its data is refused */
     ch[2].maxt++;
@@ -386,8 +395,8 @@ START_TEST(test_ulid)
     ck_assert_int_eq(mtd_tsdb_ulid_new(1700000000000LL, b), 0);
     ck_assert(mtd_tsdb_ulid_valid(a));
     ck_assert_uint_eq(strlen(a), 26);
-    ck_assert_str_ne(a, b);              /* random part */
-    ck_assert_mem_eq(a, b, 10);          /* same 48-bit time = same first 10 chars */
+    ck_assert_str_ne(a, b);                /* random part */
+    ck_assert_mem_eq(a, b, 10);            /* same 48-bit time = same first 10 chars */
     ck_assert_mem_eq(a, "01HF7YAT00", 10); /* 1700000000000 ms in Crockford base32 */
     ck_assert_int_eq(mtd_tsdb_ulid_new(1700000000001LL, b), 0);
     ck_assert_int_lt(memcmp(a, b, 10), 0); /* sortable by time */
@@ -399,8 +408,8 @@ END_TEST
 
 /* ---- corruption ------------------------------------------------------------------------- */
 
-static int any_series(void *arg, const struct obs_label *l, size_t nl,
-                      const struct mtd_sample *s, size_t ns)
+static int any_series(void *arg, const struct obs_label *l, size_t nl, const struct mtd_sample *s,
+                      size_t ns)
 {
     (void)l, (void)nl, (void)s, (void)ns;
     (*(int *)arg)++;
@@ -433,8 +442,7 @@ static void flip_all(const char *blockdir, const char *file)
         if (rc == 0) {
             /* queries on the damaged block: errors are fine, crashes are not */
             int n = 0;
-            int qrc = mtd_tsdb_block_select(b, NULL, 0, INT64_MIN, INT64_MAX, any_series, &n,
-                                            &err);
+            int qrc = mtd_tsdb_block_select(b, NULL, 0, INT64_MIN, INT64_MAX, any_series, &n, &err);
             ck_assert(qrc == 0 || qrc == OBS_ECORRUPT);
             rc = mtd_tsdb_block_verify(b, &err);
             mtd_tsdb_block_close(b);

@@ -55,8 +55,7 @@ static void roundtrip(const int64_t *t, const double *v, size_t n)
     double vv;
     for (size_t i = 0; i < n; i++) {
         ck_assert_int_eq(mtd_tsdb_xor_iter_next(&it, &tt, &vv), 1);
-        ck_assert_msg(tt == t[i], "sample %zu: t %lld != %lld", i, (long long)tt,
-                      (long long)t[i]);
+        ck_assert_msg(tt == t[i], "sample %zu: t %lld != %lld", i, (long long)tt, (long long)t[i]);
         ck_assert_msg(bits(vv) == bits(v[i]), "sample %zu: value bits differ", i);
     }
     ck_assert_int_eq(mtd_tsdb_xor_iter_next(&it, &tt, &vv), 0);
@@ -88,10 +87,27 @@ END_TEST
 
 START_TEST(test_special_values)
 {
-    const double v[] = {NAN, from_bits(0x7ff0000000000002ULL), 0.0, -0.0, INFINITY,
-                        -INFINITY, from_bits(0x7ff0000000000002ULL), 1.0, 1.7976931348623157e308,
-                        5e-324, -5e-324, 1e-300, NAN, NAN, from_bits(0xfff8000000000001ULL),
-                        42.0, 42.0, 42.0, 0.1, 0.2, 0.30000000000000004};
+    const double v[] = {NAN,
+                        from_bits(0x7ff0000000000002ULL),
+                        0.0,
+                        -0.0,
+                        INFINITY,
+                        -INFINITY,
+                        from_bits(0x7ff0000000000002ULL),
+                        1.0,
+                        1.7976931348623157e308,
+                        5e-324,
+                        -5e-324,
+                        1e-300,
+                        NAN,
+                        NAN,
+                        from_bits(0xfff8000000000001ULL),
+                        42.0,
+                        42.0,
+                        42.0,
+                        0.1,
+                        0.2,
+                        0.30000000000000004};
     size_t n = sizeof v / sizeof v[0];
     int64_t t[64];
     for (size_t i = 0; i < n; i++)
@@ -107,9 +123,10 @@ START_TEST(test_timestamp_buckets)
 {
     /* deltas-of-delta at and around every bucket edge: 14, 17, 20 bits and the 64-bit
      * escape, both signs */
-    const int64_t dods[] = {0, 1, -1, 8191, 8192, 8193, -8191, -8192, -8193, 65535, 65536,
-                            65537, -65535, -65536, -65537, 524287, 524288, 524289, -524287,
-                            -524288, -524289, 1LL << 40, -(1LL << 40), 3, 0, 0};
+    const int64_t dods[] = {
+        0,       1,       -1,      8191,      8192,         8193,   -8191,  -8192,  -8193,
+        65535,   65536,   65537,   -65535,    -65536,       -65537, 524287, 524288, 524289,
+        -524287, -524288, -524289, 1LL << 40, -(1LL << 40), 3,      0,      0};
     size_t n = sizeof dods / sizeof dods[0];
     int64_t t[64];
     double v[64];
@@ -167,8 +184,8 @@ START_TEST(test_golden_bytes)
 
     /* One sample: Prometheus' stream ends with an empty byte after the 64 value bits (a
      * real promtool-written single-sample chunk is 17 bytes: 2 + 6-byte varint + 8 + 1). */
-    static const uint8_t one[] = {0x00, 0x01, 0xd0, 0x0f, 0x3f, 0xf0, 0x00, 0x00, 0x00,
-                                  0x00, 0x00, 0x00, 0x00};
+    static const uint8_t one[] = {0x00, 0x01, 0xd0, 0x0f, 0x3f, 0xf0, 0x00,
+                                  0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
     mtd_tsdb_xor_enc_reset(&e);
     ck_assert_int_eq(mtd_tsdb_xor_enc_append(&e, 1000, 1.0), 0);
     b = mtd_tsdb_xor_enc_bytes(&e, &len);

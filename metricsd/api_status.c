@@ -1,0 +1,789 @@
+/*
+ * api_status.c -- the Prometheus HTTP API's status and introspection endpoints over metricsd:
+ *   GET      /api/v1/status/buildinfo    version, revision, ... (+ Mimir `features` with ruler)
+ *   GET      /api/v1/status/tsdb         head stats and top-N cardinality lists (limit=10)
+ *   GET      /api/v1/status/config       {"yaml": the loaded config, flags applied}
+ *   GET      /api/v1/status/flags        command-line flags as name -> value strings
+ *   GET      /api/v1/status/runtimeinfo  start time, CWD, threads, retention, ...
+ *   GET      /api/v1/status/walreplay    {"min","max","current"} WAL segment numbers
+ *   GET      /api/v1/targets             metricsd scrapes nothing: empty lists
+ *   GET|POST /api/v1/query_exemplars     parameter validation as Prometheus; exemplars are
+ *                                        not stored, so data is always []
+ *   GET|POST /api/v1/parse_query         the PromQL AST as JSON, in the shape Prometheus 3.x
+ *                                        returns (web/api/v1 translateAST)
+ * Every reply uses Prometheus' envelope {"status":"success","data":...}; bad parameters get
+ * 400 {"status":"error","errorType":"bad_data","error":"..."} with Prometheus' wording.
+ *
+ * Key order: Prometheus marshals Go maps, so JSON object keys come out sorted; the AST and
+ * the flags map are written in sorted key order here for byte-for-byte equal answers.
+ *
+ * parse_query walks the engine's private AST (ql/ql_int.h) read-only: it only reads node
+ * kinds, operators, matchers and durations, never evaluates.
+ */
+#include <dirent.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/obs_mem.h"
+#include "core/obs_sbuf.h"
+#include "core/obs_time.h"
+#include "http/obs_http.h"
+#include "metricsd/head.h"
+#include "metricsd/metricsd.h"
+#include "metricsd/ql/ql_int.h"
+
+/* State of this file: the process start time, for runtimeinfo. */
+struct api_status {
+    int64_t start_ms;
+};
+
+static struct api_status *status_of(struct obs_ctx *ctx)
+{
+    /* One per process; the routes are registered once per ingester init. Kept in a static
+     * so re-registration keeps the first start time (the only mutable state here, written
+     * once at boot on the loop thread). */
+    static struct api_status st;
+    (void)ctx;
+    if (st.start_ms == 0)
+        st.start_ms = obs_now_ms();
+    return &st;
+}
+
+static void reply_json(struct obs_http_req *r, struct obs_sbuf *b)
+{
+    if (b->oom) {
+        obs_sbuf_deinit(b);
+        obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    obs_http_reply_sbuf(r, 200, "application/json", b);
+    obs_sbuf_deinit(b);
+}
+
+static void put_str(struct obs_sbuf *b, const char *s)
+{
+    obs_sbuf_json_str(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* ---- buildinfo ------------------------------------------------------------------------- */
+
+static void h_buildinfo(struct obs_http_req *r, void *arg)
+{
+    struct obs_ctx *ctx = arg;
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"version\":");
+    put_str(&b, MTD_PROM_VERSION);
+    obs_sbuf_puts(&b, ",\"revision\":");
+    put_str(&b, ctx->version ? ctx->version : "unknown");
+    obs_sbuf_puts(&b, ",\"branch\":\"main\",\"buildUser\":\"obs\",\"buildDate\":");
+    put_str(&b, __DATE__);
+    obs_sbuf_puts(&b, ",\"goVersion\":\"none (C11)\",\"application\":\"metricsd\"");
+    /* Grafana treats a non-empty `features` as Mimir and then uses the ruler config API;
+     * only claim it when the ruler runs in this process. */
+    if (obs_ctx_has_target(ctx, "ruler"))
+        obs_sbuf_puts(&b, ",\"features\":{\"ruler_config_api\":\"true\","
+                      "\"alertmanager_config_api\":\"false\",\"query_sharding\":\"false\","
+                      "\"federated_rules\":\"false\"}");
+    obs_sbuf_puts(&b, "}}");
+    reply_json(r, &b);
+}
+
+/* ---- tsdb ------------------------------------------------------------------------------ */
+
+static void put_stat_list(struct obs_sbuf *b, const char *key, const struct mtd_head_stat *v,
+                          size_t n)
+{
+    obs_sbuf_printf(b, ",\"%s\":[", key);
+    for (size_t i = 0; i < n; i++) {
+        obs_sbuf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        put_str(b, v[i].name);
+        obs_sbuf_printf(b, ",\"value\":%llu}", (unsigned long long)v[i].value);
+    }
+    obs_sbuf_putc(b, ']');
+}
+
+static void h_tsdb(struct obs_http_req *r, void *arg)
+{
+    struct mtd_app *app = mtd_app_of(arg);
+    long limit = 10;
+    const char *ls = obs_http_req_param(r, "limit");
+    if (ls && ls[0]) {
+        char *end = NULL;
+        limit = strtol(ls, &end, 10);
+        if (end == ls || *end != '\0' || limit < 1 || limit > 10000) {
+            obs_http_reply_prom_error(r, 400, "bad_data", "limit must be a positive number");
+            return;
+        }
+    }
+    struct mtd_head_stats s;
+    memset(&s, 0, sizeof s);
+    s.min_time = INT64_MAX;
+    s.max_time = INT64_MIN;
+    if (app && app->head &&
+        mtd_head_stats(app->head, obs_http_req_tenant(r, "anonymous"), (size_t)limit, &s) != 0) {
+        obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_printf(&b, "{\"status\":\"success\",\"data\":{\"headStats\":{\"numSeries\":%llu,"
+                    "\"numLabelPairs\":%llu,\"chunkCount\":%llu,\"minTime\":%lld,"
+                    "\"maxTime\":%lld}",
+                    (unsigned long long)s.num_series, (unsigned long long)s.num_label_pairs,
+                    (unsigned long long)s.chunk_count, (long long)s.min_time,
+                    (long long)s.max_time);
+    put_stat_list(&b, "seriesCountByMetricName", s.by_metric, s.n_by_metric);
+    put_stat_list(&b, "labelValueCountByLabelName", s.values_by_name, s.n_values_by_name);
+    put_stat_list(&b, "memoryInBytesByLabelName", s.memory_by_name, s.n_memory_by_name);
+    put_stat_list(&b, "seriesCountByLabelValuePair", s.by_pair, s.n_by_pair);
+    obs_sbuf_puts(&b, "}}");
+    mtd_head_stats_free(&s);
+    reply_json(r, &b);
+}
+
+/* ---- config ---------------------------------------------------------------------------- */
+
+/* Does a scalar need quotes to read back as the same string? */
+static int yaml_needs_quotes(const char *s)
+{
+    if (s[0] == '\0' || strchr("-?:,[]{}#&*!|>'\"%@` ", s[0]) != NULL)
+        return 1;
+    size_t n = strlen(s);
+    if (s[n - 1] == ' ' || strstr(s, ": ") || strstr(s, " #"))
+        return 1;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            return 1;
+    return 0;
+}
+
+static void yaml_scalar(struct obs_sbuf *b, const struct obs_cf_node *n)
+{
+    if (n->type != OBS_CF_SCALAR || n->value == NULL) {
+        obs_sbuf_puts(b, "null");
+        return;
+    }
+    if (n->quoted || yaml_needs_quotes(n->value))
+        obs_sbuf_json_str(b, n->value, strlen(n->value)); /* JSON strings are YAML */
+    else
+        obs_sbuf_puts(b, n->value);
+}
+
+static void yaml_node(struct obs_sbuf *b, const struct obs_cf_node *n, int indent);
+
+/* Write a map's entries or a sequence's items at indent. */
+static void yaml_items(struct obs_sbuf *b, const struct obs_cf_node *n, int indent)
+{
+    for (size_t i = 0; i < n->n; i++) {
+        const struct obs_cf_node *c = n->items[i];
+        obs_sbuf_printf(b, "%*s", indent, "");
+        if (n->type == OBS_CF_MAP)
+            obs_sbuf_printf(b, "%s:", c->key ? c->key : "");
+        else
+            obs_sbuf_puts(b, "-");
+        if ((c->type == OBS_CF_MAP || c->type == OBS_CF_SEQ) && c->n > 0) {
+            obs_sbuf_putc(b, '\n');
+            yaml_node(b, c, indent + 2);
+        } else {
+            obs_sbuf_putc(b, ' ');
+            if (c->type == OBS_CF_MAP)
+                obs_sbuf_puts(b, "{}");
+            else if (c->type == OBS_CF_SEQ)
+                obs_sbuf_puts(b, "[]");
+            else
+                yaml_scalar(b, c);
+            obs_sbuf_putc(b, '\n');
+        }
+    }
+}
+
+static void yaml_node(struct obs_sbuf *b, const struct obs_cf_node *n, int indent)
+{
+    yaml_items(b, n, indent);
+}
+
+static void h_config(struct obs_http_req *r, void *arg)
+{
+    struct obs_ctx *ctx = arg;
+    struct obs_sbuf y, b;
+    obs_sbuf_init(&y);
+    obs_sbuf_init(&b);
+    if (ctx->cfg && (ctx->cfg->type == OBS_CF_MAP || ctx->cfg->type == OBS_CF_SEQ))
+        yaml_node(&y, ctx->cfg, 0);
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"yaml\":");
+    obs_sbuf_json_str(&b, y.p ? y.p : "", y.len);
+    obs_sbuf_puts(&b, "}}");
+    if (y.oom)
+        b.oom = 1;
+    obs_sbuf_deinit(&y);
+    reply_json(r, &b);
+}
+
+/* ---- flags ----------------------------------------------------------------------------- */
+
+struct flag {
+    char *name;
+    char *value;
+};
+
+static int cmp_flag(const void *a, const void *b)
+{
+    return strcmp(((const struct flag *)a)->name, ((const struct flag *)b)->name);
+}
+
+/* Add or replace name=value (both copied). */
+static int flag_set(struct flag **v, size_t *n, size_t *cap, const char *name, size_t nlen,
+                    const char *value)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strlen((*v)[i].name) == nlen && memcmp((*v)[i].name, name, nlen) == 0) {
+            char *nv = obs_strdup(value);
+            if (nv == NULL)
+                return OBS_ENOMEM;
+            obs_free((*v)[i].value);
+            (*v)[i].value = nv;
+            return 0;
+        }
+    }
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        struct flag *nv = obs_realloc(*v, nc * sizeof *nv);
+        if (nv == NULL)
+            return OBS_ENOMEM;
+        *v = nv;
+        *cap = nc;
+    }
+    char *nm = obs_malloc(nlen + 1), *vl = obs_strdup(value);
+    if (nm == NULL || vl == NULL) {
+        obs_free(nm);
+        obs_free(vl);
+        return OBS_ENOMEM;
+    }
+    memcpy(nm, name, nlen);
+    nm[nlen] = '\0';
+    (*v)[*n].name = nm;
+    (*v)[*n].value = vl;
+    (*n)++;
+    return 0;
+}
+
+static void h_flags(struct obs_http_req *r, void *arg)
+{
+    struct obs_ctx *ctx = arg;
+    struct flag *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    char num[32];
+    /* Defaults first, then what was given on the command line. */
+    rc |= flag_set(&v, &n, &cap, "config.file", 11, ctx->cfg_file ? ctx->cfg_file : "");
+    rc |= flag_set(&v, &n, &cap, "config.expand-env", 17, ctx->expand_env ? "true" : "false");
+    rc |= flag_set(&v, &n, &cap, "log.level", 9,
+                   ctx->server.log_level ? ctx->server.log_level : "info");
+    rc |= flag_set(&v, &n, &cap, "server.http-listen-address", 26,
+                   ctx->server.http_listen_address ? ctx->server.http_listen_address : "");
+    snprintf(num, sizeof num, "%lld", (long long)ctx->server.http_listen_port);
+    rc |= flag_set(&v, &n, &cap, "server.http-listen-port", 23, num);
+    snprintf(num, sizeof num, "%lld", (long long)ctx->server.grpc_listen_port);
+    rc |= flag_set(&v, &n, &cap, "server.grpc-listen-port", 23, num);
+    struct obs_sbuf t;
+    obs_sbuf_init(&t);
+    for (int i = 0; i < ctx->ntargets; i++) {
+        if (i)
+            obs_sbuf_putc(&t, ',');
+        obs_sbuf_puts(&t, ctx->targets[i]);
+    }
+    obs_sbuf_putc(&t, '\0');
+    rc |= flag_set(&v, &n, &cap, "target", 6, t.oom ? "" : t.p);
+    obs_sbuf_deinit(&t);
+    /* The command line as the kernel has it: NUL-separated arguments. */
+    FILE *f = fopen("/proc/self/cmdline", "rb");
+    if (f != NULL) {
+        static char buf[65536];
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        size_t off = strlen(buf) + 1; /* skip argv[0] */
+        while (off < len && rc == 0) {
+            const char *a = buf + off;
+            off += strlen(a) + 1;
+            if (a[0] != '-')
+                continue;
+            a += a[1] == '-' ? 2 : 1;
+            const char *eq = strchr(a, '=');
+            if (eq != NULL) {
+                rc = flag_set(&v, &n, &cap, a, (size_t)(eq - a), eq + 1);
+            } else if (off < len && buf[off] != '-' && strcmp(a, "config.expand-env") != 0 &&
+                       strcmp(a, "version") != 0 && strcmp(a, "help") != 0) {
+                rc = flag_set(&v, &n, &cap, a, strlen(a), buf + off);
+                off += strlen(buf + off) + 1;
+            } else {
+                rc = flag_set(&v, &n, &cap, a, strlen(a), "true");
+            }
+        }
+    }
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_flag);
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            obs_sbuf_putc(&b, ',');
+        put_str(&b, v[i].name);
+        obs_sbuf_putc(&b, ':');
+        put_str(&b, v[i].value);
+        obs_free(v[i].name);
+        obs_free(v[i].value);
+    }
+    obs_free(v);
+    obs_sbuf_puts(&b, "}}");
+    if (rc != 0)
+        b.oom = 1;
+    reply_json(r, &b);
+}
+
+/* ---- runtimeinfo ----------------------------------------------------------------------- */
+
+static long proc_threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long n = 1;
+    if (f == NULL)
+        return n;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "Threads:", 8) == 0)
+            n = strtol(line + 8, NULL, 10);
+    fclose(f);
+    return n;
+}
+
+static void h_runtimeinfo(struct obs_http_req *r, void *arg)
+{
+    struct obs_ctx *ctx = arg;
+    struct mtd_app *app = mtd_app_of(ctx);
+    struct api_status *st = status_of(ctx);
+    char start[64], cwd[PATH_MAX], last[64], ret[64] = "";
+    obs_time_format_rfc3339(start, sizeof start, st->start_ms);
+    obs_time_format_rfc3339(last, sizeof last, st->start_ms / 1000 * 1000);
+    /* Prometheus prints lastConfigTime with second precision. */
+    char *dot = strchr(last, '.');
+    if (dot != NULL)
+        memmove(dot, "Z", 2);
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        cwd[0] = '\0';
+    if (app && app->blocks.tsdb.retention_period_ms > 0)
+        obs_duration_format(ret, sizeof ret, app->blocks.tsdb.retention_period_ms);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"startTime\":");
+    put_str(&b, start);
+    obs_sbuf_puts(&b, ",\"CWD\":");
+    put_str(&b, cwd);
+    obs_sbuf_puts(&b, ",\"reloadConfigSuccess\":true,\"lastConfigTime\":");
+    put_str(&b, last);
+    obs_sbuf_printf(&b, ",\"corruptionCount\":0,\"goroutineCount\":%ld,\"GOMAXPROCS\":%ld,"
+                    "\"GOGC\":\"\",\"GODEBUG\":\"\",\"storageRetention\":",
+                    proc_threads(), ncpu > 0 ? ncpu : 1);
+    put_str(&b, ret);
+    obs_sbuf_puts(&b, "}}");
+    reply_json(r, &b);
+}
+
+/* ---- walreplay ------------------------------------------------------------------------- */
+
+/* The head's WAL directory, as the ingester works it out. */
+static void wal_dir_of(struct obs_ctx *ctx, char *out, size_t cap)
+{
+    struct mtd_app *app = mtd_app_of(ctx);
+    const struct obs_cf_node *w = obs_cf_get(obs_cf_get(ctx->cfg, "ingester"), "wal_dir");
+    if (w && w->type == OBS_CF_SCALAR && w->value && w->value[0])
+        snprintf(out, cap, "%s", w->value);
+    else
+        snprintf(out, cap, "%s/wal",
+                 app && app->blocks.tsdb.dir ? app->blocks.tsdb.dir : "./data/metricsd/tsdb");
+}
+
+static void h_walreplay(struct obs_http_req *r, void *arg)
+{
+    char dir[4096];
+    long min = -1, max = -1;
+    wal_dir_of(arg, dir, sizeof dir);
+    DIR *d = opendir(dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            char *end = NULL;
+            if (e->d_name[0] < '0' || e->d_name[0] > '9')
+                continue;
+            long k = strtol(e->d_name, &end, 10);
+            if (*end != '\0')
+                continue;
+            if (min < 0 || k < min)
+                min = k;
+            if (k > max)
+                max = k;
+        }
+        closedir(d);
+    }
+    if (min < 0)
+        min = max = 0;
+    /* The head replays its WAL before the HTTP server answers: replay is always done. */
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_printf(&b, "{\"status\":\"success\",\"data\":{\"min\":%ld,\"max\":%ld,"
+                    "\"current\":%ld}}", min, max, max);
+    reply_json(r, &b);
+}
+
+/* ---- targets --------------------------------------------------------------------------- */
+
+static void h_targets(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    const char *state = obs_http_req_param(r, "state");
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    /* Prometheus leaves out the list a state filter excludes. */
+    if (state && strcmp(state, "active") == 0)
+        obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"activeTargets\":[],"
+                      "\"droppedTargets\":null}}");
+    else if (state && strcmp(state, "dropped") == 0)
+        obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"activeTargets\":null,"
+                      "\"droppedTargets\":[]}}");
+    else
+        obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"activeTargets\":[],"
+                      "\"droppedTargets\":[]}}");
+    reply_json(r, &b);
+}
+
+/* ---- query_exemplars ------------------------------------------------------------------- */
+
+/* Prometheus' time parameter error: invalid parameter "x": Invalid time value for 'x': ... */
+static int time_param(struct obs_http_req *r, const char *name, int64_t def, int64_t *out)
+{
+    const char *v = obs_http_req_param(r, name);
+    *out = def;
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    if (obs_time_parse_ms(v, out) == 0)
+        return 0;
+    obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"%s\": Invalid time value "
+                              "for '%s': cannot parse \"%s\" to a valid timestamp", name, name,
+                              v);
+    return -1;
+}
+
+static void h_exemplars(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    int64_t start, end;
+    if (time_param(r, "start", INT64_MIN, &start) != 0 ||
+        time_param(r, "end", INT64_MAX, &end) != 0)
+        return;
+    if (end < start) {
+        obs_http_reply_prom_error(r, 400, "bad_data",
+                                  "end timestamp must not be before start timestamp");
+        return;
+    }
+    const char *q = obs_http_req_param(r, "query");
+    struct mtd_ql_expr *e = NULL;
+    struct obs_err err = {0};
+    int rc = mtd_ql_parse(q ? q : "", &e, &err);
+    if (rc != 0) {
+        if (rc == OBS_ENOMEM)
+            obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+        else
+            obs_http_reply_prom_error(r, 400, "bad_data", "%s", err.msg);
+        return;
+    }
+    mtd_ql_expr_free(e);
+    /* Exemplars are not stored (remote write's exemplars are dropped at ingest). */
+    obs_http_reply(r, 200, "application/json", "{\"status\":\"success\",\"data\":[]}", 31);
+}
+
+/* ---- parse_query ----------------------------------------------------------------------- */
+
+static const char *op_str(enum ql_op op)
+{
+    static const char *const s[] = {"", "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">",
+                                    "<", ">=", "<=", "and", "or", "unless"};
+    return (int)op >= 0 && (size_t)op < sizeof s / sizeof s[0] ? s[op] : "";
+}
+
+static const char *agg_str(enum ql_agg a)
+{
+    static const char *const s[] = {"", "sum", "avg", "min", "max", "count", "group", "stddev",
+                                    "stdvar", "topk", "bottomk", "quantile", "count_values",
+                                    "limitk", "limit_ratio"};
+    return (int)a >= 0 && (size_t)a < sizeof s / sizeof s[0] ? s[a] : "";
+}
+
+static const char *vtype_str(enum mtd_ql_vtype t)
+{
+    switch (t) {
+    case MTD_QL_SCALAR: return "scalar";
+    case MTD_QL_VECTOR: return "vector";
+    case MTD_QL_MATRIX: return "matrix";
+    case MTD_QL_STRING: return "string";
+    default: return "none";
+    }
+}
+
+static const char *mtype_str(enum obs_match_type t)
+{
+    switch (t) {
+    case OBS_MATCH_EQ: return "=";
+    case OBS_MATCH_NEQ: return "!=";
+    case OBS_MATCH_RE: return "=~";
+    default: return "!~";
+    }
+}
+
+static void put_strlist(struct obs_sbuf *b, char **v, size_t n)
+{
+    obs_sbuf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            obs_sbuf_putc(b, ',');
+        put_str(b, v[i]);
+    }
+    obs_sbuf_putc(b, ']');
+}
+
+/* "matchers":[...] with a metric name written outside the braces last, as Prometheus'
+ * parser appends it after the braces' matchers. */
+static void put_matchers(struct obs_sbuf *b, const struct ql_node *n)
+{
+    size_t first = 0;
+    int name_last = n->name && n->nms > 0 && strcmp(n->ms[0].name, "__name__") == 0 &&
+                    n->ms[0].type == OBS_MATCH_EQ && strcmp(n->ms[0].value, n->name) == 0;
+    if (name_last)
+        first = 1;
+    obs_sbuf_puts(b, "\"matchers\":[");
+    int out = 0;
+    for (size_t k = 0; k < n->nms; k++) {
+        size_t i = name_last ? (k + 1 < n->nms ? k + 1 : 0) : k;
+        (void)first;
+        if (out++)
+            obs_sbuf_putc(b, ',');
+        obs_sbuf_puts(b, "{\"name\":");
+        put_str(b, n->ms[i].name);
+        obs_sbuf_puts(b, ",\"type\":");
+        put_str(b, mtype_str(n->ms[i].type));
+        obs_sbuf_puts(b, ",\"value\":");
+        put_str(b, n->ms[i].value);
+        obs_sbuf_putc(b, '}');
+    }
+    obs_sbuf_putc(b, ']');
+}
+
+/* "startOrEnd":..,"timestamp":.. of a selector or subquery. */
+static void put_at(struct obs_sbuf *b, const struct ql_node *n)
+{
+    obs_sbuf_puts(b, ",\"startOrEnd\":");
+    obs_sbuf_puts(b, n->at_kind == QAT_START ? "\"start\"" : n->at_kind == QAT_END ? "\"end\""
+                                                                                  : "null");
+    if (n->at_kind == QAT_TS)
+        obs_sbuf_printf(b, ",\"timestamp\":%lld", (long long)n->at);
+    else
+        obs_sbuf_puts(b, ",\"timestamp\":null");
+}
+
+static int ast_json(struct obs_sbuf *b, const struct ql_node *n, int depth)
+{
+    if (depth > 1000)
+        return OBS_ELIMIT;
+    if (n == NULL) {
+        obs_sbuf_puts(b, "null");
+        return 0;
+    }
+    int rc = 0;
+    switch (n->kind) {
+    case QN_STEPINV:
+        return ast_json(b, n->lhs, depth + 1);
+    case QN_NUM: {
+        char num[64];
+        obs_fmt_float(num, sizeof num, n->num);
+        obs_sbuf_puts(b, "{\"type\":\"numberLiteral\",\"val\":");
+        put_str(b, num);
+        obs_sbuf_putc(b, '}');
+        return 0;
+    }
+    case QN_STR:
+        obs_sbuf_puts(b, "{\"type\":\"stringLiteral\",\"val\":");
+        put_str(b, n->str);
+        obs_sbuf_putc(b, '}');
+        return 0;
+    case QN_VSEL:
+        obs_sbuf_putc(b, '{');
+        put_matchers(b, n);
+        obs_sbuf_puts(b, ",\"name\":");
+        put_str(b, n->name);
+        obs_sbuf_printf(b, ",\"offset\":%lld", (long long)n->offset);
+        put_at(b, n);
+        obs_sbuf_puts(b, ",\"type\":\"vectorSelector\"}");
+        return 0;
+    case QN_MSEL: {
+        const struct ql_node *vs = n->lhs;
+        if (vs == NULL || vs->kind != QN_VSEL)
+            return OBS_EINVAL;
+        obs_sbuf_putc(b, '{');
+        put_matchers(b, vs);
+        obs_sbuf_puts(b, ",\"name\":");
+        put_str(b, vs->name);
+        obs_sbuf_printf(b, ",\"offset\":%lld,\"range\":%lld", (long long)vs->offset,
+                        (long long)n->range);
+        put_at(b, vs);
+        obs_sbuf_puts(b, ",\"type\":\"matrixSelector\"}");
+        return 0;
+    }
+    case QN_SUBQ:
+        obs_sbuf_puts(b, "{\"expr\":");
+        rc = ast_json(b, n->lhs, depth + 1);
+        obs_sbuf_printf(b, ",\"offset\":%lld,\"range\":%lld", (long long)n->offset,
+                        (long long)n->range);
+        put_at(b, n);
+        obs_sbuf_printf(b, ",\"step\":%lld", (long long)n->step);
+        obs_sbuf_puts(b, ",\"type\":\"subquery\"}");
+        return rc;
+    case QN_PAREN:
+        obs_sbuf_puts(b, "{\"expr\":");
+        rc = ast_json(b, n->lhs, depth + 1);
+        obs_sbuf_puts(b, ",\"type\":\"parenExpr\"}");
+        return rc;
+    case QN_UNARY:
+        obs_sbuf_puts(b, "{\"expr\":");
+        rc = ast_json(b, n->lhs, depth + 1);
+        obs_sbuf_puts(b, ",\"op\":");
+        put_str(b, n->op == QOP_ADD ? "+" : "-");
+        obs_sbuf_puts(b, ",\"type\":\"unaryExpr\"}");
+        return rc;
+    case QN_BINARY: {
+        obs_sbuf_printf(b, "{\"bool\":%s,\"lhs\":", n->bool_mod ? "true" : "false");
+        rc = ast_json(b, n->lhs, depth + 1);
+        obs_sbuf_puts(b, ",\"matching\":");
+        /* Vector matching exists only between two instant vectors; set operators are
+         * many-to-many. */
+        if (n->lhs && n->rhs && n->lhs->type == MTD_QL_VECTOR &&
+            n->rhs->type == MTD_QL_VECTOR) {
+            static const char *const card[] = {"one-to-one", "many-to-one", "one-to-many",
+                                               "many-to-many"};
+            enum ql_card c = n->card;
+            if ((n->op == QOP_AND || n->op == QOP_OR || n->op == QOP_UNLESS) &&
+                c == QC_ONE_ONE)
+                c = QC_MANY_MANY;
+            obs_sbuf_puts(b, "{\"card\":");
+            put_str(b, card[(int)c & 3]);
+            obs_sbuf_puts(b, ",\"include\":");
+            put_strlist(b, n->include, n->ninclude);
+            obs_sbuf_puts(b, ",\"labels\":");
+            put_strlist(b, n->mlabels, n->nmlabels);
+            obs_sbuf_printf(b, ",\"on\":%s}", n->on ? "true" : "false");
+        } else {
+            obs_sbuf_puts(b, "null");
+        }
+        obs_sbuf_puts(b, ",\"op\":");
+        put_str(b, op_str(n->op));
+        obs_sbuf_puts(b, ",\"rhs\":");
+        if (rc == 0)
+            rc = ast_json(b, n->rhs, depth + 1);
+        obs_sbuf_puts(b, ",\"type\":\"binaryExpr\"}");
+        return rc;
+    }
+    case QN_AGG:
+        obs_sbuf_puts(b, "{\"expr\":");
+        rc = ast_json(b, n->lhs, depth + 1);
+        obs_sbuf_puts(b, ",\"grouping\":");
+        put_strlist(b, n->grouping, n->ngrouping);
+        obs_sbuf_puts(b, ",\"op\":");
+        put_str(b, agg_str(n->agg));
+        obs_sbuf_puts(b, ",\"param\":");
+        if (rc == 0)
+            rc = ast_json(b, n->param, depth + 1);
+        obs_sbuf_printf(b, ",\"type\":\"aggregation\",\"without\":%s}",
+                        n->without ? "true" : "false");
+        return rc;
+    case QN_CALL: {
+        obs_sbuf_puts(b, "{\"args\":[");
+        for (size_t i = 0; i < n->nargs && rc == 0; i++) {
+            if (i)
+                obs_sbuf_putc(b, ',');
+            rc = ast_json(b, n->args[i], depth + 1);
+        }
+        obs_sbuf_puts(b, "],\"func\":{\"argTypes\":[");
+        const struct ql_func *f = n->fn;
+        for (int i = 0; f && i < f->nargs && i < 4 && f->argt[i] != MTD_QL_NONE; i++) {
+            if (i)
+                obs_sbuf_putc(b, ',');
+            put_str(b, vtype_str(f->argt[i]));
+        }
+        obs_sbuf_puts(b, "],\"name\":");
+        put_str(b, f ? f->name : "");
+        obs_sbuf_puts(b, ",\"returnType\":");
+        put_str(b, vtype_str(f ? f->ret : MTD_QL_NONE));
+        obs_sbuf_printf(b, ",\"variadic\":%d},\"type\":\"call\"}", f ? f->variadic : 0);
+        return rc;
+    }
+    }
+    return OBS_EINVAL;
+}
+
+static void h_parse_query(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    const char *q = obs_http_req_param(r, "query");
+    struct mtd_ql_expr *e = NULL;
+    struct obs_err err = {0};
+    int rc = mtd_ql_parse(q ? q : "", &e, &err);
+    if (rc == OBS_ENOMEM) {
+        obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    if (rc != 0) {
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"query\": %s",
+                                  err.msg);
+        return;
+    }
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":");
+    rc = ast_json(&b, e->root, 0);
+    obs_sbuf_puts(&b, "}");
+    mtd_ql_expr_free(e);
+    if (rc != 0) {
+        obs_sbuf_deinit(&b);
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"query\": "
+                                  "expression cannot be represented as an AST");
+        return;
+    }
+    reply_json(r, &b);
+}
+
+/* ---- registration ---------------------------------------------------------------------- */
+
+/*
+ * Register the status endpoints above on ctx->http (all targets that serve the read API
+ * call this through mtd_api_meta_register). Returns 0 or OBS_ENOMEM. Loop thread, at init.
+ */
+int mtd_api_status_register(struct obs_ctx *ctx)
+{
+    int rc = 0;
+    (void)status_of(ctx);
+    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/buildinfo", h_buildinfo, ctx);
+    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/tsdb", h_tsdb, ctx);
+    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/config", h_config, ctx);
+    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/flags", h_flags, ctx);
+    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/runtimeinfo", h_runtimeinfo, ctx);
+    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/walreplay", h_walreplay, ctx);
+    rc |= obs_http_route(ctx->http, "GET", "/api/v1/targets", h_targets, ctx);
+    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/query_exemplars", h_exemplars, ctx);
+    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/parse_query", h_parse_query, ctx);
+    return rc ? OBS_ENOMEM : 0;
+}
