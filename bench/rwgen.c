@@ -2,7 +2,7 @@
  * rwgen.c -- Prometheus remote-write load generator for benchmarks.
  *
  *   rwgen -url=http://127.0.0.1:9090/api/v1/write [-series=100000] [-samples=20]
- *         [-batch=2000] [-conns=4] [-interval=15] [-values=mixed|walk] [-seed=1]
+ *         [-batch=2000] [-conns=16] [-interval=15] [-values=mixed|walk] [-seed=1]
  *         [-end-ms=<ms>] [-jitter-ms=2] [-encode-threads=<ncpu>] [-max-seconds=600]
  *         [-timeout-ms=60000] [-retries=0] [-quiet]
  *
@@ -422,7 +422,11 @@ static void note_error(struct bench *b, long code, const char *msg)
     if (b->first_err[0] == '\0') {
         b->first_code = code;
         snprintf(b->first_err, sizeof b->first_err, "%s", msg);
-        for (char *p = b->first_err; *p; p++)
+        size_t n = strlen(b->first_err);
+        while (n > 0 && (b->first_err[n - 1] == '\n' || b->first_err[n - 1] == '\r' ||
+                         b->first_err[n - 1] == ' '))
+            b->first_err[--n] = '\0';
+        for (char *p = b->first_err; *p; p++) /* keep the summary one logfmt line */
             if (*p == '"' || *p == '\n' || *p == '\r')
                 *p = '\'';
     }
@@ -639,7 +643,7 @@ int main(int argc, char **argv)
     o->series = 100000;
     o->samples = 20;
     o->batch = 2000;
-    o->conns = 4;
+    o->conns = 16;
     o->interval_s = 15;
     o->seed = 1;
     o->jitter_ms = 2;
@@ -647,8 +651,10 @@ int main(int argc, char **argv)
     o->timeout_ms = 60000;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o->encode_threads = ncpu > 0 ? (uint32_t)ncpu : 1;
-    if (parse_args(argc, argv, o) != 0)
+    if (parse_args(argc, argv, o) != 0) {
+        obs_free(b);
         return 2;
+    }
     if (o->end_ms == 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -752,7 +758,15 @@ int main(int argc, char **argv)
            b->first_code, b->first_err);
     fflush(stdout);
     curl_global_cleanup();
-    /* The encoded requests are freed by exit: freeing millions of buffers one by one
-     * only costs time. */
+    for (uint64_t i = 0; i < nreq; i++)
+        obs_free(b->reqs[i].data);
+    obs_free(b->reqs);
+    obs_free(b->lat_ms);
+    obs_free(lat);
+    obs_free(conns);
+    obs_free(jobs_);
+    obs_free(th);
+    pthread_mutex_destroy(&b->err_mu);
+    obs_free(b);
     return (bad == 0 && ne == 0 && sent == nreq) ? 0 : 1;
 }

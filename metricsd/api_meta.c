@@ -1,16 +1,26 @@
 /*
  * api_meta.c -- the Prometheus HTTP API's non-PromQL read endpoints over metricsd's storage:
- *   GET|POST /api/v1/labels                 match[]*, start, end
- *   GET|POST /api/v1/label/<name>/values    match[]*, start, end
- *   GET|POST /api/v1/series                 match[]+, start, end
- *   GET      /api/v1/metadata               limit, metric
- *   GET      /api/v1/status/buildinfo
- * (and, through api_read.c, POST /api/v1/read).
+ *   GET|POST /api/v1/labels                 match[]*, start, end, limit
+ *   GET|POST /api/v1/label/<name>/values    match[]*, start, end, limit
+ *   GET|POST /api/v1/series                 match[]+, start, end, limit
+ *   GET      /api/v1/metadata               limit, limit_per_metric, metric
+ * (and, through api_read.c, POST /api/v1/read; through api_status.c the status endpoints).
  * Replies use Prometheus' envelope {"status":"success","data":...}; bad parameters get 400
- * {"status":"error","errorType":"bad_data","error":"..."} with Prometheus' wording.
- * Several match[] select the union of their series. Tenant from X-Scope-OrgID.
+ * {"status":"error","errorType":"bad_data","error":"..."} with Prometheus' wording (3.x,
+ * which 2.42 shares for everything 2.42 has). Several match[] select the union of their
+ * series. Tenant from X-Scope-OrgID.
+ *
+ * limit (Prometheus 3.x): 0 or absent = no limit; a longer answer is cut to `limit` entries
+ * and gets the warning "results truncated due to limit" in the envelope's "warnings".
+ * Label names in the path may be escaped as Prometheus 3.x does for UTF-8 names: "U__"
+ * then the name with "_" written "__" and any other character outside [A-Za-z0-9] as
+ * "_<hex code point>_" (U__a_2e_b is "a.b").
+ * Label names and values come from the head's postings (head.c), not from series scans, so
+ * a label with 100k values answers in one pass plus a sort.
  */
+#include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,15 +31,20 @@
 #include "labels/obs_labels.h"
 #include "metricsd/head.h"
 #include "metricsd/metricsd.h"
+#include "metricsd/ql/mtd_ql.h"
 #include "metricsd/storage.h"
 
 /* Parsed common parameters. */
 struct meta_params {
     int64_t start, end;
+    long limit; /* 0 = none */
     struct obs_matcher **sets; /* one matcher list per match[] */
     size_t *nms;
     size_t nsets;
 };
+
+/* Which endpoint: Prometheus wraps match[] errors differently for /series. */
+enum meta_kind { META_LABELS, META_SERIES };
 
 static void params_free(struct meta_params *p)
 {
@@ -40,33 +55,123 @@ static void params_free(struct meta_params *p)
     memset(p, 0, sizeof *p);
 }
 
-/* Parse start/end/match[]; on error the reply has been sent and -1 returned. */
-static int params_parse(struct obs_http_req *r, struct meta_params *p, int need_match)
+/*
+ * Parse the limit parameter as Prometheus 3.x (strconv.Atoi, then "must be non-negative").
+ * Returns 0 with *out set (0 = no limit), or -1 after replying 400.
+ */
+static int limit_parse(struct obs_http_req *r, long *out)
 {
-    const char *names[2] = {"start", "end"};
-    int64_t *dst[2] = {&p->start, &p->end};
+    const char *v = obs_http_req_param(r, "limit");
+    *out = 0;
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    const char *d = v + (v[0] == '-' || v[0] == '+');
+    int digits = *d != '\0';
+    for (const char *c = d; *c; c++)
+        if (*c < '0' || *c > '9')
+            digits = 0;
+    if (!digits) {
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"limit\": "
+                                  "strconv.Atoi: parsing \"%.200s\": invalid syntax", v);
+        return -1;
+    }
+    errno = 0;
+    long long n = strtoll(v, NULL, 10);
+    if (errno == ERANGE || n > LONG_MAX || n < LONG_MIN) {
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"limit\": "
+                                  "strconv.Atoi: parsing \"%.200s\": value out of range", v);
+        return -1;
+    }
+    if (n < 0) {
+        obs_http_reply_prom_error(r, 400, "bad_data",
+                                  "invalid parameter \"limit\": limit must be non-negative");
+        return -1;
+    }
+    *out = (long)n;
+    return 0;
+}
+
+/*
+ * One match[] selector. The matchers come from obs_selector_parse; when it fails, the
+ * PromQL parser supplies Prometheus' positioned message ("1:4: parse error: ...").
+ * Returns 0, or OBS_EINVAL with msg filled, or OBS_ENOMEM.
+ */
+static int selector_parse(const char *s, struct obs_matcher **out, size_t *n, char *msg,
+                          size_t cap)
+{
+    struct obs_err err = {0};
+    int rc = obs_selector_parse(s, strlen(s), out, n, &err);
+    if (rc == 0 || rc == OBS_ENOMEM)
+        return rc;
+    if (strstr(err.msg, "at least one non-empty matcher") != NULL) {
+        snprintf(msg, cap, "match[] must contain at least one non-empty matcher");
+        return OBS_EINVAL;
+    }
+    struct mtd_ql_expr *e = NULL;
+    struct obs_err qerr = {0};
+    int qrc = mtd_ql_parse(s, &e, &qerr);
+    if (qrc == OBS_ENOMEM)
+        return OBS_ENOMEM;
+    if (qrc != 0 && strstr(qerr.msg, "at least one non-empty matcher") != NULL) {
+        snprintf(msg, cap, "match[] must contain at least one non-empty matcher");
+    } else if (qrc != 0 && qerr.msg[0]) {
+        snprintf(msg, cap, "%s", qerr.msg);
+    } else {
+        /* A valid expression that is not a selector: point at what follows the selector,
+         * as Prometheus' selector parser does (`rate(x[5m])` -> 1:5: unexpected "("). */
+        size_t i = 0;
+        while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n')
+            i++;
+        while ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' ||
+               s[i] == ':' || (s[i] >= '0' && s[i] <= '9'))
+            i++;
+        if (s[i] == '{')
+            while (s[i] && s[i] != '}')
+                i++;
+        if (s[i] == '}')
+            i++;
+        while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n')
+            i++;
+        if (s[i] != '\0' && strchr("()[],", s[i]) != NULL)
+            snprintf(msg, cap, "1:%zu: parse error: unexpected \"%c\"", i + 1, s[i]);
+        else
+            snprintf(msg, cap, "1:%zu: parse error: unexpected character after selector",
+                     i + 1);
+    }
+    mtd_ql_expr_free(e);
+    return OBS_EINVAL;
+}
+
+/* Prometheus' time parameter error wording. Returns 0 or -1 after replying. */
+static int time_param(struct obs_http_req *r, const char *name, int64_t *out)
+{
+    const char *v = obs_http_req_param(r, name);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    if (obs_time_parse_ms(v, out) == 0)
+        return 0;
+    obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"%s\": Invalid time value "
+                              "for '%s': cannot parse \"%.200s\" to a valid timestamp", name,
+                              name, v);
+    return -1;
+}
+
+/* Parse limit/start/end/match[] in Prometheus' order; on error the reply has been sent and
+ * -1 returned. An end before start is not an error (Prometheus answers an empty list). */
+static int params_parse(struct obs_http_req *r, struct meta_params *p, enum meta_kind kind)
+{
     memset(p, 0, sizeof *p);
     p->start = INT64_MIN;
     p->end = INT64_MAX;
-    for (int i = 0; i < 2; i++) {
-        const char *v = obs_http_req_param(r, names[i]);
-        if (v && v[0] && obs_time_parse_ms(v, dst[i]) != 0) {
-            obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"%s\": cannot "
-                                      "parse \"%s\" to a valid timestamp", names[i], v);
-            return -1;
-        }
-    }
-    if (p->end < p->start) {
-        obs_http_reply_prom_error(r, 400, "bad_data",
-                                  "end timestamp must not be before start time");
-        return -1;
-    }
     const char **ms = NULL;
     size_t n = obs_http_req_params(r, "match[]", &ms);
-    if (n == 0 && need_match) {
+    if (n == 0 && kind == META_SERIES) {
         obs_http_reply_prom_error(r, 400, "bad_data", "no match[] parameter provided");
         return -1;
     }
+    if (limit_parse(r, &p->limit) != 0 || time_param(r, "start", &p->start) != 0 ||
+        time_param(r, "end", &p->end) != 0)
+        return -1;
     if (n > 0) {
         p->sets = obs_calloc(n, sizeof *p->sets);
         p->nms = obs_calloc(n, sizeof *p->nms);
@@ -77,11 +182,17 @@ static int params_parse(struct obs_http_req *r, struct meta_params *p, int need_
         }
     }
     for (size_t i = 0; i < n; i++) {
-        struct obs_err err = {0};
-        if (obs_selector_parse(ms[i], strlen(ms[i]), &p->sets[i], &p->nms[i], &err) != 0) {
+        char msg[512];
+        int rc = selector_parse(ms[i], &p->sets[i], &p->nms[i], msg, sizeof msg);
+        if (rc != 0) {
             params_free(p);
-            obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"match[]\": "
-                                      "1:1: parse error: %s", err.msg);
+            if (rc == OBS_ENOMEM)
+                obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+            else if (kind == META_SERIES)
+                obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"match[]\": "
+                                          "%s", msg);
+            else
+                obs_http_reply_prom_error(r, 400, "bad_data", "%s", msg);
             return -1;
         }
         p->nsets = i + 1;
@@ -104,22 +215,32 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Reply with a sorted, de-duplicated JSON string array made from v (consumed). */
-static void reply_strings(struct obs_http_req *r, char **v, size_t n)
+#define TRUNCATED_WARNING "results truncated due to limit"
+
+/* Reply with a sorted, de-duplicated JSON string array made from v (consumed), cut to
+ * limit entries (0 = all) with Prometheus' warning when something was cut. */
+static void reply_strings(struct obs_http_req *r, char **v, size_t n, long limit, int sorted)
 {
     struct obs_sbuf b;
     obs_sbuf_init(&b);
-    qsort(v, n, sizeof *v, cmp_str);
+    if (n > 1 && !sorted)
+        qsort(v, n, sizeof *v, cmp_str);
+    obs_sbuf_reserve(&b, 64 + n * 16);
     obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":[");
     size_t out = 0;
+    int truncated = 0;
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
             continue;
+        if (limit > 0 && out >= (size_t)limit) {
+            truncated = 1;
+            break;
+        }
         if (out++)
             obs_sbuf_putc(&b, ',');
         obs_sbuf_json_str(&b, v[i], strlen(v[i]));
     }
-    obs_sbuf_puts(&b, "]}");
+    obs_sbuf_puts(&b, truncated ? "],\"warnings\":[\"" TRUNCATED_WARNING "\"]}" : "]}");
     mtd_strings_free(v, n);
     if (b.oom) {
         obs_sbuf_deinit(&b);
@@ -150,7 +271,7 @@ static void labels_common(struct obs_http_req *r, struct obs_ctx *ctx, const cha
 {
     struct meta_params p;
     struct mtd_storage *st = storage_of(r, ctx);
-    if (st == NULL || params_parse(r, &p, 0) != 0)
+    if (st == NULL || params_parse(r, &p, META_LABELS) != 0)
         return;
     const char *tenant = obs_http_req_tenant(r, "anonymous");
     char **all = NULL;
@@ -177,10 +298,10 @@ static void labels_common(struct obs_http_req *r, struct obs_ctx *ctx, const cha
             return;
         }
     }
+    long limit = p.limit;
     params_free(&p);
-    if (all == NULL)
-        all = obs_calloc(1, sizeof *all);
-    reply_strings(r, all, nall);
+    /* One storage answer is already sorted and de-duplicated (storage.h). */
+    reply_strings(r, all, nall, limit, rounds == 1);
 }
 
 static void h_labels(struct obs_http_req *r, void *arg)
@@ -188,23 +309,149 @@ static void h_labels(struct obs_http_req *r, void *arg)
     labels_common(r, arg, NULL);
 }
 
+/* Is s[0..n) valid UTF-8 (no surrogates, no overlong forms)? */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4
+                                                                                           : 0;
+        if (len == 0 || i + len > n)
+            return 0;
+        unsigned cp = len == 1 ? c : c & (0x7f >> len);
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        static const unsigned minv[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < minv[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Append code point cp as UTF-8; returns bytes written (0 when it does not fit). */
+static size_t utf8_put(char *out, size_t cap, unsigned cp)
+{
+    if (cp < 0x80 && cap >= 1) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800 && cap >= 2) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000 && cap >= 3) {
+        out[0] = (char)(0xe0 | cp >> 12);
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    if (cap >= 4) {
+        out[0] = (char)(0xf0 | cp >> 18);
+        out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[3] = (char)(0x80 | (cp & 0x3f));
+        return 4;
+    }
+    return 0;
+}
+
+/*
+ * Undo Prometheus' "U__" value-encoding escaping of s[0..n) (which starts with "U__") into
+ * out: "__" is "_", "_<1..6 hex digits>_" is that code point, other bytes stay. Like
+ * Prometheus, a malformed escape leaves the whole name as it was. Returns the length.
+ */
+static size_t unescape_name(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 3; i < n; i++) {
+        if (s[i] != '_') {
+            if (o + 1 >= cap)
+                goto asis;
+            out[o++] = s[i];
+            continue;
+        }
+        if (++i >= n)
+            goto asis;
+        if (s[i] == '_') {
+            if (o + 1 >= cap)
+                goto asis;
+            out[o++] = '_';
+            continue;
+        }
+        unsigned cp = 0;
+        int digits = 0;
+        for (; i < n && s[i] != '_'; i++, digits++) {
+            char c = s[i] | 0x20;
+            if (digits >= 6)
+                goto asis;
+            if (c >= '0' && c <= '9')
+                cp = cp * 16 + (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                cp = cp * 16 + (unsigned)(c - 'a' + 10);
+            else
+                goto asis;
+        }
+        if (i >= n || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            goto asis;
+        size_t w = utf8_put(out + o, cap - o - 1, cp);
+        if (w == 0)
+            goto asis;
+        o += w;
+    }
+    out[o] = '\0';
+    return o;
+asis:
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return n;
+}
+
 static void h_label_values(struct obs_http_req *r, void *arg)
 {
     const char *rest = obs_http_req_rest(r); /* "<name>/values" */
-    const char *slash = strchr(rest, '/');
-    if (slash == NULL || strcmp(slash, "/values") != 0) {
+    const char *slash = strrchr(rest, '/');
+    if (slash == NULL || strcmp(slash, "/values") != 0 || slash == rest) {
         obs_http_reply(r, 404, "text/plain; charset=utf-8", "404 page not found\n", 19);
         return;
     }
     char name[1024];
     size_t n = (size_t)(slash - rest);
-    if (n >= sizeof name || !obs_label_name_valid(rest, n)) {
-        obs_http_reply_prom_error(r, 400, "bad_data", "invalid label name: \"%.*s\"",
-                                  (int)(n < 200 ? n : 200), rest);
+    if (n >= sizeof name) {
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid label name: \"%.200s...\"", rest);
         return;
     }
-    memcpy(name, rest, n);
-    name[n] = '\0';
+    int valid;
+    if (n > 3 && strncmp(rest, "U__", 3) == 0) {
+        /* Escaped UTF-8 name (Prometheus 3.x): any valid UTF-8 name is accepted. */
+        n = unescape_name(rest, n, name, sizeof name);
+        valid = n > 0 && utf8_valid((const unsigned char *)name, n);
+    } else {
+        memcpy(name, rest, n);
+        name[n] = '\0';
+        valid = obs_label_name_valid(name, n);
+    }
+    if (!valid) {
+        struct obs_sbuf b;
+        obs_sbuf_init(&b);
+        obs_sbuf_puts(&b, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":");
+        struct obs_sbuf m;
+        obs_sbuf_init(&m);
+        obs_sbuf_puts(&m, "invalid label name: ");
+        obs_sbuf_json_str(&m, name, n); /* Go's %q */
+        obs_sbuf_json_str(&b, m.p ? m.p : "", m.len);
+        obs_sbuf_deinit(&m);
+        obs_sbuf_putc(&b, '}');
+        obs_http_reply_sbuf(r, 400, "application/json", &b);
+        obs_sbuf_deinit(&b);
+        return;
+    }
     labels_common(r, arg, name);
 }
 
@@ -229,7 +476,7 @@ static void h_series(struct obs_http_req *r, void *arg)
     struct obs_ctx *ctx = arg;
     struct meta_params p;
     struct mtd_storage *st = storage_of(r, ctx);
-    if (st == NULL || params_parse(r, &p, 1) != 0)
+    if (st == NULL || params_parse(r, &p, META_SERIES) != 0)
         return;
     const char *tenant = obs_http_req_tenant(r, "anonymous");
     struct mtd_series_set **sets = obs_calloc(p.nsets, sizeof *sets);
@@ -269,9 +516,14 @@ static void h_series(struct obs_http_req *r, void *arg)
         qsort(all, nall, sizeof *all, cmp_series);
     obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":[");
     size_t out = 0;
+    int truncated = 0;
     for (size_t i = 0; i < nall; i++) {
         if (i > 0 && cmp_series(&all[i], &all[i - 1]) == 0)
             continue;
+        if (p.limit > 0 && out >= (size_t)p.limit) {
+            truncated = 1;
+            break;
+        }
         if (out++)
             obs_sbuf_putc(&b, ',');
         obs_sbuf_putc(&b, '{');
@@ -285,7 +537,7 @@ static void h_series(struct obs_http_req *r, void *arg)
         }
         obs_sbuf_putc(&b, '}');
     }
-    obs_sbuf_puts(&b, "]}");
+    obs_sbuf_puts(&b, truncated ? "],\"warnings\":[\"" TRUNCATED_WARNING "\"]}" : "]}");
     if (b.oom)
         goto oom;
     obs_http_reply_sbuf(r, 200, "application/json", &b);
@@ -324,6 +576,7 @@ static void h_metadata(struct obs_http_req *r, void *arg)
     struct obs_ctx *ctx = arg;
     struct mtd_app *app = mtd_app_of(ctx);
     const char *ls = obs_http_req_param(r, "limit");
+    const char *lpm = obs_http_req_param(r, "limit_per_metric");
     const char *metric = obs_http_req_param(r, "metric");
     long limit = -1;
     if (ls && ls[0]) {
@@ -331,6 +584,16 @@ static void h_metadata(struct obs_http_req *r, void *arg)
         limit = strtol(ls, &end, 10);
         if (end == ls || *end != '\0') {
             obs_http_reply_prom_error(r, 400, "bad_data", "limit must be a number");
+            return;
+        }
+    }
+    /* One metadata entry is kept per family, so any limit_per_metric is already met; it is
+     * validated as Prometheus does. */
+    if (lpm && lpm[0]) {
+        char *end = NULL;
+        (void)strtol(lpm, &end, 10);
+        if (end == lpm || *end != '\0') {
+            obs_http_reply_prom_error(r, 400, "bad_data", "limit_per_metric must be a number");
             return;
         }
     }
@@ -350,26 +613,6 @@ static void h_metadata(struct obs_http_req *r, void *arg)
     obs_sbuf_deinit(&b);
 }
 
-static void h_buildinfo(struct obs_http_req *r, void *arg)
-{
-    struct obs_ctx *ctx = arg;
-    struct obs_sbuf b;
-    obs_sbuf_init(&b);
-    obs_sbuf_printf(&b, "{\"status\":\"success\",\"data\":{\"application\":\"metricsd\","
-                    "\"version\":\"%s\",\"revision\":\"%s\",\"branch\":\"main\","
-                    "\"buildUser\":\"obs\",\"buildDate\":\"%s\",\"goVersion\":\"none (C11)\"",
-                    MTD_PROM_VERSION, ctx->version ? ctx->version : "unknown", __DATE__);
-    /* Grafana treats a non-empty `features` as Mimir and then uses the ruler config API;
-     * only claim it when the ruler runs in this process. */
-    if (obs_ctx_has_target(ctx, "ruler"))
-        obs_sbuf_puts(&b, ",\"features\":{\"ruler_config_api\":\"true\","
-                      "\"alertmanager_config_api\":\"false\",\"query_sharding\":\"false\","
-                      "\"federated_rules\":\"false\"}");
-    obs_sbuf_puts(&b, "}}");
-    obs_http_reply_sbuf(r, 200, "application/json", &b);
-    obs_sbuf_deinit(&b);
-}
-
 int mtd_api_meta_register(struct obs_ctx *ctx)
 {
     int rc = 0;
@@ -377,7 +620,7 @@ int mtd_api_meta_register(struct obs_ctx *ctx)
     rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/label/*", h_label_values, ctx);
     rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/series", h_series, ctx);
     rc |= obs_http_route(ctx->http, "GET", "/api/v1/metadata", h_metadata, ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/buildinfo", h_buildinfo, ctx);
     rc |= mtd_api_read_register(ctx);
+    rc |= mtd_api_status_register(ctx);
     return rc ? OBS_ENOMEM : 0;
 }

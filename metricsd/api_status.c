@@ -7,8 +7,8 @@
  *   GET      /api/v1/status/runtimeinfo  start time, CWD, threads, retention, ...
  *   GET      /api/v1/status/walreplay    {"min","max","current"} WAL segment numbers
  *   GET      /api/v1/targets             metricsd scrapes nothing: empty lists
- *   GET|POST /api/v1/query_exemplars     parameter validation as Prometheus; exemplars are
- *                                        not stored, so data is always []
+ *   GET|POST /api/v1/query_exemplars     exemplars of every selector in the query, from
+ *                                        storage (mtd_storage_exemplars), start/end inclusive
  *   GET|POST /api/v1/parse_query         the PromQL AST as JSON, in the shape Prometheus 3.x
  *                                        returns (web/api/v1 translateAST)
  * Every reply uses Prometheus' envelope {"status":"success","data":...}; bad parameters get
@@ -35,6 +35,8 @@
 #include "metricsd/head.h"
 #include "metricsd/metricsd.h"
 #include "metricsd/ql/ql_int.h"
+#include "metricsd/querier.h"
+#include "metricsd/storage.h"
 
 /* State of this file: the process start time, for runtimeinfo. */
 struct api_status {
@@ -302,10 +304,9 @@ static void h_flags(struct obs_http_req *r, void *arg)
     obs_sbuf_deinit(&t);
     /* The command line as the kernel has it: NUL-separated arguments. */
     FILE *f = fopen("/proc/self/cmdline", "rb");
-    if (f != NULL) {
-        static char buf[65536];
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
+    char *buf = obs_malloc(65536);
+    if (f != NULL && buf != NULL) {
+        size_t len = fread(buf, 1, 65535, f);
         buf[len] = '\0';
         size_t off = strlen(buf) + 1; /* skip argv[0] */
         while (off < len && rc == 0) {
@@ -326,6 +327,9 @@ static void h_flags(struct obs_http_req *r, void *arg)
             }
         }
     }
+    if (f != NULL)
+        fclose(f);
+    obs_free(buf);
     struct obs_sbuf b;
     obs_sbuf_init(&b);
     if (n > 1)
@@ -480,9 +484,52 @@ static int time_param(struct obs_http_req *r, const char *name, int64_t def, int
     return -1;
 }
 
+/* Collect the vector selectors of an expression (depth-first, at most cap). */
+static void selectors_of(const struct ql_node *n, const struct ql_node **v, size_t *k,
+                         size_t cap, int depth)
+{
+    if (n == NULL || depth > 1000 || *k >= cap)
+        return;
+    if (n->kind == QN_VSEL) {
+        v[(*k)++] = n;
+        return;
+    }
+    selectors_of(n->lhs, v, k, cap, depth + 1);
+    selectors_of(n->rhs, v, k, cap, depth + 1);
+    selectors_of(n->param, v, k, cap, depth + 1);
+    for (size_t i = 0; i < n->nargs; i++)
+        selectors_of(n->args[i], v, k, cap, depth + 1);
+}
+
+static void put_labels_obj(struct obs_sbuf *b, const struct obs_label *l, size_t n)
+{
+    obs_sbuf_putc(b, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            obs_sbuf_putc(b, ',');
+        put_str(b, l[i].name);
+        obs_sbuf_putc(b, ':');
+        put_str(b, l[i].value);
+    }
+    obs_sbuf_putc(b, '}');
+}
+
+static int labels_equal(const struct obs_label *a, size_t na, const struct obs_label *b,
+                        size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i].name, b[i].name) || strcmp(a[i].value, b[i].value))
+            return 0;
+    return 1;
+}
+
+#define MAX_EXEMPLAR_SELECTORS 64
+
 static void h_exemplars(struct obs_http_req *r, void *arg)
 {
-    (void)arg;
+    struct mtd_app *app = mtd_app_of(arg);
     int64_t start, end;
     if (time_param(r, "start", INT64_MIN, &start) != 0 ||
         time_param(r, "end", INT64_MAX, &end) != 0)
@@ -503,9 +550,58 @@ static void h_exemplars(struct obs_http_req *r, void *arg)
             obs_http_reply_prom_error(r, 400, "bad_data", "%s", err.msg);
         return;
     }
+    const struct ql_node *sels[MAX_EXEMPLAR_SELECTORS];
+    size_t nsel = 0;
+    selectors_of(e->root, sels, &nsel, MAX_EXEMPLAR_SELECTORS, 0);
+    struct mtd_exemplar_set *sets[MAX_EXEMPLAR_SELECTORS] = {0};
+    const char *tenant = obs_http_req_tenant(r, "anonymous");
+    rc = 0;
+    for (size_t i = 0; i < nsel && rc == 0 && app && app->storage; i++)
+        rc = mtd_storage_exemplars(app->storage, tenant, sels[i]->ms, sels[i]->nms, start,
+                                   end, &sets[i], &err);
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":[");
+    size_t out = 0;
+    for (size_t i = 0; i < nsel && rc == 0; i++) {
+        for (size_t k = 0; sets[i] && k < sets[i]->nseries; k++) {
+            const struct mtd_exemplar_series *es = &sets[i]->series[k];
+            int dup = 0; /* the same series through an earlier selector */
+            for (size_t j = 0; j < i && !dup; j++)
+                for (size_t m = 0; sets[j] && m < sets[j]->nseries && !dup; m++)
+                    dup = labels_equal(es->labels, es->nlabels, sets[j]->series[m].labels,
+                                       sets[j]->series[m].nlabels);
+            if (dup || es->n == 0)
+                continue;
+            if (out++)
+                obs_sbuf_putc(&b, ',');
+            obs_sbuf_puts(&b, "{\"seriesLabels\":");
+            put_labels_obj(&b, es->labels, es->nlabels);
+            obs_sbuf_puts(&b, ",\"exemplars\":[");
+            for (size_t x = 0; x < es->n; x++) {
+                const struct mtd_exemplar *ex = &es->ex[x];
+                obs_sbuf_puts(&b, x ? ",{\"labels\":" : "{\"labels\":");
+                put_labels_obj(&b, ex->labels, ex->nlabels);
+                obs_sbuf_puts(&b, ",\"value\":\"");
+                obs_sbuf_prom_float(&b, ex->v);
+                obs_sbuf_puts(&b, "\",\"timestamp\":");
+                mtd_json_ts(&b, ex->t);
+                obs_sbuf_putc(&b, '}');
+            }
+            obs_sbuf_puts(&b, "]}");
+        }
+    }
+    obs_sbuf_puts(&b, "]}");
+    for (size_t i = 0; i < nsel; i++)
+        mtd_exemplar_set_free(sets[i]);
     mtd_ql_expr_free(e);
-    /* Exemplars are not stored (remote write's exemplars are dropped at ingest). */
-    obs_http_reply(r, 200, "application/json", "{\"status\":\"success\",\"data\":[]}", 31);
+    if (rc != 0) {
+        obs_sbuf_deinit(&b);
+        obs_http_reply_prom_error(r, 500, "internal", "%s", err.msg[0] ? err.msg
+                                                                       : "out of memory");
+        return;
+    }
+    reply_json(r, &b);
 }
 
 /* ---- parse_query ----------------------------------------------------------------------- */
@@ -558,20 +654,15 @@ static void put_strlist(struct obs_sbuf *b, char **v, size_t n)
 }
 
 /* "matchers":[...] with a metric name written outside the braces last, as Prometheus'
- * parser appends it after the braces' matchers. */
+ * parser appends it after the braces' matchers (metricsd's parser puts it first). */
 static void put_matchers(struct obs_sbuf *b, const struct ql_node *n)
 {
-    size_t first = 0;
-    int name_last = n->name && n->nms > 0 && strcmp(n->ms[0].name, "__name__") == 0 &&
+    int name_last = n->name && n->nms > 1 && strcmp(n->ms[0].name, "__name__") == 0 &&
                     n->ms[0].type == OBS_MATCH_EQ && strcmp(n->ms[0].value, n->name) == 0;
-    if (name_last)
-        first = 1;
     obs_sbuf_puts(b, "\"matchers\":[");
-    int out = 0;
     for (size_t k = 0; k < n->nms; k++) {
         size_t i = name_last ? (k + 1 < n->nms ? k + 1 : 0) : k;
-        (void)first;
-        if (out++)
+        if (k)
             obs_sbuf_putc(b, ',');
         obs_sbuf_puts(b, "{\"name\":");
         put_str(b, n->ms[i].name);

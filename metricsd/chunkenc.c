@@ -29,14 +29,32 @@ static int ensure(struct mtd_xor_chunk *c, size_t bits)
     return 0;
 }
 
-/* Write the low nbits of u, most significant first (capacity ensured by the caller). */
+/* Write the low nbits (0..64) of u, most significant first (capacity ensured by the caller;
+ * the bytes past nbits are zero). Up to 9 bytes are touched per call, a byte at a time. */
 static void put_bits(struct mtd_xor_chunk *c, uint64_t u, int nbits)
 {
-    for (int i = nbits - 1; i >= 0; i--) {
-        if ((u >> i) & 1)
-            c->b[c->nbits / 8] |= (uint8_t)(0x80u >> (c->nbits % 8));
-        c->nbits++;
+    if (nbits <= 0)
+        return;
+    if (nbits < 64)
+        u &= (1ULL << nbits) - 1;
+    size_t pos = c->nbits;
+    int room = 8 - (int)(pos % 8); /* free bits in the current byte */
+    uint8_t *p = c->b + pos / 8;
+    int left = nbits;
+    if (left <= room) {
+        *p |= (uint8_t)(u << (room - left));
+        c->nbits += (size_t)nbits;
+        return;
     }
+    left -= room;
+    *p++ |= (uint8_t)(u >> left);
+    while (left >= 8) {
+        left -= 8;
+        *p++ = (uint8_t)(u >> left);
+    }
+    if (left > 0)
+        *p = (uint8_t)(u << (8 - left));
+    c->nbits += (size_t)nbits;
 }
 
 static int bit_range(int64_t x, int nbits)
@@ -153,15 +171,26 @@ int mtd_xor_append(struct mtd_xor_chunk *c, int64_t t, double v)
 
 static uint64_t get_bits(struct mtd_xor_iter *it, int nbits)
 {
-    uint64_t u = 0;
+    if (nbits <= 0)
+        return 0;
     if (it->pos + (size_t)nbits > it->len * 8) {
         it->err = 1;
         return 0;
     }
-    for (int i = 0; i < nbits; i++) {
-        u = (u << 1) | ((it->b[it->pos / 8] >> (7 - it->pos % 8)) & 1);
-        it->pos++;
+    const uint8_t *p = it->b + it->pos / 8;
+    int off = (int)(it->pos % 8);
+    int avail = 8 - off;
+    uint64_t u = *p++ & (0xffu >> off);
+    it->pos += (size_t)nbits;
+    if (nbits <= avail)
+        return u >> (avail - nbits);
+    int left = nbits - avail;
+    while (left >= 8) {
+        u = (u << 8) | *p++;
+        left -= 8;
     }
+    if (left > 0)
+        u = (u << left) | (*p >> (8 - left));
     return u;
 }
 
@@ -199,6 +228,7 @@ static void get_xor(struct mtd_xor_iter *it)
         return;
     if (get_bits(it, 1) == 1) {
         it->leading = (uint8_t)get_bits(it, 5);
+        it->have_window = 1;
         uint8_t sig = (uint8_t)get_bits(it, 6);
         if (sig == 0)
             sig = 64;
@@ -253,4 +283,32 @@ int mtd_xor_iter_next(struct mtd_xor_iter *it)
         return OBS_ECORRUPT;
     it->i++;
     return 1;
+}
+
+int mtd_xor_from_bytes(struct mtd_xor_chunk *c, const uint8_t *b, size_t len)
+{
+    struct mtd_xor_iter it;
+    int rc;
+    mtd_xor_iter_init(&it, b, len);
+    while ((rc = mtd_xor_iter_next(&it)) == 1)
+        ;
+    if (rc != 0 || it.i == 0)
+        return OBS_ECORRUPT;
+    memset(c, 0, sizeof *c);
+    size_t bytes = (it.pos + 7) / 8;
+    c->cap = bytes + 32;
+    c->b = obs_calloc(1, c->cap);
+    if (c->b == NULL)
+        return OBS_ENOMEM;
+    memcpy(c->b, b, bytes);
+    if (it.pos % 8) /* clear anything after the last bit */
+        c->b[bytes - 1] &= (uint8_t)(0xff00u >> (it.pos % 8));
+    c->nbits = it.pos;
+    c->n = it.n;
+    c->t = it.t;
+    c->tdelta = it.tdelta;
+    c->v = it.v;
+    c->leading = it.have_window ? it.leading : 0xff;
+    c->trailing = it.have_window ? it.trailing : 0;
+    return 0;
 }

@@ -52,10 +52,16 @@ struct mtd_xor_iter {
     double v;
     uint8_t leading, trailing;
     int err;
+    uint8_t have_window; /* a leading/trailing window has been read */
 };
 
 void mtd_xor_iter_init(struct mtd_xor_iter *it, const uint8_t *b, size_t len);
 /* Advance: 1 with it->t/it->v set, 0 at the end, OBS_ECORRUPT on truncated/bad data. */
 int mtd_xor_iter_next(struct mtd_xor_iter *it);
+
+/* Rebuild an appendable chunk from encoded bytes (copied): the inverse of mtd_xor_bytes(),
+ * so appending continues the same bit stream. c is overwritten (not freed first). Returns 0,
+ * OBS_ECORRUPT (bad or empty chunk) or OBS_ENOMEM. */
+int mtd_xor_from_bytes(struct mtd_xor_chunk *c, const uint8_t *b, size_t len);
 
 #endif

@@ -6,11 +6,16 @@
  * Content-Encoding: snappy; a body sent without that header is tried as snappy first and as
  * raw protobuf second. Per tenant (X-Scope-OrgID, default "anonymous").
  *
- * Validation per series, with Mimir's wording: metric name present and valid, label names
- * valid, sorted, unique, values non-empty, label count and lengths within `limits`, sample
+ * Validation per series, with Mimir's wording and the tenant's limits (mtd_limits_for:
+ * `limits:` plus `overrides:`/runtime file): metric name present and valid, label names
+ * valid, sorted, unique, values non-empty, label count and lengths within limits, sample
  * timestamps not too far in the future. Invalid series are dropped, valid ones are still
  * ingested (partial acceptance), and the reply is 400 with the first problem as plain text
- * so senders do not retry. Exemplars and native histograms are accepted and dropped.
+ * so senders do not retry. Then the tenant's token bucket (ingestion_rate samples +
+ * exemplars + metadata per second, ingestion_burst_size) must cover the request, else the
+ * whole request gets 429. Float samples, native histograms and exemplars go to the ingester;
+ * refused samples (out of order, too old, duplicate: 400; series limit: 429) do not stop the
+ * rest. Every discarded sample is counted in cortex_discarded_samples_total{reason,user}.
  * Only after the ingester has the samples in its WAL (fsynced) does the reply say 200.
  *
  * Config (`distributor:`): max_recv_msg_size (bytes, the body limit -> 413),
@@ -51,8 +56,8 @@ struct distributor {
     struct obs_ctx *ctx;
     struct mtd_app *app;
     size_t max_body;
-    struct obs_mfamily *f_discarded;
     struct obs_mchild *m_received, *m_requests;
+    struct bucket *buckets;
 };
 
 /* protobuf-c allocator over the request arena: everything unpacked dies with the request. */
@@ -94,22 +99,59 @@ static int tenant_valid(const char *t, char *why, size_t cap)
     return 1;
 }
 
-static void discard(struct distributor *d, const char *reason, size_t n)
+static void discard(struct distributor *d, const char *reason, const char *tenant, size_t n)
 {
-    if (n == 0 || d->f_discarded == NULL)
-        return;
-    struct obs_mchild *c = obs_mfamily_with(d->f_discarded, reason);
-    if (c)
-        obs_mchild_add(c, (double)n);
+    mtd_discard(d->app, reason, tenant, n);
+}
+
+/* Token bucket of one tenant (ingestion_rate / ingestion_burst_size). */
+struct bucket {
+    struct bucket *next;
+    double tokens;
+    int64_t last_ns;
+    char tenant[];
+};
+
+/* Take n tokens for tenant: 1 when allowed, 0 when the request must be refused. A request
+ * larger than the burst is never allowed, as Mimir's limiter. */
+static int rate_allow(struct distributor *d, const char *tenant, const struct mtd_limits *lim,
+                      double n)
+{
+    if (lim->ingestion_rate <= 0 || n <= 0)
+        return 1;
+    double burst = lim->ingestion_burst_size > 0 ? (double)lim->ingestion_burst_size :
+                   lim->ingestion_rate;
+    struct bucket *b = d->buckets;
+    while (b && strcmp(b->tenant, tenant) != 0)
+        b = b->next;
+    int64_t now = obs_mono_ns();
+    if (b == NULL) {
+        size_t len = strlen(tenant) + 1;
+        b = obs_malloc(sizeof *b + len);
+        if (b == NULL)
+            return 1; /* out of memory: do not refuse for it */
+        memcpy(b->tenant, tenant, len);
+        b->tokens = burst;
+        b->last_ns = now;
+        b->next = d->buckets;
+        d->buckets = b;
+    }
+    b->tokens += lim->ingestion_rate * (double)(now - b->last_ns) / 1e9;
+    if (b->tokens > burst)
+        b->tokens = burst;
+    b->last_ns = now;
+    if (n > b->tokens)
+        return 0;
+    b->tokens -= n;
+    return 1;
 }
 
 /* Validate one series against the limits. Returns 0 or OBS_EINVAL with err set and
  * *reason a short metric label. */
-static int validate_series(const struct distributor *d, const Prometheus__TimeSeries *ts,
+static int validate_series(const struct mtd_limits *lim, const Prometheus__TimeSeries *ts,
                            struct obs_label *l, int64_t now_ms, struct obs_err *err,
                            const char **reason)
 {
-    const struct mtd_limits *lim = &d->app->limits;
     size_t n = ts->n_labels;
     for (size_t k = 0; k < n; k++) {
         l[k].name = ts->labels[k]->name ? ts->labels[k]->name : "";
@@ -129,7 +171,10 @@ static int validate_series(const struct distributor *d, const Prometheus__TimeSe
         *reason = "max_label_names_per_series";
         return obs_err_set(err, OBS_EINVAL,
                            "received a series whose number of labels exceeds the limit "
-                           "(actual: %zu, limit: %lld) series: '%.100s'", n,
+                           "(actual: %zu, limit: %lld) series: '%.100s' "
+                           "(err-mimir-max-label-names-per-series). To adjust the related "
+                           "per-tenant limit, configure -validation.max-label-names-per-series, "
+                           "or contact your service administrator.", n,
                            (long long)lim->max_label_names_per_series, name);
     }
     for (size_t k = 0; k < n; k++) {
@@ -138,13 +183,19 @@ static int validate_series(const struct distributor *d, const Prometheus__TimeSe
             *reason = "label_name_too_long";
             return obs_err_set(err, OBS_EINVAL,
                                "received a series whose label name length exceeds the limit, "
-                               "label: '%.60s...' series: '%.100s'", l[k].name, name);
+                               "label: '%.60s...' series: '%.100s' "
+                               "(err-mimir-label-name-too-long). To adjust the related "
+                               "per-tenant limit, configure -validation.max-length-label-name, "
+                               "or contact your service administrator.", l[k].name, name);
         }
         if (lim->max_label_value_length > 0 && (int64_t)vl > lim->max_label_value_length) {
             *reason = "label_value_too_long";
             return obs_err_set(err, OBS_EINVAL,
                                "received a series whose label value length exceeds the limit, "
-                               "label: '%.60s' value: '%.40s...' series: '%.100s'", l[k].name,
+                               "label: '%.60s' value: '%.40s...' series: '%.100s' "
+                               "(err-mimir-label-value-too-long). To adjust the related "
+                               "per-tenant limit, configure -validation.max-length-label-value, "
+                               "or contact your service administrator.", l[k].name,
                                l[k].value, name);
         }
     }
@@ -153,6 +204,15 @@ static int validate_series(const struct distributor *d, const Prometheus__TimeSe
         return OBS_EINVAL;
     }
     if (lim->creation_grace_period_ms > 0) {
+        for (size_t k = 0; k < ts->n_histograms; k++) {
+            if (ts->histograms[k]->timestamp > now_ms + lim->creation_grace_period_ms) {
+                *reason = "too_far_in_future";
+                return obs_err_set(err, OBS_EINVAL,
+                                   "received a sample whose timestamp is too far in the "
+                                   "future, timestamp: %lld series: '%.100s'",
+                                   (long long)ts->histograms[k]->timestamp, name);
+            }
+        }
         for (size_t k = 0; k < ts->n_samples; k++) {
             if (ts->samples[k]->timestamp > now_ms + lim->creation_grace_period_ms) {
                 *reason = "too_far_in_future";
@@ -175,6 +235,7 @@ static void h_push(struct obs_http_req *r, void *arg)
     size_t len = 0;
     const uint8_t *body = obs_http_req_body(r, &len);
     struct obs_sbuf dec;
+    struct obs_label stack_l[64];
     obs_sbuf_init(&dec);
 
     if (d->m_requests)
@@ -224,10 +285,11 @@ static void h_push(struct obs_http_req *r, void *arg)
     }
 
     /* Validate; keep the valid series in a filtered request. */
+    const struct mtd_limits *lim = mtd_limits_for(d->app, tenant);
     int64_t now = obs_now_ms();
     Prometheus__TimeSeries **keep =
         obs_arena_alloc(ar, (wr->n_timeseries ? wr->n_timeseries : 1) * sizeof *keep);
-    size_t nkeep = 0, bad_series = 0, bad_samples = 0, total = 0;
+    size_t nkeep = 0, bad_series = 0, bad_samples = 0, total = 0, items = 0;
     struct obs_err first = {0};
     if (keep == NULL) {
         obs_sbuf_deinit(&dec);
@@ -236,13 +298,12 @@ static void h_push(struct obs_http_req *r, void *arg)
     }
     for (size_t i = 0; i < wr->n_timeseries; i++) {
         Prometheus__TimeSeries *ts = wr->timeseries[i];
-        total += ts->n_samples;
-        if (ts->n_histograms)
-            discard(d, "native_histogram", ts->n_histograms);
-        if (ts->n_samples == 0 && ts->n_histograms == 0 && ts->n_exemplars == 0)
+        size_t ns = ts->n_samples + ts->n_histograms;
+        total += ns;
+        if (ns == 0 && ts->n_exemplars == 0)
             continue;
-        struct obs_label *l = obs_arena_alloc(ar, (ts->n_labels ? ts->n_labels : 1) *
-                                                      sizeof *l);
+        struct obs_label *l = ts->n_labels <= 64 ? stack_l :
+                              obs_arena_alloc(ar, ts->n_labels * sizeof *l);
         struct obs_err e = {0};
         const char *reason = "invalid";
         if (l == NULL) {
@@ -250,16 +311,31 @@ static void h_push(struct obs_http_req *r, void *arg)
             obs_http_reply_text(r, 500, "out of memory");
             return;
         }
-        if (validate_series(d, ts, l, now, &e, &reason) != 0) {
+        if (validate_series(lim, ts, l, now, &e, &reason) != 0) {
             bad_series++;
-            bad_samples += ts->n_samples;
-            discard(d, reason, ts->n_samples);
+            bad_samples += ns;
+            discard(d, reason, tenant, ns);
             if (first.code == 0)
                 first = e;
             continue;
         }
-        if (ts->n_samples)
-            keep[nkeep++] = ts;
+        keep[nkeep++] = ts;
+        items += ns + ts->n_exemplars;
+    }
+    items += wr->n_metadata;
+    if (!rate_allow(d, tenant, lim, (double)items)) {
+        discard(d, "rate_limited", tenant, total - bad_samples);
+        obs_sbuf_deinit(&dec);
+        obs_http_reply_text(r, 429, "the request has been rejected because the tenant exceeded "
+                            "the ingestion rate limit, set to %g items/s with a maximum allowed "
+                            "burst of %lld. This limit is applied on the total number of "
+                            "samples, exemplars and metadata received across all distributors "
+                            "(err-mimir-tenant-max-ingestion-rate). To adjust the related "
+                            "per-tenant limits, configure -distributor.ingestion-rate-limit "
+                            "and -distributor.ingestion-burst-size, or contact your service "
+                            "administrator.", lim->ingestion_rate,
+                            (long long)lim->ingestion_burst_size);
+        return;
     }
     if (d->m_received)
         obs_mchild_add(d->m_received, (double)total);
@@ -270,13 +346,13 @@ static void h_push(struct obs_http_req *r, void *arg)
     /* Metadata: drop oversize entries, keep the rest. */
     for (size_t i = 0; i < wr->n_metadata; i++) {
         Prometheus__MetricMetadata *m = wr->metadata[i];
-        int64_t lim = d->app->limits.max_metadata_length;
-        if (lim > 0 && ((m->help && (int64_t)strlen(m->help) > lim) ||
-                        (m->unit && (int64_t)strlen(m->unit) > lim))) {
+        int64_t mlen = lim->max_metadata_length;
+        if (mlen > 0 && ((m->help && (int64_t)strlen(m->help) > mlen) ||
+                         (m->unit && (int64_t)strlen(m->unit) > mlen))) {
             if (first.code == 0)
                 obs_err_set(&first, OBS_EINVAL, "received a metric metadata whose help or unit "
                             "exceeds the limit of %lld characters, metric name: '%.100s'",
-                            (long long)lim, m->metric_family_name ? m->metric_family_name : "");
+                            (long long)mlen, m->metric_family_name ? m->metric_family_name : "");
             m->metric_family_name = NULL; /* skipped by the ingester */
         }
     }
@@ -290,11 +366,6 @@ static void h_push(struct obs_http_req *r, void *arg)
         obs_http_reply_text(r, rc == OBS_EAGAIN ? 503 : 500, "%s", err.msg);
         return;
     }
-    if (res.rejected)
-        discard(d, res.first_code == OBS_ERANGE ? "sample_out_of_order" :
-                   res.first_code == OBS_EEXIST ? "new_value_for_timestamp" :
-                   res.first_code == OBS_ELIMIT ? "per_user_series_limit" : "other",
-                res.rejected);
     if (first.code != 0) {
         obs_http_reply_text(r, 400, "%s (%zu of %zu series rejected, %zu samples)", first.msg,
                             bad_series, wr->n_timeseries, bad_samples);
@@ -310,6 +381,19 @@ static void h_push(struct obs_http_req *r, void *arg)
     obs_http_reply(r, 200, NULL, "", 0);
 }
 
+void mtd_distributor_stop(struct obs_ctx *ctx)
+{
+    struct mtd_app *app = mtd_app_of(ctx);
+    struct distributor *d = app ? app->distributor : NULL;
+    if (d == NULL)
+        return;
+    while (d->buckets) {
+        struct bucket *b = d->buckets;
+        d->buckets = b->next;
+        obs_free(b);
+    }
+}
+
 int mtd_distributor_init(struct obs_ctx *ctx, struct obs_err *err)
 {
     struct distributor_cfg cfg = {0};
@@ -322,10 +406,6 @@ int mtd_distributor_init(struct obs_ctx *ctx, struct obs_err *err)
     d->ctx = ctx;
     d->app = mtd_app_of(ctx);
     d->max_body = cfg.max_recv_msg_size > 0 ? (size_t)cfg.max_recv_msg_size : (100u << 20);
-    d->f_discarded = obs_metrics_family(ctx->metrics, OBS_MCOUNTER,
-                                        "mtd_discarded_samples_total",
-                                        "Samples discarded by the distributor or ingester.",
-                                        "reason", NULL, 0);
     d->m_received = obs_metrics_counter(ctx->metrics, "mtd_distributor_received_samples_total",
                                         "Samples received by remote write.");
     d->m_requests = obs_metrics_counter(ctx->metrics, "mtd_distributor_requests_total",

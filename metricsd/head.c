@@ -8,9 +8,24 @@
  *                   a hash table of series chains keyed by label-set hash, and postings
  *                   (name -> value -> roaring bitmap of ids).
  *   struct mseries  one series: its labels in one allocation with their strings, its
- *                   samples as Prometheus-compatible XOR chunks (chunkenc.h) of up to
- *                   MTD_CHUNK_SAMPLES samples (closed ones trimmed to size, plus the open
- *                   one being appended to), and appender bookkeeping.
+ *                   in-order float samples as Prometheus-compatible XOR chunks (chunkenc.h)
+ *                   of up to MTD_CHUNK_SAMPLES samples (closed ones trimmed to size, plus
+ *                   the open one being appended to), and appender bookkeeping; rarely used
+ *                   parts behind one pointer (struct sext): out-of-order float samples (a
+ *                   sorted array merged in on read), native histogram samples (each one
+ *                   encoded compactly, see hist_encode), the newest exemplar.
+ *   exemplars       per tenant, a circular buffer of max_exemplars entries (Prometheus'
+ *                   circular exemplar storage); the oldest is overwritten.
+ *
+ * Out of order (Prometheus' rules, out_of_order_time_window per tenant): a sample newer than
+ * the series' newest is appended; at the same time it is a duplicate (same value: accepted,
+ * stored once; else "duplicate sample for timestamp"); older, it is accepted into the
+ * out-of-order buffer when it is no older than the tenant's newest sample minus the window
+ * ("too old sample" otherwise; "out of order sample" when the window is 0).
+ *
+ * Checkpoints (mtd_head_checkpoint) dump the head into fresh WAL segments and delete the old
+ * ones; replay streams records (obs_wal keeps one buffer) and adopts checkpointed chunks as
+ * they are, so replay needs no more memory than the head it rebuilds.
  * The head keeps a dense array of series by global ref for WAL replay.
  *
  * Selection (postings for matchers, as Prometheus does it): a matcher that does not match ""
@@ -32,7 +47,9 @@
 #include "core/obs_log.h"
 #include "core/obs_mem.h"
 #include "core/obs_sbuf.h"
+#include "core/obs_time.h"
 #include "metricsd/chunkenc.h"
+#include "metricsd/ql/mtd_ql.h"
 #include "wal/obs_wal.h"
 
 /* Samples per chunk before it is cut, as Prometheus' head does. */
@@ -153,6 +170,27 @@ struct hchunk {
     int64_t mint, maxt;
 };
 
+/* A native histogram sample: b is its encoding (hist_encode), NULL for a stale marker. */
+struct hsamp {
+    int64_t t;
+    uint8_t *b;
+    uint32_t len;
+};
+
+/* Rarely used per-series state, allocated on first use to keep struct mseries small. */
+struct sext {
+    struct mtd_sample *ooo; /* out-of-order float samples, sorted by t, none in the chunks */
+    uint32_t nooo, capooo;
+    struct hsamp *hs;       /* histogram samples, sorted by t */
+    uint32_t nhs, caphs;
+    int64_t ex_t;           /* newest exemplar (valid when has_ex) */
+    double ex_v;
+    uint64_t ex_lhash;      /* hash of its labels */
+    int has_ex;
+};
+
+enum { K_FLOAT = 0, K_HIST = 1 };
+
 struct mseries {
     uint64_t ref;
     uint32_t id;
@@ -165,20 +203,36 @@ struct mseries {
     size_t nchunks, capchunks;
     struct mtd_xor_chunk open; /* chunk being appended to (b == NULL before the first) */
     int64_t open_mint;
-    int64_t mint, last_t;      /* first and last sample times (valid when n > 0) */
-    double last_v;
-    uint64_t n;                /* samples in the series */
+    int64_t mint, last_t;      /* first and last sample times over every kind (n + nh > 0) */
+    double last_v;             /* newest float sample (when last_kind == K_FLOAT) */
+    uint64_t n;                /* float samples (in-order chunks + out-of-order) */
+    uint64_t nin;              /* of which in the chunks */
+    int64_t in_last_t;         /* last sample in the chunks (nin > 0) */
+    struct sext *x;
+    uint8_t last_kind;         /* kind of the newest sample */
     /* appender bookkeeping */
-    int pending;    /* has samples in the open appender */
-    int64_t pend_t; /* last pending sample */
+    uint8_t pending;    /* has an in-order sample in the open appender */
+    uint8_t pend_kind;
+    uint8_t logged;     /* its 'S' record is in the WAL (2 = being written) */
+    int64_t pend_t;     /* newest pending in-order sample */
     double pend_v;
-    int logged;     /* its 'S' record is in the WAL */
+    const uint8_t *pend_h; /* its histogram encoding (K_HIST; NULL = stale) */
+    uint32_t pend_hlen;
 };
 
 struct meta {
     int type;
     char *help;
     char *unit;
+};
+
+/* One exemplar in a tenant's ring. */
+struct exm {
+    struct mseries *s; /* NULL = empty slot */
+    int64_t t;
+    double v;
+    char *l;           /* nl (name, value) NUL-terminated pairs */
+    uint32_t nl;
 };
 
 struct tenant {
@@ -189,6 +243,10 @@ struct tenant {
     size_t htcap;
     struct smap names;       /* name -> struct smap * (value -> roaring_bitmap_t *) */
     struct smap meta;        /* family -> struct meta * */
+    int64_t maxt;            /* newest sample of any series (OOO window reference) */
+    int have_maxt;
+    struct exm *ex;          /* exemplar ring */
+    size_t excap, exnext, exn;
 };
 
 struct mtd_head {
@@ -197,9 +255,16 @@ struct mtd_head {
     size_t capref;
     uint64_t next_ref;
     struct obs_wal *wal;
+    size_t wal_segment_bytes;
+    uint64_t ckpt_bytes;       /* WAL size right after the last checkpoint (0 = none yet) */
+    uint64_t ckpt_at;          /* WAL size when it was taken */
+    uint64_t nckpt;
     struct mtd_storage storage;
     size_t total_series;
-    uint64_t total_samples;
+    uint64_t total_samples;    /* floats, in order and out of order */
+    uint64_t total_ooo;
+    uint64_t total_hist;
+    size_t total_exemplars;
     size_t max_series;
     int appender_open;
 };
@@ -239,6 +304,24 @@ static void meta_free(void *p)
     obs_free(m);
 }
 
+static void sext_free(struct sext *x)
+{
+    if (x == NULL)
+        return;
+    for (uint32_t i = 0; i < x->nhs; i++)
+        obs_free(x->hs[i].b);
+    obs_free(x->hs);
+    obs_free(x->ooo);
+    obs_free(x);
+}
+
+static struct sext *sext_of(struct mseries *s)
+{
+    if (s->x == NULL)
+        s->x = obs_calloc(1, sizeof *s->x);
+    return s->x;
+}
+
 static void tenant_free(void *p)
 {
     struct tenant *t = p;
@@ -250,8 +333,12 @@ static void tenant_free(void *p)
             obs_free(s->chunks[k].b);
         obs_free(s->chunks);
         mtd_xor_deinit(&s->open);
+        sext_free(s->x);
         obs_free(s);
     }
+    for (size_t i = 0; i < t->excap; i++)
+        obs_free(t->ex[i].l);
+    obs_free(t->ex);
     obs_free(t->series);
     obs_free(t->ht);
     smap_free(&t->names, values_free);
@@ -276,6 +363,14 @@ static struct tenant *tenant_get(struct mtd_head *h, const char *name, int creat
         return NULL;
     }
     return t;
+}
+
+static void tenant_see(struct tenant *t, int64_t ts)
+{
+    if (!t->have_maxt || ts > t->maxt) {
+        t->maxt = ts;
+        t->have_maxt = 1;
+    }
 }
 
 static struct mseries *series_lookup(const struct tenant *t, uint64_t hash,
@@ -336,9 +431,6 @@ static int ref_slot(struct mtd_head *h, uint64_t ref)
 {
     if (ref < h->capref)
         return 0;
-    /* refs are assigned densely; a far larger one can only come from a corrupt WAL record */
-    if (ref >= (1ULL << 32) || ref > h->next_ref + (1ULL << 24))
-        return OBS_ECORRUPT;
     size_t nc = h->capref ? h->capref : 1024;
     while (nc <= ref)
         nc *= 2;
@@ -412,6 +504,24 @@ static struct mseries *series_create(struct mtd_head *h, struct tenant *t, uint6
     return s;
 }
 
+/* Samples of any kind in s. */
+static uint64_t series_count(const struct mseries *s)
+{
+    return s->n + (s->x ? s->x->nhs : 0);
+}
+
+/* Bookkeeping after a sample of kind k at t was stored. */
+static void series_seen(struct mseries *s, int64_t t, int kind)
+{
+    if (series_count(s) == 1 || t < s->mint)
+        s->mint = t;
+    if (series_count(s) == 1 || t >= s->last_t) {
+        s->last_t = t;
+        s->last_kind = (uint8_t)kind;
+    }
+    tenant_see(s->tenant, t);
+}
+
 /* Close the open chunk: keep a trimmed copy. On OOM the open chunk just keeps growing. */
 static void series_cut(struct mseries *s)
 {
@@ -429,11 +539,11 @@ static void series_cut(struct mseries *s)
         return;
     memcpy(b, s->open.b, len);
     s->chunks[s->nchunks++] = (struct hchunk){b, (uint32_t)len, s->open.n, s->open_mint,
-                                              s->last_t};
+                                              s->in_last_t};
     mtd_xor_deinit(&s->open);
 }
 
-/* Append (t, v) to s without checks (t > last_t is the caller's business). */
+/* Append (t, v) to the in-order chunks of s (t > every sample of s: the caller's business). */
 static int series_push(struct mtd_head *h, struct mseries *s, int64_t t, double v)
 {
     if (s->open.b == NULL) {
@@ -448,32 +558,180 @@ static int series_push(struct mtd_head *h, struct mseries *s, int64_t t, double 
     }
     if (rc != 0)
         return rc;
-    if (s->n == 0)
-        s->mint = t;
-    s->last_t = t;
-    s->last_v = v;
+    s->in_last_t = t;
+    s->nin++;
     s->n++;
+    s->last_v = v;
+    series_seen(s, t, K_FLOAT);
     h->total_samples++;
     if (s->open.n >= MTD_CHUNK_SAMPLES)
         series_cut(s);
     return 0;
 }
 
+/* Index of the first sample in x->ooo with t >= ts. */
+static uint32_t ooo_lower(const struct sext *x, int64_t ts)
+{
+    uint32_t lo = 0, hi = x->nooo;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (x->ooo[mid].t < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static uint32_t hs_lower(const struct sext *x, int64_t ts)
+{
+    uint32_t lo = 0, hi = x->nhs;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (x->hs[mid].t < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Float value of s at exactly t: 1 with *v set, 0 when there is none. */
+static int series_float_at(const struct mseries *s, int64_t t, double *v)
+{
+    if (s->x && s->x->nooo) {
+        uint32_t i = ooo_lower(s->x, t);
+        if (i < s->x->nooo && s->x->ooo[i].t == t) {
+            *v = s->x->ooo[i].v;
+            return 1;
+        }
+    }
+    if (s->nin == 0 || t > s->in_last_t)
+        return 0;
+    struct mtd_xor_iter it;
+    for (size_t k = 0; k <= s->nchunks; k++) {
+        const uint8_t *b;
+        size_t len;
+        if (k < s->nchunks) {
+            if (t < s->chunks[k].mint || t > s->chunks[k].maxt)
+                continue;
+            b = s->chunks[k].b;
+            len = s->chunks[k].len;
+        } else {
+            if (s->open.b == NULL || s->open.n == 0 || t < s->open_mint)
+                continue;
+            b = s->open.b;
+            len = mtd_xor_bytes(&s->open);
+        }
+        mtd_xor_iter_init(&it, b, len);
+        while (mtd_xor_iter_next(&it) == 1) {
+            if (it.t == t) {
+                *v = it.v;
+                return 1;
+            }
+            if (it.t > t)
+                break;
+        }
+    }
+    return 0;
+}
+
+/* Histogram sample of s at exactly t, or NULL. */
+static const struct hsamp *series_hist_at(const struct mseries *s, int64_t t)
+{
+    if (s->x == NULL || s->x->nhs == 0)
+        return NULL;
+    uint32_t i = hs_lower(s->x, t);
+    return i < s->x->nhs && s->x->hs[i].t == t ? &s->x->hs[i] : NULL;
+}
+
+/* Insert an out-of-order float sample (older than the newest sample of s). A sample already
+ * present at t (either kind) wins: returns 1 then, 0 when inserted, OBS_ENOMEM. */
+static int series_insert_ooo(struct mtd_head *h, struct mseries *s, int64_t t, double v)
+{
+    double old;
+    if (series_float_at(s, t, &old) || series_hist_at(s, t))
+        return 1;
+    struct sext *x = sext_of(s);
+    if (x == NULL)
+        return OBS_ENOMEM;
+    if (x->nooo == x->capooo) {
+        uint32_t nc = x->capooo ? x->capooo * 2 : 4;
+        struct mtd_sample *nv = obs_realloc(x->ooo, nc * sizeof *nv);
+        if (nv == NULL)
+            return OBS_ENOMEM;
+        x->ooo = nv;
+        x->capooo = nc;
+    }
+    uint32_t i = ooo_lower(x, t);
+    memmove(x->ooo + i + 1, x->ooo + i, (x->nooo - i) * sizeof *x->ooo);
+    x->ooo[i] = (struct mtd_sample){t, v};
+    x->nooo++;
+    s->n++;
+    series_seen(s, t, K_FLOAT);
+    h->total_samples++;
+    h->total_ooo++;
+    return 0;
+}
+
+/* Store a float sample wherever it belongs (commit and replay). 1 = already present. */
+static int series_apply_float(struct mtd_head *h, struct mseries *s, int64_t t, double v)
+{
+    if (series_count(s) == 0 || t > s->last_t)
+        return series_push(h, s, t, v);
+    if (t == s->last_t)
+        return 1;
+    return series_insert_ooo(h, s, t, v);
+}
+
+/* Store a histogram sample (b owned by the series on success, b NULL = stale marker).
+ * 1 = a sample exists at t already (b not taken). */
+static int series_apply_hist(struct mtd_head *h, struct mseries *s, int64_t t, uint8_t *b,
+                             uint32_t len)
+{
+    double old;
+    int in_order = series_count(s) == 0 || t > s->last_t;
+    if (!in_order && (series_hist_at(s, t) || series_float_at(s, t, &old)))
+        return 1;
+    struct sext *x = sext_of(s);
+    if (x == NULL)
+        return OBS_ENOMEM;
+    if (x->nhs == x->caphs) {
+        uint32_t nc = x->caphs ? x->caphs * 2 : 8;
+        struct hsamp *nv = obs_realloc(x->hs, nc * sizeof *nv);
+        if (nv == NULL)
+            return OBS_ENOMEM;
+        x->hs = nv;
+        x->caphs = nc;
+    }
+    uint32_t i = in_order ? x->nhs : hs_lower(x, t);
+    memmove(x->hs + i + 1, x->hs + i, (x->nhs - i) * sizeof *x->hs);
+    x->hs[i] = (struct hsamp){t, b, len};
+    x->nhs++;
+    series_seen(s, t, K_HIST);
+    h->total_hist++;
+    if (!in_order)
+        h->total_ooo++;
+    return 0;
+}
+
 /* Does s have samples that may fall in [mint, maxt]? (Exact at the series' ends.) */
 static int series_overlaps(const struct mseries *s, int64_t mint, int64_t maxt)
 {
-    return s->n > 0 && mint <= maxt && s->mint <= maxt && s->last_t >= mint;
+    return series_count(s) > 0 && mint <= maxt && s->mint <= maxt && s->last_t >= mint;
 }
 
-/* Upper bound of the samples of s in [mint, maxt] (whole chunks that overlap). */
+/* Upper bound of the float samples of s in [mint, maxt] (whole chunks that overlap). */
 static size_t series_bound(const struct mseries *s, int64_t mint, int64_t maxt)
 {
     size_t n = 0;
     for (size_t k = 0; k < s->nchunks; k++)
         if (s->chunks[k].mint <= maxt && s->chunks[k].maxt >= mint)
             n += s->chunks[k].n;
-    if (s->open.b && s->open.n > 0 && s->open_mint <= maxt && s->last_t >= mint)
+    if (s->open.b && s->open.n > 0 && s->open_mint <= maxt && s->in_last_t >= mint)
         n += s->open.n;
+    if (s->x)
+        n += s->x->nooo;
     return n;
 }
 
@@ -495,19 +753,95 @@ static size_t decode_into(const uint8_t *b, size_t len, int64_t mint, int64_t ma
     return n;
 }
 
-/* Decode the samples of s in [mint, maxt] into out (room for series_bound()). */
+/* Decode the float samples of s in [mint, maxt] into out (room for series_bound()), merging
+ * the out-of-order ones in. */
 static size_t series_decode(const struct mseries *s, int64_t mint, int64_t maxt,
                             struct mtd_sample *out)
 {
+    size_t m = 0, lo = 0;
+    if (s->x && s->x->nooo) {
+        lo = ooo_lower(s->x, mint);
+        for (size_t i = lo; i < s->x->nooo && s->x->ooo[i].t <= maxt; i++)
+            m++;
+    }
+    struct mtd_sample *in = out + m;
     size_t n = 0;
     for (size_t k = 0; k < s->nchunks; k++)
         if (s->chunks[k].mint <= maxt && s->chunks[k].maxt >= mint)
-            n += decode_into(s->chunks[k].b, s->chunks[k].len, mint, maxt, out + n);
-    if (s->open.b && s->open.n > 0 && s->open_mint <= maxt && s->last_t >= mint)
-        n += decode_into(s->open.b, mtd_xor_bytes(&s->open), mint, maxt, out + n);
-    return n;
+            n += decode_into(s->chunks[k].b, s->chunks[k].len, mint, maxt, in + n);
+    if (s->open.b && s->open.n > 0 && s->open_mint <= maxt && s->in_last_t >= mint)
+        n += decode_into(s->open.b, mtd_xor_bytes(&s->open), mint, maxt, in + n);
+    if (m == 0)
+        return n;
+    /* Merge in-order (at out[m..m+n)) with ooo[lo..lo+m) into out[0..); the write index never
+     * passes the read index of the in-order part. */
+    const struct mtd_sample *o = s->x->ooo + lo;
+    size_t i = 0, j = 0, w = 0;
+    while (i < n || j < m) {
+        if (j >= m || (i < n && in[i].t <= o[j].t)) {
+            if (j < m && i < n && in[i].t == o[j].t)
+                j++;
+            out[w++] = in[i++];
+        } else {
+            out[w++] = o[j++];
+        }
+    }
+    return w;
 }
 
+/* ---- native histogram encoding -----------------------------------------------------------
+ * varint schema | u8 reset hint | f64 zero threshold | cnt zero count | cnt count | f64 sum |
+ * uvarint npos | npos x (varint index delta, cnt) | uvarint nneg | ... | uvarint ncustom |
+ * ncustom x f64, where cnt is uvarint(2k) for an integral count k < 2^52, else uvarint(1) and
+ * the 8 bytes of the double (LE). The same bytes are the histogram's WAL payload. */
+
+static void put_f64(struct obs_sbuf *b, double v);
+
+static void put_cnt(struct obs_sbuf *b, double c)
+{
+    if (c >= 0 && c < 4503599627370496.0 && c == (double)(uint64_t)c) {
+        obs_sbuf_uvarint(b, (uint64_t)c << 1);
+    } else {
+        obs_sbuf_uvarint(b, 1);
+        put_f64(b, c);
+    }
+}
+
+static void put_buckets(struct obs_sbuf *b, const int32_t *idx, const double *cnt, size_t n)
+{
+    int64_t prev = 0;
+    obs_sbuf_uvarint(b, n);
+    for (size_t i = 0; i < n; i++) {
+        obs_sbuf_varint(b, (int64_t)idx[i] - prev);
+        prev = idx[i];
+        put_cnt(b, cnt[i]);
+    }
+}
+
+/* Encode h into b. Returns 0 or OBS_EINVAL for an unsupported schema / unsorted buckets. */
+static int hist_encode(struct obs_sbuf *b, const struct mtd_ql_hist *h)
+{
+    if (!((h->schema >= -4 && h->schema <= 8) || h->schema == MTD_QL_SCHEMA_CUSTOM))
+        return OBS_EINVAL;
+    for (size_t i = 1; i < h->np; i++)
+        if (h->pidx[i] <= h->pidx[i - 1])
+            return OBS_EINVAL;
+    for (size_t i = 1; i < h->nn; i++)
+        if (h->nidx[i] <= h->nidx[i - 1])
+            return OBS_EINVAL;
+    obs_sbuf_varint(b, h->schema);
+    obs_sbuf_putc(b, (char)h->crh);
+    put_f64(b, h->zero_threshold);
+    put_cnt(b, h->zero_count);
+    put_cnt(b, h->count);
+    put_f64(b, h->sum);
+    put_buckets(b, h->pidx, h->pcnt, h->np);
+    put_buckets(b, h->nidx, h->ncnt, h->nn);
+    obs_sbuf_uvarint(b, h->ncustom);
+    for (size_t i = 0; i < h->ncustom; i++)
+        put_f64(b, h->custom[i]);
+    return 0;
+}
 /* ---- WAL encoding ----------------------------------------------------------------------- */
 
 static void put_str(struct obs_sbuf *b, const char *s)
@@ -571,6 +905,18 @@ static double rd_f64(struct rd *r)
     return v;
 }
 
+/* Borrow n bytes. */
+static const uint8_t *rd_bytes(struct rd *r, uint64_t n)
+{
+    if (r->bad || (uint64_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        return NULL;
+    }
+    const uint8_t *p = r->p;
+    r->p += n;
+    return p;
+}
+
 /* Read a str into a NUL-terminated copy in buf (grown as needed). */
 static char *rd_str(struct rd *r, struct obs_sbuf *buf)
 {
@@ -590,10 +936,89 @@ static char *rd_str(struct rd *r, struct obs_sbuf *buf)
     return (char *)(uintptr_t)off; /* offset; resolved once the buffer stops moving */
 }
 
+static double rd_cnt(struct rd *r)
+{
+    uint64_t u = rd_uv(r);
+    if (u & 1)
+        return rd_f64(r);
+    return (double)(u >> 1);
+}
+
+static size_t rd_buckets(struct rd *r, struct obs_arena *ar, int32_t **idx, double **cnt)
+{
+    uint64_t n = rd_uv(r);
+    *idx = NULL;
+    *cnt = NULL;
+    if (r->bad || n == 0 || n > (uint64_t)(r->end - r->p)) {
+        if (n)
+            r->bad = 1;
+        return 0;
+    }
+    *idx = obs_arena_alloc(ar, n * sizeof **idx);
+    *cnt = obs_arena_alloc(ar, n * sizeof **cnt);
+    if (*idx == NULL || *cnt == NULL) {
+        r->bad = 1;
+        return 0;
+    }
+    int64_t prev = 0;
+    for (uint64_t i = 0; i < n && !r->bad; i++) {
+        prev += rd_v(r);
+        (*idx)[i] = (int32_t)prev;
+        (*cnt)[i] = rd_cnt(r);
+    }
+    return (size_t)n;
+}
+
+/* Decode a histogram encoding into arena memory. NULL on bad data or OOM. */
+static struct mtd_ql_hist *hist_decode(const uint8_t *b, size_t len, struct obs_arena *ar)
+{
+    struct rd r = {b, b + len, 0};
+    struct mtd_ql_hist *h = obs_arena_calloc(ar, sizeof *h);
+    if (h == NULL)
+        return NULL;
+    h->schema = (int32_t)rd_v(&r);
+    const uint8_t *crh = rd_bytes(&r, 1);
+    h->crh = crh ? (enum mtd_ql_crh)(*crh & 3) : MTD_QL_CRH_UNKNOWN;
+    h->zero_threshold = rd_f64(&r);
+    h->zero_count = rd_cnt(&r);
+    h->count = rd_cnt(&r);
+    h->sum = rd_f64(&r);
+    h->np = rd_buckets(&r, ar, &h->pidx, &h->pcnt);
+    h->nn = rd_buckets(&r, ar, &h->nidx, &h->ncnt);
+    uint64_t nc = rd_uv(&r);
+    if (!r.bad && nc > 0 && nc <= (uint64_t)(r.end - r.p) / 8) {
+        h->custom = obs_arena_alloc(ar, nc * sizeof *h->custom);
+        if (h->custom == NULL)
+            return NULL;
+        for (uint64_t i = 0; i < nc; i++)
+            h->custom[i] = rd_f64(&r);
+        h->ncustom = (size_t)nc;
+    } else if (nc > 0) {
+        r.bad = 1;
+    }
+    return r.bad ? NULL : h;
+}
+
+/* Is this encoding valid? (WAL replay checks every histogram before storing it.) */
+static int hist_valid(const uint8_t *b, size_t len)
+{
+    struct obs_arena *ar = obs_arena_new(4096);
+    if (ar == NULL)
+        return 0;
+    int ok = hist_decode(b, len, ar) != NULL;
+    obs_arena_free(ar);
+    return ok;
+}
+
 struct replay {
     struct mtd_head *h;
     uint64_t records, samples, skipped;
 };
+
+static struct mseries *ref_series(struct mtd_head *h, uint64_t ref)
+{
+    return ref < h->capref ? h->by_ref[ref] : NULL;
+}
 
 static int replay_series(struct replay *rp, struct rd *r)
 {
@@ -663,15 +1088,278 @@ static int replay_samples(struct replay *rp, struct rd *r)
         double v = rd_f64(r);
         if (r->bad)
             break;
-        struct mseries *s = ref < rp->h->capref ? rp->h->by_ref[ref] : NULL;
-        if (s == NULL || (s->n > 0 && t <= s->last_t)) {
+        struct mseries *s = ref_series(rp->h, ref);
+        if (s == NULL) {
             rp->skipped++;
             continue;
         }
-        if (series_push(rp->h, s, t, v) != 0)
-            return OBS_ENOMEM;
-        rp->samples++;
+        int rc = series_apply_float(rp->h, s, t, v);
+        if (rc < 0)
+            return rc;
+        if (rc == 1)
+            rp->skipped++;
+        else
+            rp->samples++;
     }
+    return 0;
+}
+
+/* 'H': uvarint count; per sample: uvarint ref, varint t (absolute), uvarint len, len bytes of
+ * hist_encode (len 0 = stale marker). */
+static int replay_hists(struct replay *rp, struct rd *r)
+{
+    uint64_t cnt = rd_uv(r);
+    for (uint64_t i = 0; i < cnt && !r->bad; i++) {
+        uint64_t ref = rd_uv(r);
+        int64_t t = rd_v(r);
+        uint64_t len = rd_uv(r);
+        const uint8_t *p = rd_bytes(r, len);
+        if (r->bad)
+            break;
+        struct mseries *s = ref_series(rp->h, ref);
+        if (s == NULL || (len > 0 && !hist_valid(p, len))) {
+            rp->skipped++;
+            continue;
+        }
+        uint8_t *b = NULL;
+        if (len > 0) {
+            b = obs_malloc(len);
+            if (b == NULL)
+                return OBS_ENOMEM;
+            memcpy(b, p, len);
+        }
+        int rc = series_apply_hist(rp->h, s, t, b, (uint32_t)len);
+        if (rc != 0)
+            obs_free(b);
+        if (rc < 0)
+            return rc;
+        if (rc == 1)
+            rp->skipped++;
+        else
+            rp->samples++;
+    }
+    return 0;
+}
+
+/* 'C' (checkpoints): uvarint count; per chunk: uvarint ref, uvarint len, the XOR chunk bytes.
+ * A chunk newer than everything of an empty-open-chunk series is adopted as it is; otherwise
+ * (a checkpoint replayed over the segments it summarises) its samples are applied one by
+ * one, which skips those already present. */
+static int replay_chunks(struct replay *rp, struct rd *r)
+{
+    uint64_t cnt = rd_uv(r);
+    for (uint64_t i = 0; i < cnt && !r->bad; i++) {
+        uint64_t ref = rd_uv(r);
+        uint64_t len = rd_uv(r);
+        const uint8_t *p = rd_bytes(r, len);
+        if (r->bad)
+            break;
+        struct mseries *s = ref_series(rp->h, ref);
+        if (s == NULL || len < 2 || len > UINT32_MAX) {
+            rp->skipped++;
+            continue;
+        }
+        /* Validate and find the chunk's range. */
+        struct mtd_xor_iter it;
+        int64_t mint = 0, maxt = 0;
+        double lastv = 0;
+        uint32_t n = 0;
+        int ok = 1;
+        mtd_xor_iter_init(&it, p, len);
+        int rc;
+        while ((rc = mtd_xor_iter_next(&it)) == 1) {
+            if (n > 0 && it.t <= maxt) {
+                ok = 0;
+                break;
+            }
+            if (n == 0)
+                mint = it.t;
+            maxt = it.t;
+            lastv = it.v;
+            n++;
+        }
+        if (rc < 0 || !ok || n == 0) {
+            rp->skipped++;
+            continue;
+        }
+        int adopt = s->open.b == NULL && (series_count(s) == 0 || mint > s->last_t);
+        if (!adopt) {
+            mtd_xor_iter_init(&it, p, len);
+            while (mtd_xor_iter_next(&it) == 1) {
+                rc = series_apply_float(rp->h, s, it.t, it.v);
+                if (rc < 0)
+                    return rc;
+                if (rc == 1)
+                    rp->skipped++;
+                else
+                    rp->samples++;
+            }
+            continue;
+        }
+        if (n < MTD_CHUNK_SAMPLES) {
+            /* A partly filled chunk becomes the open chunk again. */
+            if (mtd_xor_from_bytes(&s->open, p, len) != 0)
+                return OBS_ENOMEM;
+            s->open_mint = mint;
+        } else {
+            if (s->nchunks == s->capchunks) {
+                size_t nc = s->capchunks ? s->capchunks * 2 : 4;
+                struct hchunk *nv = obs_realloc(s->chunks, nc * sizeof *nv);
+                if (nv == NULL)
+                    return OBS_ENOMEM;
+                s->chunks = nv;
+                s->capchunks = nc;
+            }
+            uint8_t *b = obs_malloc(len);
+            if (b == NULL)
+                return OBS_ENOMEM;
+            memcpy(b, p, len);
+            s->chunks[s->nchunks++] = (struct hchunk){b, (uint32_t)len, (uint16_t)n, mint, maxt};
+        }
+        int first = series_count(s) == 0;
+        s->n += n;
+        s->nin += n;
+        s->in_last_t = maxt;
+        s->last_v = lastv;
+        if (first)
+            s->mint = mint;
+        s->last_t = maxt;
+        s->last_kind = K_FLOAT;
+        tenant_see(s->tenant, maxt);
+        rp->h->total_samples += n;
+        rp->samples += n;
+    }
+    return 0;
+}
+
+/* Exemplar labels are kept as nl NUL-terminated (name, value) pairs in one allocation. */
+static char *ex_labels_pack(const struct obs_label *l, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(l[i].name) + strlen(l[i].value) + 2;
+    char *p = obs_malloc(len), *q = p;
+    if (p == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t a = strlen(l[i].name) + 1, b = strlen(l[i].value) + 1;
+        memcpy(q, l[i].name, a);
+        q += a;
+        memcpy(q, l[i].value, b);
+        q += b;
+    }
+    *q = '\0';
+    return p;
+}
+
+static uint64_t ex_labels_hash(const char *p, uint32_t nl)
+{
+    const char *q = p;
+    for (uint32_t i = 0; i < 2 * nl; i++)
+        q += strlen(q) + 1;
+    return XXH3_64bits(p, (size_t)(q - p));
+}
+
+/* Size the tenant's ring to cap (keeping the newest exemplars). */
+static int ex_ring_resize(struct mtd_head *h, struct tenant *t, size_t cap)
+{
+    if (cap == t->excap)
+        return 0;
+    struct exm *ne = cap ? obs_calloc(cap, sizeof *ne) : NULL;
+    if (cap && ne == NULL)
+        return OBS_ENOMEM;
+    size_t keep = t->exn < cap ? t->exn : cap, k = 0;
+    /* oldest kept = (exnext - exn + (exn - keep)) mod excap */
+    for (size_t i = 0; i < t->exn; i++) {
+        size_t idx = (t->exnext + t->excap - t->exn + i) % t->excap;
+        if (i < t->exn - keep) {
+            obs_free(t->ex[idx].l);
+            h->total_exemplars--;
+            continue;
+        }
+        ne[k++] = t->ex[idx];
+    }
+    obs_free(t->ex);
+    t->ex = ne;
+    t->excap = cap;
+    t->exn = keep;
+    t->exnext = cap ? keep % cap : 0;
+    return 0;
+}
+
+/* Store an exemplar (l taken) in the ring. */
+static void ex_store(struct mtd_head *h, struct mseries *s, int64_t ts, double v, char *l,
+                     uint32_t nl)
+{
+    struct tenant *t = s->tenant;
+    struct sext *x = sext_of(s);
+    if (t->excap == 0 || x == NULL) {
+        obs_free(l);
+        return;
+    }
+    struct exm *e = &t->ex[t->exnext];
+    if (e->s != NULL) {
+        obs_free(e->l);
+        h->total_exemplars--;
+        t->exn--;
+    }
+    *e = (struct exm){s, ts, v, l, nl};
+    t->exnext = (t->exnext + 1) % t->excap;
+    t->exn++;
+    h->total_exemplars++;
+    x->has_ex = 1;
+    x->ex_t = ts;
+    x->ex_v = v;
+    x->ex_lhash = ex_labels_hash(l, nl);
+}
+
+/* 'E': uvarint count; per exemplar: uvarint ref, varint t, f64 v, uvarint n, n x (str, str). */
+static int replay_exemplars(struct replay *rp, struct rd *r)
+{
+    struct obs_sbuf buf;
+    uint64_t cnt = rd_uv(r);
+    obs_sbuf_init(&buf);
+    for (uint64_t i = 0; i < cnt && !r->bad; i++) {
+        uint64_t ref = rd_uv(r);
+        int64_t t = rd_v(r);
+        double v = rd_f64(r);
+        uint64_t nl = rd_uv(r);
+        obs_sbuf_reset(&buf);
+        for (uint64_t k = 0; k < nl && !r->bad; k++) {
+            uint64_t n = rd_uv(r);
+            const uint8_t *p = rd_bytes(r, n);
+            if (p && memchr(p, 0, n) == NULL) {
+                obs_sbuf_append(&buf, p, n);
+                obs_sbuf_putc(&buf, '\0');
+            } else {
+                r->bad = 1;
+            }
+            n = rd_uv(r);
+            p = rd_bytes(r, n);
+            if (p && memchr(p, 0, n) == NULL) {
+                obs_sbuf_append(&buf, p, n);
+                obs_sbuf_putc(&buf, '\0');
+            } else {
+                r->bad = 1;
+            }
+        }
+        if (r->bad || buf.oom || nl > 1000)
+            break;
+        struct mseries *s = ref_series(rp->h, ref);
+        if (s == NULL || s->tenant->excap == 0)
+            continue;
+        if (s->x && s->x->has_ex && t <= s->x->ex_t)
+            continue; /* already there (checkpoint over its own segments) */
+        char *l = obs_malloc(buf.len + 1);
+        if (l == NULL) {
+            obs_sbuf_deinit(&buf);
+            return OBS_ENOMEM;
+        }
+        memcpy(l, buf.p, buf.len);
+        l[buf.len] = '\0';
+        ex_store(rp->h, s, t, v, l, (uint32_t)nl);
+    }
+    obs_sbuf_deinit(&buf);
     return 0;
 }
 
@@ -733,6 +1421,23 @@ static int replay_meta(struct replay *rp, struct rd *r)
     return rc;
 }
 
+/* 'X' exemplar ring capacity of a tenant: str tenant, uvarint cap (so replay keeps as many
+ * exemplars as the ring had). */
+static int replay_excap(struct replay *rp, struct rd *r)
+{
+    struct obs_sbuf buf;
+    obs_sbuf_init(&buf);
+    char *ten = rd_str(r, &buf);
+    uint64_t cap = rd_uv(r);
+    int rc = 0;
+    if (!r->bad && cap <= (1u << 26)) {
+        struct tenant *t = tenant_get(rp->h, buf.p + (uintptr_t)ten, 1);
+        rc = t ? ex_ring_resize(rp->h, t, (size_t)cap) : OBS_ENOMEM;
+    }
+    obs_sbuf_deinit(&buf);
+    return rc;
+}
+
 static int replay_rec(const uint8_t *rec, size_t len, void *arg)
 {
     struct replay *rp = arg;
@@ -745,11 +1450,247 @@ static int replay_rec(const uint8_t *rec, size_t len, void *arg)
     case 'S': rc = replay_series(rp, &r); break;
     case 'D': rc = replay_samples(rp, &r); break;
     case 'M': rc = replay_meta(rp, &r); break;
+    case 'H': rc = replay_hists(rp, &r); break;
+    case 'C': rc = replay_chunks(rp, &r); break;
+    case 'E': rc = replay_exemplars(rp, &r); break;
+    case 'X': rc = replay_excap(rp, &r); break;
     default: break; /* unknown record types from a newer version are skipped */
     }
     if (r.bad)
         obs_log_warn("head: WAL record of type %c is malformed; kept what decoded", rec[0]);
     return rc;
+}
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+#define CKPT_RECORD_BYTES (256u << 10)
+
+/* A record being built: type byte + uvarint count + body. */
+struct recb {
+    struct obs_wal *w;
+    char type;
+    uint64_t cnt;
+    struct obs_sbuf body, out;
+    int rc;
+};
+
+static void recb_init(struct recb *rb, struct obs_wal *w, char type)
+{
+    memset(rb, 0, sizeof *rb);
+    rb->w = w;
+    rb->type = type;
+    obs_sbuf_init(&rb->body);
+    obs_sbuf_init(&rb->out);
+}
+
+static void recb_flush(struct recb *rb)
+{
+    if (rb->cnt == 0 || rb->rc != 0)
+        return;
+    obs_sbuf_reset(&rb->out);
+    obs_sbuf_putc(&rb->out, rb->type);
+    obs_sbuf_uvarint(&rb->out, rb->cnt);
+    obs_sbuf_append(&rb->out, rb->body.p, rb->body.len);
+    if (rb->out.oom || rb->body.oom)
+        rb->rc = OBS_ENOMEM;
+    else
+        rb->rc = obs_wal_append(rb->w, rb->out.p, rb->out.len);
+    obs_sbuf_reset(&rb->body);
+    rb->cnt = 0;
+}
+
+/* Count one entry just written to rb->body; flush when the record is big enough. */
+static void recb_done(struct recb *rb)
+{
+    rb->cnt++;
+    if (rb->body.len >= CKPT_RECORD_BYTES)
+        recb_flush(rb);
+}
+
+static void recb_deinit(struct recb *rb)
+{
+    obs_sbuf_deinit(&rb->body);
+    obs_sbuf_deinit(&rb->out);
+}
+
+static void enc_series(struct obs_sbuf *b, const struct mseries *s)
+{
+    obs_sbuf_uvarint(b, s->ref);
+    put_str(b, s->tenant->name);
+    obs_sbuf_uvarint(b, s->nlabels);
+    for (size_t k = 0; k < s->nlabels; k++) {
+        put_str(b, s->labels[k].name);
+        put_str(b, s->labels[k].value);
+    }
+}
+
+static void enc_exemplar(struct obs_sbuf *b, const struct exm *e)
+{
+    obs_sbuf_uvarint(b, e->s->ref);
+    obs_sbuf_varint(b, e->t);
+    put_f64(b, e->v);
+    obs_sbuf_uvarint(b, e->nl);
+    const char *p = e->l;
+    for (uint32_t i = 0; i < 2 * e->nl; i++) {
+        put_str(b, p);
+        p += strlen(p) + 1;
+    }
+}
+
+/* Every record of the checkpoint, in replay order. */
+static int checkpoint_write(struct mtd_head *h)
+{
+    struct recb rs, rc, rd, rh, re;
+    recb_init(&rs, h->wal, 'S');
+    recb_init(&rc, h->wal, 'C');
+    recb_init(&rd, h->wal, 'D');
+    recb_init(&rh, h->wal, 'H');
+    recb_init(&re, h->wal, 'E');
+    int rcode = 0;
+    const char **tn = smap_sorted_keys(&h->tenants);
+    if (tn == NULL)
+        rcode = OBS_ENOMEM;
+    /* Series first (all tenants), then their data: replay needs the refs. */
+    for (size_t ti = 0; rcode == 0 && ti < h->tenants.n; ti++) {
+        const struct tenant *t = smap_get(&h->tenants, tn[ti]);
+        for (size_t i = 0; i < t->nseries && rs.rc == 0; i++) {
+            enc_series(&rs.body, t->series[i]);
+            recb_done(&rs);
+        }
+    }
+    recb_flush(&rs);
+    rcode = rcode ? rcode : rs.rc;
+    /* Chunks of every series, then out-of-order samples and histograms (so replay can adopt
+     * the chunks as they are before anything else lands in those series). */
+    for (size_t ti = 0; rcode == 0 && ti < h->tenants.n; ti++) {
+        const struct tenant *t = smap_get(&h->tenants, tn[ti]);
+        for (size_t i = 0; i < t->nseries && rc.rc == 0; i++) {
+            const struct mseries *s = t->series[i];
+            for (size_t k = 0; k < s->nchunks && rc.rc == 0; k++) {
+                obs_sbuf_uvarint(&rc.body, s->ref);
+                obs_sbuf_uvarint(&rc.body, s->chunks[k].len);
+                obs_sbuf_append(&rc.body, s->chunks[k].b, s->chunks[k].len);
+                recb_done(&rc);
+            }
+            if (s->open.b && s->open.n > 0 && rc.rc == 0) {
+                obs_sbuf_uvarint(&rc.body, s->ref);
+                obs_sbuf_uvarint(&rc.body, mtd_xor_bytes(&s->open));
+                obs_sbuf_append(&rc.body, s->open.b, mtd_xor_bytes(&s->open));
+                recb_done(&rc);
+            }
+        }
+    }
+    recb_flush(&rc);
+    rcode = rcode ? rcode : rc.rc;
+    int64_t prev = 0; /* 'D' t deltas chain over the record */
+    for (size_t ti = 0; rcode == 0 && ti < h->tenants.n; ti++) {
+        const struct tenant *t = smap_get(&h->tenants, tn[ti]);
+        for (size_t i = 0; i < t->nseries && rcode == 0; i++) {
+            const struct mseries *s = t->series[i];
+            if (s->x == NULL)
+                continue;
+            for (uint32_t k = 0; k < s->x->nooo && rd.rc == 0; k++) {
+                if (rd.cnt == 0)
+                    prev = 0;
+                obs_sbuf_uvarint(&rd.body, s->ref);
+                obs_sbuf_varint(&rd.body, s->x->ooo[k].t - prev);
+                prev = s->x->ooo[k].t;
+                put_f64(&rd.body, s->x->ooo[k].v);
+                recb_done(&rd);
+            }
+            for (uint32_t k = 0; k < s->x->nhs && rh.rc == 0; k++) {
+                obs_sbuf_uvarint(&rh.body, s->ref);
+                obs_sbuf_varint(&rh.body, s->x->hs[k].t);
+                obs_sbuf_uvarint(&rh.body, s->x->hs[k].b ? s->x->hs[k].len : 0);
+                if (s->x->hs[k].b)
+                    obs_sbuf_append(&rh.body, s->x->hs[k].b, s->x->hs[k].len);
+                recb_done(&rh);
+            }
+            rcode = rd.rc ? rd.rc : rh.rc;
+        }
+    }
+    recb_flush(&rd);
+    recb_flush(&rh);
+    rcode = rcode ? rcode : rd.rc ? rd.rc : rh.rc;
+    /* Exemplar ring capacities and exemplars (oldest first), then metadata. */
+    for (size_t ti = 0; rcode == 0 && ti < h->tenants.n; ti++) {
+        const struct tenant *t = smap_get(&h->tenants, tn[ti]);
+        struct obs_sbuf b;
+        obs_sbuf_init(&b);
+        obs_sbuf_putc(&b, 'X');
+        put_str(&b, t->name);
+        obs_sbuf_uvarint(&b, t->excap);
+        rcode = b.oom ? OBS_ENOMEM : obs_wal_append(h->wal, b.p, b.len);
+        for (size_t i = 0; rcode == 0 && i < t->exn; i++) {
+            const struct exm *e = &t->ex[(t->exnext + t->excap - t->exn + i) % t->excap];
+            enc_exemplar(&re.body, e);
+            recb_done(&re);
+            rcode = re.rc;
+        }
+        recb_flush(&re);
+        rcode = rcode ? rcode : re.rc;
+        if (rcode == 0 && t->meta.n > 0) {
+            const char **fam = smap_sorted_keys(&t->meta);
+            obs_sbuf_reset(&b);
+            obs_sbuf_putc(&b, 'M');
+            put_str(&b, t->name);
+            obs_sbuf_uvarint(&b, t->meta.n);
+            for (size_t i = 0; fam && i < t->meta.n; i++) {
+                const struct meta *m = smap_get(&t->meta, fam[i]);
+                put_str(&b, fam[i]);
+                obs_sbuf_uvarint(&b, (uint64_t)m->type);
+                put_str(&b, m->help);
+                put_str(&b, m->unit);
+            }
+            rcode = fam == NULL || b.oom ? OBS_ENOMEM : obs_wal_append(h->wal, b.p, b.len);
+            obs_free(fam);
+        }
+        obs_sbuf_deinit(&b);
+    }
+    obs_free(tn);
+    recb_deinit(&rs);
+    recb_deinit(&rc);
+    recb_deinit(&rd);
+    recb_deinit(&rh);
+    recb_deinit(&re);
+    return rcode;
+}
+
+int mtd_head_checkpoint(struct mtd_head *h, struct obs_err *err)
+{
+    if (h == NULL || h->wal == NULL)
+        return 0;
+    if (h->appender_open)
+        return obs_err_set(err, OBS_EINVAL, "checkpoint while an appender is open");
+    int64_t t0 = obs_mono_ns();
+    int rc = obs_wal_checkpoint_begin(h->wal);
+    if (rc == 0)
+        rc = checkpoint_write(h);
+    if (rc == 0)
+        rc = obs_wal_checkpoint_end(h->wal);
+    if (rc != 0) {
+        /* The old segments are still there: nothing is lost, the next try starts over. */
+        return obs_err_set(err, rc, "WAL checkpoint failed: %s", obs_rc_str(rc));
+    }
+    h->ckpt_bytes = obs_wal_size(h->wal);
+    h->ckpt_at = h->ckpt_bytes;
+    h->nckpt++;
+    obs_log_info("head: WAL checkpoint done series=%zu samples=%llu bytes=%llu ms=%.1f",
+                 h->total_series, (unsigned long long)h->total_samples,
+                 (unsigned long long)h->ckpt_bytes, (double)(obs_mono_ns() - t0) / 1e6);
+    return 0;
+}
+
+int mtd_head_maybe_checkpoint(struct mtd_head *h, struct obs_err *err)
+{
+    if (h == NULL || h->wal == NULL || h->appender_open)
+        return 0;
+    uint64_t size = obs_wal_size(h->wal);
+    uint64_t grown = size > h->ckpt_at ? size - h->ckpt_at : 0;
+    uint64_t need = h->wal_segment_bytes > h->ckpt_bytes ? h->wal_segment_bytes : h->ckpt_bytes;
+    if (grown < need)
+        return 0;
+    int rc = mtd_head_checkpoint(h, err);
+    return rc ? rc : 1;
 }
 
 /* ---- open / close ----------------------------------------------------------------------- */
@@ -768,12 +1709,14 @@ struct mtd_head *mtd_head_open(const struct mtd_head_opts *o, struct obs_err *er
     h->storage.impl = h;
     if (o && o->wal_dir && o->wal_dir[0]) {
         struct obs_wal_opts wo = {o->wal_dir, o->wal_segment_bytes, o->wal_no_fsync};
+        h->wal_segment_bytes = o->wal_segment_bytes ? o->wal_segment_bytes : (64u << 20);
         h->wal = obs_wal_open(&wo, err);
         if (h->wal == NULL) {
             mtd_head_close(h);
             return NULL;
         }
         struct replay rp = {h, 0, 0, 0};
+        int64_t t0 = obs_mono_ns();
         int rc = obs_wal_replay(h->wal, replay_rec, &rp, err);
         if (rc == OBS_ECORRUPT) {
             obs_log_warn("head: WAL replay stopped at corruption: %s (kept %llu samples)",
@@ -785,10 +1728,13 @@ struct mtd_head *mtd_head_open(const struct mtd_head_opts *o, struct obs_err *er
             mtd_head_close(h);
             return NULL;
         }
+        h->ckpt_at = obs_wal_size(h->wal);
         obs_log_info("head: replayed WAL dir=%s records=%llu series=%zu samples=%llu "
-                     "skipped=%llu", o->wal_dir, (unsigned long long)rp.records,
-                     h->total_series, (unsigned long long)rp.samples,
-                     (unsigned long long)rp.skipped);
+                     "histograms=%llu exemplars=%zu skipped=%llu ms=%.1f", o->wal_dir,
+                     (unsigned long long)rp.records, h->total_series,
+                     (unsigned long long)h->total_samples, (unsigned long long)h->total_hist,
+                     h->total_exemplars, (unsigned long long)rp.skipped,
+                     (double)(obs_mono_ns() - t0) / 1e6);
     }
     return h;
 }
@@ -797,6 +1743,11 @@ void mtd_head_close(struct mtd_head *h)
 {
     if (h == NULL)
         return;
+    if (h->wal && obs_wal_size(h->wal) > h->ckpt_bytes && !h->appender_open) {
+        struct obs_err e = {0};
+        if (mtd_head_checkpoint(h, &e) != 0)
+            obs_log_warn("head: checkpoint at close failed: %s", e.msg);
+    }
     obs_wal_close(h->wal);
     smap_free(&h->tenants, tenant_free);
     obs_free(h->by_ref);
@@ -818,17 +1769,54 @@ uint64_t mtd_head_num_samples(const struct mtd_head *h)
     return h->total_samples;
 }
 
+uint64_t mtd_head_num_hist_samples(const struct mtd_head *h)
+{
+    return h->total_hist;
+}
+
+uint64_t mtd_head_num_ooo_samples(const struct mtd_head *h)
+{
+    return h->total_ooo;
+}
+
+size_t mtd_head_num_exemplars(const struct mtd_head *h)
+{
+    return h->total_exemplars;
+}
+
+uint64_t mtd_head_wal_bytes(const struct mtd_head *h)
+{
+    return h->wal ? obs_wal_size(h->wal) : 0;
+}
+
+uint64_t mtd_head_checkpoints(const struct mtd_head *h)
+{
+    return h->nckpt;
+}
+
 void mtd_head_set_max_series(struct mtd_head *h, size_t n)
 {
     h->max_series = n;
 }
-
 /* ---- appender --------------------------------------------------------------------------- */
+
+enum { P_FLOAT = 0, P_FLOAT_OOO, P_HIST, P_HIST_OOO };
 
 struct pend {
     struct mseries *s;
     int64_t t;
     double v;
+    uint8_t *hb;   /* P_HIST*: encoding (owned by the appender until applied), NULL = stale */
+    uint32_t hlen;
+    uint8_t kind;
+};
+
+struct pex {
+    struct mseries *s;
+    int64_t t;
+    double v;
+    char *l; /* packed labels (owned until applied) */
+    uint32_t nl;
 };
 
 struct pmeta {
@@ -841,10 +1829,18 @@ struct mtd_appender {
     struct tenant *t;
     char *tenant;
     struct pend *p;
-    size_t np, capp;
+    size_t np, capp, nfloat, nhist;
+    struct pex *e;
+    size_t ne, cape;
     struct pmeta *m;
     size_t nm, capm;
+    struct mtd_tenant_limits lim;
+    int have_lim;
+    const char *reason;
+    struct obs_sbuf hbuf; /* histogram encoding scratch */
 };
+
+#define MTD_DEFAULT_EXEMPLARS 100000
 
 struct mtd_appender *mtd_head_appender(struct mtd_head *h, const char *tenant)
 {
@@ -857,8 +1853,23 @@ struct mtd_appender *mtd_head_appender(struct mtd_head *h, const char *tenant)
         obs_free(a);
         return NULL;
     }
+    a->reason = "";
+    a->lim.max_series = h->max_series;
+    a->lim.max_exemplars = MTD_DEFAULT_EXEMPLARS;
+    obs_sbuf_init(&a->hbuf);
     h->appender_open = 1;
     return a;
+}
+
+void mtd_appender_set_limits(struct mtd_appender *a, const struct mtd_tenant_limits *l)
+{
+    a->lim = *l;
+    a->have_lim = 1;
+}
+
+const char *mtd_appender_last_reason(const struct mtd_appender *a)
+{
+    return a->reason;
 }
 
 size_t mtd_appender_count(const struct mtd_appender *a)
@@ -868,16 +1879,22 @@ size_t mtd_appender_count(const struct mtd_appender *a)
 
 static void appender_free(struct mtd_appender *a)
 {
-    for (size_t i = 0; i < a->np; i++)
+    for (size_t i = 0; i < a->np; i++) {
         a->p[i].s->pending = 0;
+        obs_free(a->p[i].hb);
+    }
+    for (size_t i = 0; i < a->ne; i++)
+        obs_free(a->e[i].l);
     for (size_t i = 0; i < a->nm; i++) {
         obs_free(a->m[i].family);
         obs_free(a->m[i].help);
         obs_free(a->m[i].unit);
     }
     a->h->appender_open = 0;
+    obs_sbuf_deinit(&a->hbuf);
     obs_free(a->m);
     obs_free(a->p);
+    obs_free(a->e);
     obs_free(a->tenant);
     obs_free(a);
 }
@@ -904,63 +1921,282 @@ static void series_str(const struct mseries *s, char *buf, size_t cap)
         snprintf(buf + o, cap - o, "}");
 }
 
-int mtd_appender_add(struct mtd_appender *a, const struct obs_label *labels, size_t n,
-                     int64_t t, double v, struct obs_err *err)
+/* Find or create the series (for an add). */
+static struct mseries *appender_series(struct mtd_appender *a, const struct obs_label *labels,
+                                       size_t n, struct obs_err *err, int *rc)
 {
     struct mtd_head *h = a->h;
+    *rc = 0;
     if (a->t == NULL) {
         a->t = tenant_get(h, a->tenant, 1);
-        if (a->t == NULL)
-            return obs_err_set(err, OBS_ENOMEM, "out of memory");
+        if (a->t == NULL) {
+            *rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
+            return NULL;
+        }
     }
     uint64_t hash = obs_labels_hash(labels, n);
     struct mseries *s = series_lookup(a->t, hash, labels, n);
     if (s == NULL) {
-        if (h->max_series && a->t->nseries >= h->max_series)
-            return obs_err_set(err, OBS_ELIMIT,
-                               "per-user series limit of %zu exceeded", h->max_series);
+        if (a->lim.max_series && a->t->nseries >= a->lim.max_series) {
+            a->reason = "per_user_series_limit";
+            *rc = obs_err_set(err, OBS_ELIMIT, "per-user series limit of %zu exceeded "
+                              "(err-mimir-max-series-per-user)", a->lim.max_series);
+            return NULL;
+        }
         s = series_create(h, a->t, hash, labels, n, 0);
         if (s == NULL)
-            return obs_err_set(err, OBS_ENOMEM, "out of memory");
+            *rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
     }
-    /* Compare with the newest sample: the pending one, else the committed one. */
-    int have = 0;
-    int64_t lt = 0;
-    double lv = 0;
-    if (s->pending) {
-        have = 1;
-        lt = s->pend_t;
-        lv = s->pend_v;
-    } else if (s->n > 0) {
-        have = 1;
-        lt = s->last_t;
-        lv = s->last_v;
-    }
-    if (have && t <= lt) {
-        char ser[200];
-        if (t == lt) {
-            if (memcmp(&lv, &v, sizeof v) == 0)
-                return 0; /* exact duplicate: accepted, stored once */
-            series_str(s, ser, sizeof ser);
-            return obs_err_set(err, OBS_EEXIST, "duplicate sample for timestamp; "
-                               "timestamp=%lld, series=%s", (long long)t, ser);
-        }
-        series_str(s, ser, sizeof ser);
-        return obs_err_set(err, OBS_ERANGE, "out of order sample; timestamp=%lld is older than "
-                           "the last sample's %lld, series=%s", (long long)t, (long long)lt, ser);
-    }
+    return s;
+}
+
+static int pend_push(struct mtd_appender *a, const struct pend *p)
+{
     if (a->np == a->capp) {
         size_t nc = a->capp ? a->capp * 2 : 64;
         struct pend *np = obs_realloc(a->p, nc * sizeof *np);
         if (np == NULL)
-            return obs_err_set(err, OBS_ENOMEM, "out of memory");
+            return OBS_ENOMEM;
         a->p = np;
         a->capp = nc;
     }
-    a->p[a->np++] = (struct pend){s, t, v};
-    s->pending = 1;
-    s->pend_t = t;
-    s->pend_v = v;
+    a->p[a->np++] = *p;
+    if (p->kind == P_FLOAT || p->kind == P_FLOAT_OOO)
+        a->nfloat++;
+    else
+        a->nhist++;
+    return 0;
+}
+
+/*
+ * Decide where a sample at t goes: 0 = in order (append), 1 = out of order (insert), 2 = an
+ * exact duplicate (accepted, not stored again), or an error with err and a->reason set.
+ * same(kind_at_t) tells whether the existing sample at t equals the new one.
+ */
+static int classify(struct mtd_appender *a, struct mseries *s, int64_t t, int newkind,
+                    double v, const uint8_t *hb, uint32_t hlen, struct obs_err *err)
+{
+    int have = 0, lkind = K_FLOAT;
+    int64_t lt = 0;
+    double lv = 0;
+    const uint8_t *lh = NULL;
+    uint32_t lhlen = 0;
+    if (s->pending) {
+        have = 1;
+        lt = s->pend_t;
+        lkind = s->pend_kind;
+        lv = s->pend_v;
+        lh = s->pend_h;
+        lhlen = s->pend_hlen;
+    } else if (series_count(s) > 0) {
+        have = 1;
+        lt = s->last_t;
+        lkind = s->last_kind;
+        lv = s->last_v;
+        if (lkind == K_HIST) {
+            const struct hsamp *hs = &s->x->hs[s->x->nhs - 1];
+            lh = hs->b;
+            lhlen = hs->len;
+        }
+    }
+    if (!have || t > lt)
+        return 0;
+    char ser[200];
+    int dup = 0, same = 0;
+    if (t == lt) {
+        dup = 1;
+        if (lkind == newkind && newkind == K_FLOAT)
+            same = memcmp(&lv, &v, sizeof v) == 0;
+        else if (lkind == newkind)
+            same = lhlen == hlen && (hlen == 0 || (lh && hb && memcmp(lh, hb, hlen) == 0));
+    } else if (a->lim.ooo_window_ms > 0) {
+        /* Older than the newest sample, OOO allowed: an existing sample at t? (Without a
+         * window Prometheus says "out of order" before looking.) */
+        double ov;
+        const struct hsamp *ohs = series_hist_at(s, t);
+        if (ohs) {
+            dup = 1;
+            same = newkind == K_HIST && ohs->len == hlen &&
+                   (hlen == 0 || (ohs->b && hb && memcmp(ohs->b, hb, hlen) == 0));
+        } else if (series_float_at(s, t, &ov)) {
+            dup = 1;
+            same = newkind == K_FLOAT && memcmp(&ov, &v, sizeof v) == 0;
+        }
+    }
+    if (dup && same)
+        return 2;
+    if (dup) {
+        a->reason = "new_value_for_timestamp";
+        series_str(s, ser, sizeof ser);
+        return obs_err_set(err, OBS_EEXIST, "duplicate sample for timestamp; timestamp=%lld, "
+                           "series=%s", (long long)t, ser);
+    }
+    int64_t win = a->lim.ooo_window_ms;
+    int64_t maxt = a->t->have_maxt && a->t->maxt > lt ? a->t->maxt : lt;
+    if (win > 0 && t >= maxt - win)
+        return 1;
+    series_str(s, ser, sizeof ser);
+    if (win > 0) {
+        a->reason = "sample_too_old";
+        return obs_err_set(err, OBS_ERANGE, "too old sample; timestamp=%lld is outside the "
+                           "out-of-order window (%lld ms before the newest sample %lld), "
+                           "series=%s", (long long)t, (long long)win, (long long)maxt, ser);
+    }
+    a->reason = "sample_out_of_order";
+    return obs_err_set(err, OBS_ERANGE, "out of order sample; timestamp=%lld is older than "
+                       "the last sample's %lld, series=%s", (long long)t, (long long)lt, ser);
+}
+
+/* The kind a stale marker takes: that of the series' newest sample. */
+static int newest_kind(const struct mseries *s)
+{
+    if (s->pending)
+        return s->pend_kind;
+    return series_count(s) > 0 ? s->last_kind : K_FLOAT;
+}
+
+static int add_float(struct mtd_appender *a, struct mseries *s, int64_t t, double v,
+                     struct obs_err *err)
+{
+    int c = classify(a, s, t, K_FLOAT, v, NULL, 0, err);
+    if (c < 0 || c == 2)
+        return c < 0 ? c : 0;
+    struct pend p = {s, t, v, NULL, 0, c == 0 ? P_FLOAT : P_FLOAT_OOO};
+    if (pend_push(a, &p) != 0)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    if (c == 0) {
+        s->pending = 1;
+        s->pend_kind = K_FLOAT;
+        s->pend_t = t;
+        s->pend_v = v;
+        s->pend_h = NULL;
+        s->pend_hlen = 0;
+    }
+    return 0;
+}
+
+static int add_hist(struct mtd_appender *a, struct mseries *s, int64_t t, const uint8_t *enc,
+                    uint32_t len, struct obs_err *err)
+{
+    int c = classify(a, s, t, K_HIST, 0, enc, len, err);
+    if (c < 0 || c == 2)
+        return c < 0 ? c : 0;
+    uint8_t *b = NULL;
+    if (len > 0) {
+        b = obs_malloc(len);
+        if (b == NULL)
+            return obs_err_set(err, OBS_ENOMEM, "out of memory");
+        memcpy(b, enc, len);
+    }
+    struct pend p = {s, t, 0, b, len, c == 0 ? P_HIST : P_HIST_OOO};
+    if (pend_push(a, &p) != 0) {
+        obs_free(b);
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    }
+    if (c == 0) {
+        s->pending = 1;
+        s->pend_kind = K_HIST;
+        s->pend_t = t;
+        s->pend_h = b;
+        s->pend_hlen = len;
+    }
+    return 0;
+}
+
+int mtd_appender_add(struct mtd_appender *a, const struct obs_label *labels, size_t n,
+                     int64_t t, double v, struct obs_err *err)
+{
+    int rc;
+    struct mseries *s = appender_series(a, labels, n, err, &rc);
+    if (s == NULL)
+        return rc;
+    if (mtd_value_is_stale(v) && newest_kind(s) == K_HIST)
+        return add_hist(a, s, t, NULL, 0, err); /* ends the histogram series */
+    return add_float(a, s, t, v, err);
+}
+
+int mtd_appender_add_hist(struct mtd_appender *a, const struct obs_label *labels, size_t n,
+                          int64_t t, const struct mtd_ql_hist *hist, struct obs_err *err)
+{
+    int stale = hist == NULL || mtd_value_is_stale(hist->sum);
+    obs_sbuf_reset(&a->hbuf);
+    if (!stale && hist_encode(&a->hbuf, hist) != 0)
+        return obs_err_set(err, OBS_EINVAL, "invalid native histogram: schema %d not "
+                           "supported or buckets not sorted", (int)hist->schema);
+    if (a->hbuf.oom)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    if (a->hbuf.len > UINT32_MAX)
+        return obs_err_set(err, OBS_EINVAL, "native histogram too large");
+    int rc;
+    struct mseries *s = appender_series(a, labels, n, err, &rc);
+    if (s == NULL)
+        return rc;
+    if (stale && newest_kind(s) == K_FLOAT) {
+        union { uint64_t u; double d; } sn = {MTD_STALE_NAN_BITS};
+        return add_float(a, s, t, sn.d, err);
+    }
+    return add_hist(a, s, t, stale ? NULL : (const uint8_t *)a->hbuf.p,
+                    stale ? 0 : (uint32_t)a->hbuf.len, err);
+}
+
+int mtd_appender_add_exemplar(struct mtd_appender *a, const struct obs_label *labels, size_t n,
+                              const struct obs_label *el, size_t nel, int64_t t, double v,
+                              struct obs_err *err)
+{
+    size_t chars = 0;
+    for (size_t i = 0; i < nel; i++)
+        chars += strlen(el[i].name) + strlen(el[i].value);
+    if (chars > 128) /* Prometheus counts runes; bytes are a stricter bound */
+        return obs_err_set(err, OBS_EINVAL, "exemplar label set is too long");
+    if (a->lim.max_exemplars == 0 || nel > 1000)
+        return 1;
+    int rc;
+    struct mseries *s = appender_series(a, labels, n, err, &rc);
+    if (s == NULL)
+        return rc;
+    char *l = ex_labels_pack(el, nel);
+    if (l == NULL)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    /* Compare with the series' newest exemplar: pending ones are searched from the end. */
+    int have = 0;
+    int64_t lt = 0;
+    double lv = 0;
+    uint64_t lh = 0;
+    for (size_t i = a->ne; i-- > 0;) {
+        if (a->e[i].s == s) {
+            have = 1;
+            lt = a->e[i].t;
+            lv = a->e[i].v;
+            lh = ex_labels_hash(a->e[i].l, a->e[i].nl);
+            break;
+        }
+    }
+    if (!have && s->x && s->x->has_ex) {
+        have = 1;
+        lt = s->x->ex_t;
+        lv = s->x->ex_v;
+        lh = s->x->ex_lhash;
+    }
+    if (have && t == lt && memcmp(&lv, &v, sizeof v) == 0 &&
+        lh == ex_labels_hash(l, (uint32_t)nel)) {
+        obs_free(l);
+        return 1;
+    }
+    if (have && t <= lt) {
+        obs_free(l);
+        return obs_err_set(err, OBS_ERANGE, "out of order exemplar");
+    }
+    if (a->ne == a->cape) {
+        size_t nc = a->cape ? a->cape * 2 : 16;
+        struct pex *ne = obs_realloc(a->e, nc * sizeof *ne);
+        if (ne == NULL) {
+            obs_free(l);
+            return obs_err_set(err, OBS_ENOMEM, "out of memory");
+        }
+        a->e = ne;
+        a->cape = nc;
+    }
+    a->e[a->ne++] = (struct pex){s, t, v, l, (uint32_t)nel};
     return 0;
 }
 
@@ -990,63 +2226,92 @@ int mtd_appender_add_metadata(struct mtd_appender *a, const char *family, int ty
     return 0;
 }
 
-/* Encode the appender's records into one buffer each and append them to the WAL. */
-static int appender_log(struct mtd_appender *a, struct obs_err *err)
+/* Append one built record to the WAL. */
+static int log_rec(struct obs_wal *w, struct obs_sbuf *b, struct obs_err *err)
+{
+    int rc;
+    if (b->oom)
+        rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
+    else if ((rc = obs_wal_append(w, b->p, b->len)) != 0)
+        obs_err_set(err, rc, "WAL append failed: %s", obs_rc_str(rc));
+    obs_sbuf_reset(b);
+    return rc;
+}
+
+/* Encode the appender's records (one per kind) and append them to the WAL; fsync. */
+static int appender_log(struct mtd_appender *a, int excap_change, struct obs_err *err)
 {
     struct obs_wal *w = a->h->wal;
     struct obs_sbuf b;
     int rc = 0;
     obs_sbuf_init(&b);
 
-    /* Series not yet in the WAL. A series may appear several times in p: log it once
-     * (logged is set tentatively and undone on failure). */
+    /* Series not yet in the WAL. A series may appear several times: log it once (logged is
+     * set tentatively and undone on failure). */
     size_t nnew = 0;
     for (size_t i = 0; i < a->np; i++)
-        if (!a->p[i].s->logged)
+        if (!a->p[i].s->logged) {
+            a->p[i].s->logged = 2;
             nnew++;
-    if (nnew > 0) {
-        size_t cnt = 0;
-        obs_sbuf_putc(&b, 'S');
-        struct obs_sbuf body;
-        obs_sbuf_init(&body);
-        for (size_t i = 0; i < a->np; i++) {
-            struct mseries *s = a->p[i].s;
-            if (s->logged)
-                continue;
-            s->logged = 2; /* tentatively */
-            cnt++;
-            obs_sbuf_uvarint(&body, s->ref);
-            put_str(&body, a->tenant);
-            obs_sbuf_uvarint(&body, s->nlabels);
-            for (size_t k = 0; k < s->nlabels; k++) {
-                put_str(&body, s->labels[k].name);
-                put_str(&body, s->labels[k].value);
-            }
         }
-        obs_sbuf_uvarint(&b, cnt);
-        obs_sbuf_append(&b, body.p, body.len);
-        obs_sbuf_deinit(&body);
-        if (b.oom)
-            rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
-        else if ((rc = obs_wal_append(w, b.p, b.len)) != 0)
-            obs_err_set(err, rc, "WAL append failed: %s", obs_rc_str(rc));
-        obs_sbuf_reset(&b);
+    for (size_t i = 0; i < a->ne; i++)
+        if (!a->e[i].s->logged) {
+            a->e[i].s->logged = 2;
+            nnew++;
+        }
+    if (nnew > 0) {
+        obs_sbuf_putc(&b, 'S');
+        obs_sbuf_uvarint(&b, nnew);
+        for (size_t i = 0; i < a->np + a->ne; i++) {
+            struct mseries *s = i < a->np ? a->p[i].s : a->e[i - a->np].s;
+            if (s->logged != 2)
+                continue;
+            s->logged = 3; /* written in this record */
+            enc_series(&b, s);
+        }
+        rc = log_rec(w, &b, err);
     }
-    if (rc == 0 && a->np > 0) {
+    if (rc == 0 && a->nfloat > 0) {
         int64_t prev = 0;
         obs_sbuf_putc(&b, 'D');
-        obs_sbuf_uvarint(&b, a->np);
+        obs_sbuf_uvarint(&b, a->nfloat);
         for (size_t i = 0; i < a->np; i++) {
+            if (a->p[i].kind != P_FLOAT && a->p[i].kind != P_FLOAT_OOO)
+                continue;
             obs_sbuf_uvarint(&b, a->p[i].s->ref);
             obs_sbuf_varint(&b, a->p[i].t - prev);
             prev = a->p[i].t;
             put_f64(&b, a->p[i].v);
         }
-        if (b.oom)
-            rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
-        else if ((rc = obs_wal_append(w, b.p, b.len)) != 0)
-            obs_err_set(err, rc, "WAL append failed: %s", obs_rc_str(rc));
-        obs_sbuf_reset(&b);
+        rc = log_rec(w, &b, err);
+    }
+    if (rc == 0 && a->nhist > 0) {
+        obs_sbuf_putc(&b, 'H');
+        obs_sbuf_uvarint(&b, a->nhist);
+        for (size_t i = 0; i < a->np; i++) {
+            if (a->p[i].kind != P_HIST && a->p[i].kind != P_HIST_OOO)
+                continue;
+            obs_sbuf_uvarint(&b, a->p[i].s->ref);
+            obs_sbuf_varint(&b, a->p[i].t);
+            obs_sbuf_uvarint(&b, a->p[i].hlen);
+            obs_sbuf_append(&b, a->p[i].hb, a->p[i].hlen);
+        }
+        rc = log_rec(w, &b, err);
+    }
+    if (rc == 0 && excap_change) {
+        obs_sbuf_putc(&b, 'X');
+        put_str(&b, a->tenant);
+        obs_sbuf_uvarint(&b, a->lim.max_exemplars);
+        rc = log_rec(w, &b, err);
+    }
+    if (rc == 0 && a->ne > 0) {
+        obs_sbuf_putc(&b, 'E');
+        obs_sbuf_uvarint(&b, a->ne);
+        for (size_t i = 0; i < a->ne; i++) {
+            struct exm e = {a->e[i].s, a->e[i].t, a->e[i].v, a->e[i].l, a->e[i].nl};
+            enc_exemplar(&b, &e);
+        }
+        rc = log_rec(w, &b, err);
     }
     if (rc == 0 && a->nm > 0) {
         obs_sbuf_putc(&b, 'M');
@@ -1058,44 +2323,61 @@ static int appender_log(struct mtd_appender *a, struct obs_err *err)
             put_str(&b, a->m[i].help);
             put_str(&b, a->m[i].unit);
         }
-        if (b.oom)
-            rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
-        else if ((rc = obs_wal_append(w, b.p, b.len)) != 0)
-            obs_err_set(err, rc, "WAL append failed: %s", obs_rc_str(rc));
+        rc = log_rec(w, &b, err);
     }
     obs_sbuf_deinit(&b);
     if (rc == 0 && (rc = obs_wal_sync(w)) != 0)
         obs_err_set(err, rc, "WAL sync failed: %s", obs_rc_str(rc));
-    for (size_t i = 0; i < a->np; i++)
-        if (a->p[i].s->logged == 2)
-            a->p[i].s->logged = rc == 0 ? 1 : 0;
+    for (size_t i = 0; i < a->np + a->ne; i++) {
+        struct mseries *s = i < a->np ? a->p[i].s : a->e[i - a->np].s;
+        if (s->logged >= 2)
+            s->logged = rc == 0 ? 1 : 0;
+    }
     return rc;
 }
 
 int mtd_appender_commit(struct mtd_appender *a, struct obs_err *err)
 {
     int rc = 0;
-    if (a->h->wal && (a->np > 0 || a->nm > 0))
-        rc = appender_log(a, err);
+    struct tenant *t = a->t;
+    int excap_change = 0;
+    if (t == NULL && (a->have_lim || a->nm > 0))
+        t = a->t = tenant_get(a->h, a->tenant, 1);
+    if (t && a->have_lim && t->excap != a->lim.max_exemplars)
+        excap_change = 1;
+    else if (t && !a->have_lim && t->excap == 0 && t->exn == 0 && a->ne > 0)
+        excap_change = 1; /* first exemplars with the default ring */
+    if (a->h->wal && (a->np > 0 || a->nm > 0 || a->ne > 0 || excap_change))
+        rc = appender_log(a, excap_change, err);
     if (rc == 0) {
+        if (excap_change && ex_ring_resize(a->h, t, a->lim.max_exemplars) != 0)
+            obs_log_warn("head: exemplar ring not resized (out of memory)");
         for (size_t i = 0; i < a->np; i++) {
-            struct mseries *s = a->p[i].s;
-            if (series_push(a->h, s, a->p[i].t, a->p[i].v) != 0) {
+            struct pend *p = &a->p[i];
+            int r;
+            if (p->kind == P_FLOAT || p->kind == P_FLOAT_OOO) {
+                r = series_apply_float(a->h, p->s, p->t, p->v);
+            } else {
+                r = series_apply_hist(a->h, p->s, p->t, p->hb, p->hlen);
+                if (r == 0)
+                    p->hb = NULL; /* taken */
+            }
+            if (r < 0) {
                 /* In the WAL already: it comes back on restart. Report, keep going. */
                 obs_log_error("head: out of memory applying a committed sample");
                 rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
             }
         }
-        if (a->nm > 0) {
-            struct tenant *t = a->t ? a->t : tenant_get(a->h, a->tenant, 1);
-            for (size_t i = 0; t && i < a->nm; i++)
-                set_meta(t, a->m[i].family, a->m[i].type, a->m[i].help, a->m[i].unit);
+        for (size_t i = 0; i < a->ne; i++) {
+            ex_store(a->h, a->e[i].s, a->e[i].t, a->e[i].v, a->e[i].l, a->e[i].nl);
+            a->e[i].l = NULL;
         }
+        for (size_t i = 0; t && i < a->nm; i++)
+            set_meta(t, a->m[i].family, a->m[i].type, a->m[i].help, a->m[i].unit);
     }
     appender_free(a);
     return rc;
 }
-
 /* ---- selection -------------------------------------------------------------------------- */
 
 /* Bitmap of the tenant's series matching every matcher (caller frees). NULL on OOM. */
@@ -1479,12 +2761,242 @@ static int head_append(struct mtd_storage *st, const char *tenant,
     return rc ? rc : first_err;
 }
 
+/* ---- native histograms and exemplars (reading) ------------------------------------------ */
+
+static int head_hist_select(struct mtd_storage *st, const char *tenant,
+                            const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
+                            struct obs_arena *ar, const struct mtd_ql_hseries **out, size_t *n,
+                            struct obs_err *err)
+{
+    struct mtd_head *h = st->impl;
+    struct mseries **v;
+    size_t nv;
+    *out = NULL;
+    *n = 0;
+    int rc = collect(h, tenant, ms, nms, mint, maxt, &v, &nv);
+    if (rc != 0)
+        return obs_err_set(err, rc, "out of memory");
+    struct mtd_ql_hseries *res = obs_arena_calloc(ar, (nv ? nv : 1) * sizeof *res);
+    size_t k = 0;
+    if (res == NULL)
+        goto oom;
+    for (size_t i = 0; i < nv; i++) {
+        const struct mseries *s = v[i];
+        if (s->x == NULL || s->x->nhs == 0)
+            continue;
+        uint32_t lo = hs_lower(s->x, mint), hi = lo;
+        while (hi < s->x->nhs && s->x->hs[hi].t <= maxt)
+            hi++;
+        if (hi == lo)
+            continue;
+        size_t cnt = hi - lo;
+        int64_t *ts = obs_arena_alloc(ar, cnt * sizeof *ts);
+        const struct mtd_ql_hist **hv = obs_arena_alloc(ar, cnt * sizeof *hv);
+        struct obs_label *l = obs_arena_alloc(ar, (s->nlabels ? s->nlabels : 1) * sizeof *l);
+        if (ts == NULL || hv == NULL || l == NULL)
+            goto oom;
+        size_t m = 0;
+        for (uint32_t j = lo; j < hi; j++) {
+            const struct hsamp *hs = &s->x->hs[j];
+            const struct mtd_ql_hist *hh = NULL;
+            if (hs->b) {
+                hh = hist_decode(hs->b, hs->len, ar);
+                if (hh == NULL)
+                    continue; /* cannot happen: validated on the way in */
+            }
+            ts[m] = hs->t;
+            hv[m] = hh;
+            m++;
+        }
+        for (size_t j = 0; j < s->nlabels; j++) {
+            l[j].name = obs_arena_strdup(ar, s->labels[j].name);
+            l[j].value = obs_arena_strdup(ar, s->labels[j].value);
+            if (l[j].name == NULL || l[j].value == NULL)
+                goto oom;
+        }
+        res[k++] = (struct mtd_ql_hseries){l, s->nlabels, ts,
+                                           (const struct mtd_ql_hist *const *)hv, m};
+    }
+    obs_free(v);
+    *out = res;
+    *n = k;
+    return 0;
+oom:
+    obs_free(v);
+    return obs_err_set(err, OBS_ENOMEM, "out of memory");
+}
+
+struct mtd_hist_source {
+    struct mtd_storage *st;
+    struct obs_arena *ar;
+};
+
+struct mtd_hist_source *mtd_hist_source_new(struct mtd_storage *st)
+{
+    struct mtd_hist_source *hs = obs_calloc(1, sizeof *hs);
+    if (hs == NULL)
+        return NULL;
+    hs->st = st;
+    hs->ar = obs_arena_new(64 * 1024);
+    if (hs->ar == NULL) {
+        obs_free(hs);
+        return NULL;
+    }
+    return hs;
+}
+
+int mtd_hist_source_select(void *ctx, const char *tenant, const struct obs_matcher *ms,
+                           size_t nms, int64_t mint, int64_t maxt,
+                           const struct mtd_ql_hseries **out, size_t *n)
+{
+    struct mtd_hist_source *hs = ctx;
+    *out = NULL;
+    *n = 0;
+    if (hs == NULL || hs->st == NULL || hs->st->ops->hist_select == NULL)
+        return 0;
+    return hs->st->ops->hist_select(hs->st, tenant, ms, nms, mint, maxt, hs->ar, out, n, NULL);
+}
+
+void mtd_hist_source_free(struct mtd_hist_source *hs)
+{
+    if (hs == NULL)
+        return;
+    obs_arena_free(hs->ar);
+    obs_free(hs);
+}
+
+static int head_exemplars(struct mtd_storage *st, const char *tenant,
+                          const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
+                          struct mtd_exemplar_set **out, struct obs_err *err)
+{
+    struct mtd_head *h = st->impl;
+    struct mtd_exemplar_set *set = obs_calloc(1, sizeof *set);
+    struct obs_arena *ar = obs_arena_new(16 * 1024);
+    const struct tenant *t = smap_get(&h->tenants, tenant ? tenant : "anonymous");
+    roaring_bitmap_t *bm = NULL;
+    uint32_t *cnt = NULL, *slot = NULL;
+    struct mseries **sv = NULL;
+    if (set == NULL || ar == NULL)
+        goto oom;
+    set->arena = ar;
+    if (t == NULL || t->exn == 0 || mint > maxt) {
+        *out = set;
+        return 0;
+    }
+    bm = postings_for(t, ms, nms);
+    cnt = obs_calloc(t->nseries ? t->nseries : 1, sizeof *cnt);
+    if (bm == NULL || cnt == NULL)
+        goto oom;
+    /* Pass 1: count matching exemplars per series (ring order is oldest first). */
+    size_t nser = 0;
+    for (size_t i = 0; i < t->exn; i++) {
+        const struct exm *e = &t->ex[(t->exnext + t->excap - t->exn + i) % t->excap];
+        if (e->t < mint || e->t > maxt || !roaring_bitmap_contains(bm, e->s->id))
+            continue;
+        if (cnt[e->s->id]++ == 0)
+            nser++;
+    }
+    sv = obs_malloc((nser ? nser : 1) * sizeof *sv);
+    slot = obs_calloc(t->nseries ? t->nseries : 1, sizeof *slot);
+    if (sv == NULL || slot == NULL)
+        goto oom;
+    size_t k = 0;
+    for (size_t i = 0; i < t->nseries; i++)
+        if (cnt[i])
+            sv[k++] = t->series[i];
+    qsort(sv, k, sizeof *sv, cmp_series_ptr);
+    set->series = obs_arena_calloc(ar, (k ? k : 1) * sizeof *set->series);
+    if (set->series == NULL)
+        goto oom;
+    for (size_t i = 0; i < k; i++) {
+        const struct mseries *s = sv[i];
+        struct mtd_exemplar_series *es = &set->series[i];
+        struct obs_label *l = obs_arena_alloc(ar, (s->nlabels ? s->nlabels : 1) * sizeof *l);
+        es->ex = obs_arena_calloc(ar, cnt[s->id] * sizeof *es->ex);
+        if (l == NULL || es->ex == NULL)
+            goto oom;
+        for (size_t j = 0; j < s->nlabels; j++) {
+            l[j].name = obs_arena_strdup(ar, s->labels[j].name);
+            l[j].value = obs_arena_strdup(ar, s->labels[j].value);
+            if (l[j].name == NULL || l[j].value == NULL)
+                goto oom;
+        }
+        es->labels = l;
+        es->nlabels = s->nlabels;
+        slot[s->id] = (uint32_t)i;
+    }
+    /* Pass 2: copy. */
+    for (size_t i = 0; i < t->exn; i++) {
+        const struct exm *e = &t->ex[(t->exnext + t->excap - t->exn + i) % t->excap];
+        if (e->t < mint || e->t > maxt || !roaring_bitmap_contains(bm, e->s->id))
+            continue;
+        struct mtd_exemplar_series *es = &set->series[slot[e->s->id]];
+        struct mtd_exemplar *x = (struct mtd_exemplar *)&es->ex[es->n++];
+        struct obs_label *l = obs_arena_alloc(ar, (e->nl ? e->nl : 1) * sizeof *l);
+        if (l == NULL)
+            goto oom;
+        const char *p = e->l;
+        for (uint32_t j = 0; j < e->nl; j++) {
+            l[j].name = obs_arena_strdup(ar, p);
+            p += strlen(p) + 1;
+            l[j].value = obs_arena_strdup(ar, p);
+            p += strlen(p) + 1;
+            if (l[j].name == NULL || l[j].value == NULL)
+                goto oom;
+        }
+        x->labels = l;
+        x->nlabels = e->nl;
+        x->v = e->v;
+        x->t = e->t;
+    }
+    set->nseries = k;
+    roaring_bitmap_free(bm);
+    obs_free(cnt);
+    obs_free(slot);
+    obs_free(sv);
+    *out = set;
+    return 0;
+oom:
+    if (bm)
+        roaring_bitmap_free(bm);
+    obs_free(cnt);
+    obs_free(slot);
+    obs_free(sv);
+    if (set) {
+        set->arena = ar;
+        mtd_exemplar_set_free(set);
+    } else {
+        obs_arena_free(ar);
+    }
+    return obs_err_set(err, OBS_ENOMEM, "out of memory");
+}
+
+int mtd_storage_exemplars(struct mtd_storage *st, const char *tenant,
+                          const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
+                          struct mtd_exemplar_set **out, struct obs_err *err)
+{
+    if (st->ops->exemplars)
+        return st->ops->exemplars(st, tenant, ms, nms, mint, maxt, out, err);
+    *out = obs_calloc(1, sizeof **out);
+    return *out ? 0 : obs_err_set(err, OBS_ENOMEM, "out of memory");
+}
+
+void mtd_exemplar_set_free(struct mtd_exemplar_set *s)
+{
+    if (s == NULL)
+        return;
+    obs_arena_free(s->arena);
+    obs_free(s);
+}
+
 static const struct mtd_storage_ops head_ops = {
     .select = head_select,
     .label_names = head_label_names,
     .label_values = head_label_values,
     .tenants = head_tenants,
     .append = head_append,
+    .hist_select = head_hist_select,
+    .exemplars = head_exemplars,
 };
 
 /* ---- metadata --------------------------------------------------------------------------- */
@@ -1522,7 +3034,70 @@ int mtd_head_metadata(struct mtd_head *h, const char *tenant, const char *metric
     return 0;
 }
 
-/* ---- statistics (/api/v1/status/tsdb) --------------------------------------------------- */
+/* ---- block cutting (flush.c) ------------------------------------------------------------ */
+
+#include "metricsd/tsdb/block_write.h"
+
+/*
+ * Write tenant's float samples with t in [mint, maxt) as one TSDB block under dir (see
+ * head.h). Reads through the head's own storage select, so every kind of float sample the
+ * head keeps (in-order chunks and out-of-order samples) is included and the head's layout
+ * stays private; the writer re-encodes them as 120-sample XOR chunks.
+ */
+int mtd_head_cut_block(struct mtd_head *h, const char *tenant, int64_t mint, int64_t maxt,
+                       const char *dir, struct mtd_tsdb_block_info *info, struct obs_err *err)
+{
+    if (h == NULL || tenant == NULL || dir == NULL || maxt <= mint)
+        return obs_err_set(err, OBS_EINVAL, "cut block: bad arguments");
+    struct mtd_select_opts o = {.mint = mint, .maxt = maxt - 1};
+    struct mtd_series_set *set = NULL;
+    int rc = mtd_storage_select(&h->storage, tenant, NULL, 0, &o, &set, err);
+    if (rc != 0)
+        return rc;
+    if (set->nseries == 0) {
+        mtd_series_set_free(set);
+        return obs_err_set(err, OBS_ENOENT, "cut block: no samples in range");
+    }
+    struct mtd_tsdb_series_in *in = obs_calloc(set->nseries, sizeof *in);
+    if (in == NULL) {
+        mtd_series_set_free(set);
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < set->nseries; i++) {
+        in[i].labels = set->series[i].labels;
+        in[i].nlabels = set->series[i].nlabels;
+        in[i].samples = set->series[i].samples;
+        in[i].nsamples = set->series[i].nsamples;
+    }
+    struct mtd_tsdb_write_opts wo = {.range_mint = mint, .range_maxt = maxt};
+    rc = mtd_tsdb_block_write(dir, in, set->nseries, &wo, info, err);
+    obs_free(in);
+    mtd_series_set_free(set);
+    return rc;
+}
+
+/* First and last sample time of tenant's float series (see head.h). */
+int mtd_head_time_range(struct mtd_head *h, const char *tenant, int64_t *mint, int64_t *maxt)
+{
+    const struct tenant *t = h ? smap_get(&h->tenants, tenant) : NULL;
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (size_t i = 0; t != NULL && i < t->nseries; i++) {
+        const struct mseries *s = t->series[i];
+        if (s->n == 0)
+            continue;
+        if (s->mint < lo)
+            lo = s->mint;
+        if (s->last_t > hi)
+            hi = s->last_t;
+    }
+    if (lo > hi)
+        return OBS_ENOENT;
+    *mint = lo;
+    *maxt = hi;
+    return 0;
+}
+
+/* ---- statistics (/api/v1/status/tsdb; api_status.c) ------------------------------------- */
 
 /* A candidate entry: a (and b for "a=b" pairs) borrowed from the head. */
 struct stat_cand {
@@ -1595,7 +3170,7 @@ int mtd_head_stats(struct mtd_head *h, const char *tenant, size_t limit,
     for (size_t i = 0; i < t->nseries; i++) {
         const struct mseries *s = t->series[i];
         out->chunk_count += s->nchunks + (s->open.b != NULL && s->open.n > 0 ? 1 : 0);
-        if (s->n == 0)
+        if (!series_overlaps(s, INT64_MIN, INT64_MAX))
             continue;
         if (s->mint < out->min_time)
             out->min_time = s->mint;
@@ -1628,7 +3203,7 @@ int mtd_head_stats(struct mtd_head *h, const char *tenant, size_t limit,
             if (vals->e[j].key == NULL)
                 continue;
             uint64_t card = roaring_bitmap_get_cardinality(vals->e[j].val);
-            bytes += (uint64_t)strlen(vals->e[j].key) * card;
+            bytes += (uint64_t)strlen(vals->e[j].key); /* as Prometheus: value bytes */
             pairs[np++] = (struct stat_cand){name, vals->e[j].key, card};
             if (vals == names_vals)
                 metric[nm++] = (struct stat_cand){vals->e[j].key, NULL, card};
@@ -1652,3 +3227,4 @@ done:
         mtd_head_stats_free(out);
     return rc;
 }
+

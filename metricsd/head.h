@@ -187,7 +187,7 @@ struct mtd_head_stats {
     size_t n_by_metric;
     struct mtd_head_stat *values_by_name; /* distinct values per label name */
     size_t n_values_by_name;
-    struct mtd_head_stat *memory_by_name; /* sum of len(value) x series per label name */
+    struct mtd_head_stat *memory_by_name; /* sum of len(value) over a name's values */
     size_t n_memory_by_name;
     struct mtd_head_stat *by_pair;        /* series per "name=value" */
     size_t n_by_pair;
@@ -198,5 +198,25 @@ struct mtd_head_stats {
 int mtd_head_stats(struct mtd_head *h, const char *tenant, size_t limit,
                    struct mtd_head_stats *out);
 void mtd_head_stats_free(struct mtd_head_stats *s);
+
+/* ---- block cutting (flush.c) ---- */
+
+struct mtd_tsdb_block_info; /* metricsd/tsdb/block_write.h */
+
+/*
+ * Write the float samples of tenant with mint <= t < maxt (ms) as one Prometheus TSDB block
+ * under the existing directory dir (mtd_tsdb_block_write with range_mint/maxt = mint/maxt, so
+ * meta.json says [mint, maxt)). Histogram samples are not written (the block format here is
+ * XOR floats only). On success *info (may be NULL) names the block at <dir>/<info->ulid>.
+ * The head is not changed. Returns 0, OBS_ENOENT (no samples in the range: nothing written),
+ * or the writer's OBS_EIO/OBS_ENOMEM/OBS_EINVAL with err set. Loop thread; blocks for the
+ * disk writes.
+ */
+int mtd_head_cut_block(struct mtd_head *h, const char *tenant, int64_t mint, int64_t maxt,
+                       const char *dir, struct mtd_tsdb_block_info *info, struct obs_err *err);
+
+/* First and last float sample time (ms, inclusive) held for tenant. Returns 0 or OBS_ENOENT
+ * (unknown tenant or no samples). Loop thread. */
+int mtd_head_time_range(struct mtd_head *h, const char *tenant, int64_t *mint, int64_t *maxt);
 
 #endif

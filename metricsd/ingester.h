@@ -22,12 +22,18 @@ struct mtd_push_result {
     uint64_t rejected;     /* samples refused (out of order, duplicate, series limit) */
     int first_code;        /* OBS_ERANGE / OBS_EEXIST / OBS_ELIMIT of the first refusal, or 0 */
     char first_msg[256];   /* its message */
+    const char *first_reason; /* its cortex_discarded_samples_total reason (static string) */
+    uint64_t histograms;   /* native histogram samples stored (included in accepted) */
+    uint64_t exemplars;    /* exemplars stored */
+    uint64_t exemplars_dropped; /* exemplars ignored (duplicate, out of order, too long) */
 };
 
 /*
- * Append every sample of wr's series (and its metadata) for tenant, then make it durable:
- * WAL append + fsync before returning 0. Refused samples are counted in res and do not stop
- * the others (partial acceptance). Returns 0, OBS_EAGAIN (no ingester running in this
+ * Append every sample, native histogram and exemplar of wr's series (and its metadata) for
+ * tenant under the tenant's limits (mtd_limits_for: series limit, out-of-order window,
+ * exemplar ring), then make it durable: WAL append + fsync before returning 0. Refused
+ * samples are counted in res (and in cortex_discarded_samples_total) and do not stop the
+ * others (partial acceptance); exemplar problems never refuse anything, as in Prometheus. Returns 0, OBS_EAGAIN (no ingester running in this
  * process), or OBS_EIO/OBS_ENOMEM with err set (nothing from this request was acknowledged).
  * Loop thread only.
  */

@@ -3,6 +3,7 @@
  * binary). This file is only the table; obs_app_main() does the rest (see obs_app.h).
  */
 #include "app/obs_app.h"
+#include "metricsd/blocks.h"
 #include "metricsd/metricsd.h"
 #include "metricsd/querier.h"
 
@@ -15,11 +16,12 @@ static const struct obs_component components[] = {
      * ---- end of PromQL helper's entries */
     MTD_QUERIER_COMPONENT,
     MTD_RULER_COMPONENT,
+    MTD_STORE_GATEWAY_COMPONENT,
 };
 
 static const char *const sections[] = {
     "ingester", "distributor", "querier", "ruler", "limits", "blocks_storage", "common",
-    NULL,
+    "overrides", "runtime_config", NULL,
 };
 
 /* Mimir's flag spellings for the keys people pass most. */
@@ -28,6 +30,15 @@ static const char *const aliases[][2] = {
     {"blocks-storage.backend", "blocks_storage.backend"},
     {"blocks-storage.filesystem.dir", "blocks_storage.filesystem.dir"},
     {"distributor.max-recv-msg-size", "distributor.max_recv_msg_size"},
+    {"distributor.ingestion-rate-limit", "limits.ingestion_rate"},
+    {"distributor.ingestion-burst-size", "limits.ingestion_burst_size"},
+    {"ingester.max-global-series-per-user", "limits.max_global_series_per_user"},
+    {"ingester.max-global-exemplars-per-user", "limits.max_global_exemplars_per_user"},
+    {"ingester.out-of-order-time-window", "limits.out_of_order_time_window"},
+    {"validation.max-label-names-per-series", "limits.max_label_names_per_series"},
+    {"validation.max-length-label-name", "limits.max_label_name_length"},
+    {"validation.max-length-label-value", "limits.max_label_value_length"},
+    {"runtime-config.file", "runtime_config.file"},
     {NULL, NULL},
 };
 

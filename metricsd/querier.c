@@ -8,46 +8,112 @@
  * "result":...}} with timestamps as float seconds and values as strings, plus "warnings" and
  * "infos" arrays when the engine produced annotations. Errors: 400 bad_data for bad
  * parameters and parse errors ("invalid parameter \"query\": 1:5: parse error: ..."),
- * 422 execution for evaluation errors, 503 timeout when the deadline passes.
- * Queries run synchronously on the loop thread, as storage.h requires; the deadline bounds
- * how long one query may hold the loop.
+ * 422 execution for evaluation errors and per-query limits, 503 timeout when the deadline
+ * passes, 503 unavailable when the query queue is full.
+ *
+ * Execution: a query is parsed and *prepared* on the loop thread (mtd_ql_prepare reads every
+ * sample it needs from storage, which storage.h allows only there; the fetched-series,
+ * sample, memory, regex and subquery limits are checked at this point), then *evaluated* on
+ * one of `max_concurrent` worker threads (mtd_ql_run needs no storage). The finished result
+ * comes back through an obs_chan and is rendered and sent on the loop. At most
+ * max_concurrent queries are prepared or running; up to max_queue_length more wait (their
+ * reply deferred) and anything beyond gets 503. The deadline (config `timeout`, lowered by the
+ * `timeout` parameter) counts from arrival, queue wait included. When the client closes the
+ * connection, the query's cancel flag is raised: a queued query is dropped, a running one
+ * stops at the evaluator's next deadline check. The selection phase itself runs on the loop
+ * and is bounded by the series/sample limits, not interruptible. max_concurrent: 0 runs
+ * queries synchronously on the loop (no cancellation).
  */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
 
 #include "config/obs_cf.h"
+#include "core/obs_chan.h"
 #include "core/obs_log.h"
 #include "core/obs_mem.h"
 #include "core/obs_time.h"
 #include "http/obs_http.h"
+#include "metricsd/blocks.h"
 #include "metricsd/metricsd.h"
 #include "metricsd/querier.h"
 #include "metricsd/storage.h"
 
 const char *const mtd_querier_deps[] = {"ingester", NULL};
 
+#define MAX_WORKERS 16
+
+struct qjob;
+
 struct querier {
     struct obs_ctx *ctx;
     struct mtd_querier_cfg cfg;
+    /* workers */
+    pthread_t th[MAX_WORKERS];
+    int nth;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct qjob *ready, *ready_tail; /* prepared, waiting for a worker (mu) */
+    int quit;                        /* (mu) */
+    struct obs_chan *done;
+    /* loop thread only */
+    struct qjob *pend, *pend_tail;   /* waiting for a slot */
+    int npend, active, stopping;
+    struct qjob *watch;              /* jobs whose client connection is polled */
+    struct event *tick;              /* polls the watched connections */
+};
+
+struct qjob {
+    struct querier *qr;
+    struct obs_http_req *req;
+    struct evhttp_connection *evcon; /* NULL once the client went away (or none) */
+    struct mtd_ql_expr *e;
+    char *tenant;
+    int range;
+    int64_t start, end, step;
+    int64_t deadline_ns;
+    volatile int cancel;
+    struct mtd_ql_opts o;
+    struct mtd_ql_query *pq;
+    struct mtd_ql_result *res;
+    struct obs_err err;
+    int rc;
+    int pending;                     /* in qr->pend (loop) */
+    struct qjob *next;
+    struct qjob *wprev, *wnext;      /* qr->watch (loop) */
 };
 
 static const struct obs_cfmap querier_map[] = {
     {"timeout", OBS_CFT_DURATION, "2m", offsetof(struct mtd_querier_cfg, timeout_ms),
-     "maximum time one query may run", NULL, NULL},
+     "maximum time one query may run (queue wait included)", NULL, NULL},
     {"lookback_delta", OBS_CFT_DURATION, "5m",
      offsetof(struct mtd_querier_cfg, lookback_delta_ms),
      "how far back an instant selector looks for the latest sample", NULL, NULL},
     {"max_samples", OBS_CFT_INT, "50000000", offsetof(struct mtd_querier_cfg, max_samples),
-     "maximum samples one query may load", NULL, NULL},
+     "maximum samples one query may load or produce (422 above)", NULL, NULL},
     {"default_evaluation_interval", OBS_CFT_DURATION, "1m",
      offsetof(struct mtd_querier_cfg, default_evaluation_interval_ms),
      "subquery resolution when the query gives none", NULL, NULL},
     {"max_points", OBS_CFT_INT, "11000", offsetof(struct mtd_querier_cfg, max_points),
-     "maximum points per series of a range query", NULL, NULL},
-    {"max_concurrent", OBS_CFT_IGNORE, NULL, 0, "accepted; queries run on the loop", NULL,
+     "maximum points per series of a range query and steps of one subquery", NULL, NULL},
+    {"max_concurrent", OBS_CFT_INT, "2", offsetof(struct mtd_querier_cfg, max_concurrent),
+     "queries evaluated at once, one worker thread each (0 = on the loop thread)", NULL,
      NULL},
+    {"max_queue_length", OBS_CFT_INT, "16", offsetof(struct mtd_querier_cfg, max_queue_length),
+     "queries that may wait for a worker; more get 503", NULL, NULL},
+    {"max_estimated_memory_per_query", OBS_CFT_BYTES, "0",
+     offsetof(struct mtd_querier_cfg, max_estimated_memory),
+     "estimated memory one query may use (0 = unlimited; 422 above)", NULL, NULL},
+    {"max_regex_length", OBS_CFT_INT, "32768", offsetof(struct mtd_querier_cfg, max_regex_len),
+     "longest regular expression a matcher may have (bytes; 400 above)", NULL, NULL},
     {NULL, 0, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -168,7 +234,7 @@ static void json_annos(struct obs_sbuf *b, const struct mtd_ql_result *r)
     }
 }
 
-/* ---------------------------------------------------------------- handlers */
+/* ---------------------------------------------------------------- options */
 void mtd_querier_opts(struct obs_ctx *ctx, int64_t timeout_ms, struct mtd_ql_opts *o)
 {
     struct mtd_app *app = mtd_app_of(ctx);
@@ -179,20 +245,52 @@ void mtd_querier_opts(struct obs_ctx *ctx, int64_t timeout_ms, struct mtd_ql_opt
         o->lookback_ms = qr->cfg.lookback_delta_ms;
         o->default_step_ms = qr->cfg.default_evaluation_interval_ms;
         o->max_samples = qr->cfg.max_samples > 0 ? (size_t)qr->cfg.max_samples : 0;
+        o->max_memory_bytes =
+            qr->cfg.max_estimated_memory > 0 ? (size_t)qr->cfg.max_estimated_memory : 0;
+        o->max_subquery_points = qr->cfg.max_points > 0 ? qr->cfg.max_points : 0;
         to = qr->cfg.timeout_ms;
     }
+    if (app && app->limits.max_fetched_series_per_query > 0)
+        o->max_series = (size_t)app->limits.max_fetched_series_per_query;
     if (timeout_ms > 0 && (to <= 0 || timeout_ms < to))
         to = timeout_ms;
     if (to > 0)
         o->deadline_ns = obs_mono_ns() + to * 1000000LL;
 }
 
+/* Mimir's advice text after a limit's error id. */
+static const char *mimir_advice(const char *msg, const char **flag)
+{
+    static const struct {
+        const char *id, *flag;
+    } ids[] = {
+        {"(err-mimir-max-series-per-query)", "querier.max-fetched-series-per-query"},
+        {"(err-mimir-max-estimated-memory-consumption-per-query)",
+         "querier.max-estimated-memory-consumption-per-query"},
+    };
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        if (strstr(msg, ids[i].id)) {
+            *flag = ids[i].flag;
+            return ". Consider reducing the time range and/or number of series selected by the "
+                   "query. One way to reduce the number of selected series is to add more label "
+                   "matchers to the query. Otherwise, to adjust the related per-tenant limit, "
+                   "configure -";
+        }
+    return NULL;
+}
+
 static void reply_exec_error(struct obs_http_req *r, int rc, const struct obs_err *err)
 {
+    const char *flag = NULL, *advice;
     if (rc == MTD_QL_ETIMEOUT)
         obs_http_reply_prom_error(r, 503, "timeout", "%s", err->msg);
+    else if (rc == MTD_QL_ECANCELED)
+        obs_http_reply_prom_error(r, 499, "canceled", "%s", err->msg);
     else if (rc == OBS_ENOMEM)
         obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+    else if ((advice = mimir_advice(err->msg, &flag)) != NULL)
+        obs_http_reply_prom_error(r, 422, "execution", "%s%s%s, or contact your service "
+                                  "administrator.", err->msg, advice, flag);
     else
         obs_http_reply_prom_error(r, 422, "execution", "%s", err->msg);
 }
@@ -215,10 +313,9 @@ static void reply_result(struct obs_http_req *r, const struct mtd_ql_result *res
 }
 
 /* Common parameters; on error the reply is sent and -1 returned. */
-static int parse_common(struct obs_http_req *r, struct mtd_ql_expr **e, int64_t *timeout_ms)
+static int parse_common(struct querier *qr, struct obs_http_req *r, struct mtd_ql_expr **e,
+                        int64_t *timeout_ms)
 {
-    struct querier *qr = NULL;
-    (void)qr;
     const char *query = obs_http_req_param(r, "query");
     const char *to = obs_http_req_param(r, "timeout");
     *timeout_ms = 0;
@@ -233,7 +330,8 @@ static int parse_common(struct obs_http_req *r, struct mtd_ql_expr **e, int64_t 
         return -1;
     }
     struct obs_err err = {0};
-    int rc = mtd_ql_parse(query, e, &err);
+    size_t maxre = qr && qr->cfg.max_regex_len > 0 ? (size_t)qr->cfg.max_regex_len : 0;
+    int rc = mtd_ql_parse_ex(query, maxre, e, &err);
     if (rc == OBS_ENOMEM) {
         obs_http_reply_prom_error(r, 500, "internal", "out of memory");
         return -1;
@@ -246,10 +344,276 @@ static int parse_common(struct obs_http_req *r, struct mtd_ql_expr **e, int64_t 
     return 0;
 }
 
+/* ---------------------------------------------------------------- jobs */
+/* The libevent request, used only to watch for the client closing the connection. */
+static struct evhttp_request *req_evhttp(struct obs_http_req *r)
+{
+    return obs_http_req_evrequest(r);
+}
+
+static void job_on_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    struct qjob *j = arg;
+    j->evcon = NULL;
+    __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
+}
+
+static void unwatch(struct qjob *j)
+{
+    struct querier *qr = j->qr;
+    if (j->wprev)
+        j->wprev->wnext = j->wnext;
+    else if (qr->watch == j)
+        qr->watch = j->wnext;
+    if (j->wnext)
+        j->wnext->wprev = j->wprev;
+    j->wprev = j->wnext = NULL;
+}
+
+static void job_free(struct qjob *j)
+{
+    unwatch(j);
+    if (j->evcon)
+        evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+    mtd_ql_query_free(j->pq);
+    mtd_ql_result_free(j->res);
+    mtd_ql_expr_free(j->e);
+    obs_free(j->tenant);
+    obs_free(j);
+}
+
+/* Send the job's reply (the request is freed by it) and free the job. */
+static void job_finish(struct qjob *j)
+{
+    struct obs_http_req *r = j->req;
+    if (j->evcon) {
+        evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+        j->evcon = NULL;
+    }
+    mtd_storage_merge_annotate(mtd_app_of(j->qr->ctx)->storage, j->rc < 0 ? NULL : j->res);
+    if (j->rc < 0)
+        reply_exec_error(r, j->rc, &j->err);
+    else
+        reply_result(r, j->res);
+    job_free(j);
+}
+
+static void *worker_main(void *arg)
+{
+    struct querier *qr = arg;
+    for (;;) {
+        pthread_mutex_lock(&qr->mu);
+        while (!qr->ready && !qr->quit)
+            pthread_cond_wait(&qr->cv, &qr->mu);
+        if (!qr->ready) {
+            pthread_mutex_unlock(&qr->mu);
+            return NULL;
+        }
+        struct qjob *j = qr->ready;
+        qr->ready = j->next;
+        if (!qr->ready)
+            qr->ready_tail = NULL;
+        pthread_mutex_unlock(&qr->mu);
+        struct mtd_ql_query *pq = j->pq;
+        j->pq = NULL;
+        j->rc = mtd_ql_run(pq, &j->res, &j->err);
+        if (obs_chan_send(qr->done, j) != 0) {
+            /* Cannot hand it back: keep the slot (leak the job) rather than touch the loop. */
+            obs_log_error("querier: cannot return a finished query to the loop");
+        }
+    }
+}
+
+/* Prepare on the loop, then evaluate on a worker (or right here without workers). */
+static void job_start(struct querier *qr, struct qjob *j)
+{
+    struct mtd_app *app = mtd_app_of(qr->ctx);
+    if (__atomic_load_n(&j->cancel, __ATOMIC_RELAXED)) {
+        j->rc = MTD_QL_ECANCELED;
+        obs_err_set(&j->err, j->rc, "query was canceled before it started");
+        job_finish(j);
+        return;
+    }
+    if (j->deadline_ns && obs_mono_ns() > j->deadline_ns) {
+        j->rc = MTD_QL_ETIMEOUT;
+        obs_err_set(&j->err, j->rc, "query timed out in query queue");
+        job_finish(j);
+        return;
+    }
+    if (!app->storage) {
+        j->rc = OBS_EINVAL;
+        obs_err_set(&j->err, j->rc, "no storage available");
+        job_finish(j);
+        return;
+    }
+    j->rc = mtd_ql_prepare(j->e, app->storage, j->tenant, j->range, j->start, j->end, j->step,
+                           &j->o, &j->pq, &j->err);
+    if (j->rc < 0 || qr->nth == 0) {
+        if (j->rc == 0) {
+            struct mtd_ql_query *pq = j->pq;
+            j->pq = NULL;
+            j->rc = mtd_ql_run(pq, &j->res, &j->err);
+        }
+        job_finish(j);
+        return;
+    }
+    qr->active++;
+    j->next = NULL;
+    pthread_mutex_lock(&qr->mu);
+    if (qr->ready_tail)
+        qr->ready_tail->next = j;
+    else
+        qr->ready = j;
+    qr->ready_tail = j;
+    pthread_cond_signal(&qr->cv);
+    pthread_mutex_unlock(&qr->mu);
+}
+
+/* evhttp does not read from a connection while its request is being handled, so it cannot
+ * see the client leave; peek at the socket instead: EOF or an error means gone. */
+static int client_gone(struct qjob *j)
+{
+    if (!j->evcon)
+        return 1;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(j->evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0)
+        return 0;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return 1;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+static void drop_pending(struct querier *qr, struct qjob *j)
+{
+    struct qjob **pp = &qr->pend, *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return;
+    *pp = j->next;
+    if (qr->pend_tail == j)
+        qr->pend_tail = prev;
+    qr->npend--;
+    j->pending = 0;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct querier *qr = arg;
+    struct qjob *j = qr->watch;
+    while (j) {
+        struct qjob *nx = j->wnext;
+        if (client_gone(j)) { /* also after job_on_close (evcon NULL) */
+            __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
+            unwatch(j);
+            if (j->pending) {
+                /* Free its queue slot now; the reply goes nowhere. */
+                drop_pending(qr, j);
+                j->rc = MTD_QL_ECANCELED;
+                obs_err_set(&j->err, j->rc, "query was canceled in the query queue");
+                job_finish(j);
+            }
+        }
+        j = nx;
+    }
+}
+
+static void start_pending(struct querier *qr)
+{
+    while (!qr->stopping && qr->pend && qr->active < qr->nth) {
+        struct qjob *j = qr->pend;
+        qr->pend = j->next;
+        if (!qr->pend)
+            qr->pend_tail = NULL;
+        qr->npend--;
+        j->pending = 0;
+        job_start(qr, j);
+    }
+}
+
+static void on_done(void *msg, void *arg)
+{
+    struct querier *qr = arg;
+    struct qjob *j = msg;
+    qr->active--;
+    if (qr->stopping) {
+        job_free(j); /* the HTTP server may be gone: no reply at shutdown */
+        return;
+    }
+    job_finish(j);
+    start_pending(qr);
+}
+
+/* Admit a parsed query: run it, queue it, or refuse it (503). Takes e. */
+static void submit(struct querier *qr, struct obs_http_req *r, struct mtd_ql_expr *e,
+                   int range, int64_t start, int64_t end, int64_t step, int64_t timeout_ms)
+{
+    if (qr->nth > 0 && qr->active >= qr->nth && qr->npend >= qr->cfg.max_queue_length) {
+        mtd_ql_expr_free(e);
+        obs_http_reply_prom_error(r, 503, "unavailable", "too many outstanding requests: the "
+                                  "query queue is full (max_concurrent %d, max_queue_length "
+                                  "%lld); try again later", qr->nth,
+                                  (long long)qr->cfg.max_queue_length);
+        return;
+    }
+    struct qjob *j = obs_calloc(1, sizeof(*j));
+    const char *tenant = obs_http_req_tenant(r, "anonymous");
+    if (j)
+        j->tenant = obs_strdup(tenant);
+    if (!j || !j->tenant) {
+        obs_free(j);
+        mtd_ql_expr_free(e);
+        obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    j->qr = qr;
+    j->req = r;
+    j->e = e;
+    j->range = range;
+    j->start = start;
+    j->end = end;
+    j->step = step;
+    mtd_querier_opts(qr->ctx, timeout_ms, &j->o);
+    j->deadline_ns = j->o.deadline_ns;
+    if (qr->nth > 0) {
+        j->o.cancel = &j->cancel;
+        struct evhttp_request *ev = req_evhttp(r);
+        j->evcon = ev ? evhttp_request_get_connection(ev) : NULL;
+        if (j->evcon) {
+            evhttp_connection_set_closecb(j->evcon, job_on_close, j);
+            j->wnext = qr->watch;
+            if (qr->watch)
+                qr->watch->wprev = j;
+            qr->watch = j;
+        }
+        obs_http_req_defer(r);
+    }
+    if (qr->nth == 0 || qr->active < qr->nth) {
+        job_start(qr, j);
+        return;
+    }
+    j->next = NULL;
+    if (qr->pend_tail)
+        qr->pend_tail->next = j;
+    else
+        qr->pend = j;
+    qr->pend_tail = j;
+    qr->npend++;
+    j->pending = 1;
+}
+
+/* ---------------------------------------------------------------- handlers */
 static void h_query(struct obs_http_req *r, void *arg)
 {
     struct querier *qr = arg;
-    struct mtd_app *app = mtd_app_of(qr->ctx);
     int64_t t = obs_now_ms();
     const char *ts = obs_http_req_param(r, "time");
     if (ts && *ts && obs_time_parse_ms(ts, &t) != 0) {
@@ -259,32 +623,14 @@ static void h_query(struct obs_http_req *r, void *arg)
     }
     struct mtd_ql_expr *e;
     int64_t timeout;
-    if (parse_common(r, &e, &timeout) < 0)
+    if (parse_common(qr, r, &e, &timeout) < 0)
         return;
-    if (!app->storage) {
-        mtd_ql_expr_free(e);
-        obs_http_reply_prom_error(r, 503, "unavailable", "no storage available");
-        return;
-    }
-    struct mtd_ql_opts o;
-    mtd_querier_opts(qr->ctx, timeout, &o);
-    struct mtd_ql_result *res = NULL;
-    struct obs_err err = {0};
-    int rc = mtd_ql_exec_instant(e, app->storage, obs_http_req_tenant(r, "anonymous"), t, &o,
-                                 &res, &err);
-    mtd_ql_expr_free(e);
-    if (rc < 0) {
-        reply_exec_error(r, rc, &err);
-        return;
-    }
-    reply_result(r, res);
-    mtd_ql_result_free(res);
+    submit(qr, r, e, 0, t, t, 0, timeout);
 }
 
 static void h_query_range(struct obs_http_req *r, void *arg)
 {
     struct querier *qr = arg;
-    struct mtd_app *app = mtd_app_of(qr->ctx);
     const char *names[2] = {"start", "end"};
     int64_t v[2];
     for (int i = 0; i < 2; i++) {
@@ -315,14 +661,23 @@ static void h_query_range(struct obs_http_req *r, void *arg)
         return;
     }
     if (qr->cfg.max_points > 0 && (v[1] - v[0]) / step > qr->cfg.max_points) {
-        obs_http_reply_prom_error(r, 400, "bad_data", "exceeded maximum resolution of 11,000 "
+        char lim[32], raw[32];
+        int n = snprintf(raw, sizeof(raw), "%lld", (long long)qr->cfg.max_points);
+        size_t o = 0;
+        for (int i = 0; i < n; i++) {
+            if (i > 0 && (n - i) % 3 == 0)
+                lim[o++] = ',';
+            lim[o++] = raw[i];
+        }
+        lim[o] = 0;
+        obs_http_reply_prom_error(r, 400, "bad_data", "exceeded maximum resolution of %s "
                                   "points per timeseries. Try decreasing the query resolution "
-                                  "(?step=XX)");
+                                  "(?step=XX)", lim);
         return;
     }
     struct mtd_ql_expr *e;
     int64_t timeout;
-    if (parse_common(r, &e, &timeout) < 0)
+    if (parse_common(qr, r, &e, &timeout) < 0)
         return;
     enum mtd_ql_vtype t = mtd_ql_expr_type(e);
     if (t != MTD_QL_SCALAR && t != MTD_QL_VECTOR) {
@@ -333,33 +688,16 @@ static void h_query_range(struct obs_http_req *r, void *arg)
                                   t == MTD_QL_MATRIX ? "range vector" : mtd_ql_type_name(t));
         return;
     }
-    if (!app->storage) {
-        mtd_ql_expr_free(e);
-        obs_http_reply_prom_error(r, 503, "unavailable", "no storage available");
-        return;
-    }
-    struct mtd_ql_opts o;
-    mtd_querier_opts(qr->ctx, timeout, &o);
-    struct mtd_ql_result *res = NULL;
-    struct obs_err err = {0};
-    int rc = mtd_ql_exec_range(e, app->storage, obs_http_req_tenant(r, "anonymous"), v[0], v[1],
-                               step, &o, &res, &err);
-    mtd_ql_expr_free(e);
-    if (rc < 0) {
-        reply_exec_error(r, rc, &err);
-        return;
-    }
-    reply_result(r, res);
-    mtd_ql_result_free(res);
+    submit(qr, r, e, 1, v[0], v[1], step, timeout);
 }
 
 /* GET /api/v1/format_query?query=... (Prometheus: returns the query; we echo it parsed). */
 static void h_parse_check(struct obs_http_req *r, void *arg)
 {
-    (void)arg;
+    struct querier *qr = arg;
     struct mtd_ql_expr *e;
     int64_t timeout;
-    if (parse_common(r, &e, &timeout) < 0)
+    if (parse_common(qr, r, &e, &timeout) < 0)
         return;
     mtd_ql_expr_free(e);
     const char *q = obs_http_req_param(r, "query");
@@ -370,6 +708,19 @@ static void h_parse_check(struct obs_http_req *r, void *arg)
     obs_sbuf_putc(&b, '}');
     obs_http_reply_sbuf(r, 200, "application/json", &b);
     obs_sbuf_deinit(&b);
+}
+
+static void stop_workers(struct querier *qr)
+{
+    if (qr->nth == 0)
+        return;
+    pthread_mutex_lock(&qr->mu);
+    qr->quit = 1;
+    pthread_cond_broadcast(&qr->cv);
+    pthread_mutex_unlock(&qr->mu);
+    for (int i = 0; i < qr->nth; i++)
+        pthread_join(qr->th[i], NULL);
+    qr->nth = 0;
 }
 
 int mtd_querier_init(struct obs_ctx *ctx, struct obs_err *err)
@@ -384,7 +735,31 @@ int mtd_querier_init(struct obs_ctx *ctx, struct obs_err *err)
         obs_free(qr);
         return rc;
     }
+    if (qr->cfg.max_concurrent < 0 || qr->cfg.max_concurrent > MAX_WORKERS ||
+        qr->cfg.max_queue_length < 0) {
+        obs_cf_unbind(querier_map, &qr->cfg);
+        obs_free(qr);
+        return obs_err_set(err, OBS_EINVAL, "querier: max_concurrent must be 0..%d and "
+                           "max_queue_length >= 0", MAX_WORKERS);
+    }
+    pthread_mutex_init(&qr->mu, NULL);
+    pthread_cond_init(&qr->cv, NULL);
+    if (qr->cfg.max_concurrent > 0) {
+        qr->done = obs_chan_new(ctx->base, on_done, qr);
+        for (int i = 0; qr->done && i < qr->cfg.max_concurrent; i++) {
+            if (pthread_create(&qr->th[i], NULL, worker_main, qr) != 0)
+                break;
+            qr->nth++;
+        }
+        if (qr->nth == 0)
+            obs_clog_warn("querier", "no worker threads; queries run on the loop thread");
+        qr->tick = event_new(ctx->base, -1, EV_PERSIST, on_tick, qr);
+        struct timeval tv = {0, 100 * 1000};
+        if (qr->tick)
+            event_add(qr->tick, &tv);
+    }
     app->querier = qr;
+    mtd_storage_merge_install(ctx); /* head + store-gateway blocks (storage_merge.c) */
     rc = obs_http_route(ctx->http, "GET,POST", "/api/v1/query", h_query, qr);
     rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/query_range", h_query_range, qr);
     rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/format_query", h_parse_check, qr);
@@ -394,8 +769,10 @@ int mtd_querier_init(struct obs_ctx *ctx, struct obs_err *err)
                          h_query_range, qr);
     if (rc)
         return obs_err_set(err, OBS_ENOMEM, "querier: cannot register routes");
-    obs_clog_info("querier", "PromQL API ready (timeout %lldms, lookback %lldms)",
-                  (long long)qr->cfg.timeout_ms, (long long)qr->cfg.lookback_delta_ms);
+    obs_clog_info("querier", "PromQL API ready (timeout %lldms, lookback %lldms, %d workers, "
+                  "queue %lld)", (long long)qr->cfg.timeout_ms,
+                  (long long)qr->cfg.lookback_delta_ms, qr->nth,
+                  (long long)qr->cfg.max_queue_length);
     return 0;
 }
 
@@ -405,6 +782,29 @@ void mtd_querier_stop(struct obs_ctx *ctx)
     if (!app || !app->querier)
         return;
     struct querier *qr = app->querier;
+    qr->stopping = 1;
+    if (qr->tick)
+        event_free(qr->tick);
+    qr->tick = NULL;
+    /* Running queries stop at their next deadline check. */
+    for (struct qjob *j = qr->ready; j; j = j->next)
+        __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
+    stop_workers(qr);
+    /* Prepared jobs no worker took, then finished ones still in the channel. */
+    while (qr->ready) {
+        struct qjob *j = qr->ready;
+        qr->ready = j->next;
+        job_free(j);
+    }
+    if (qr->done)
+        obs_chan_free(qr->done); /* on_done frees without replying (stopping) */
+    while (qr->pend) {
+        struct qjob *j = qr->pend;
+        qr->pend = j->next;
+        job_free(j);
+    }
+    pthread_cond_destroy(&qr->cv);
+    pthread_mutex_destroy(&qr->mu);
     obs_cf_unbind(querier_map, &qr->cfg);
     obs_free(qr);
     app->querier = NULL;

@@ -2,7 +2,8 @@
  * querier.h -- metricsd's PromQL query API (querier.c) and ruler (ruler.c) components.
  *
  * The querier serves Prometheus' /api/v1/query and /api/v1/query_range over the storage
- * interface (storage.h) with the engine in ql/. The ruler evaluates Prometheus rule files on
+ * interface (storage.h) with the engine in ql/: selection on the loop, evaluation on
+ * max_concurrent worker threads, a bounded queue in front (see querier.c). The ruler evaluates Prometheus rule files on
  * the loop, writes recording rules back through mtd_storage_append() and sends alerts to an
  * Alertmanager-compatible receiver from a sender thread.
  */
@@ -22,6 +23,10 @@ struct mtd_querier_cfg {
     int64_t max_samples;                    /* 50000000 loaded samples per query */
     int64_t default_evaluation_interval_ms; /* 1m: subquery step when omitted */
     int64_t max_points;                     /* 11000 points per series in range queries */
+    int64_t max_concurrent;                 /* 2 worker threads (0 = evaluate on the loop) */
+    int64_t max_queue_length;               /* 16 queries waiting; more get 503 */
+    int64_t max_estimated_memory;           /* bytes per query, 0 = unlimited */
+    int64_t max_regex_len;                  /* 32768 bytes per matcher regex */
 };
 
 int mtd_querier_init(struct obs_ctx *ctx, struct obs_err *err);
@@ -29,8 +34,9 @@ void mtd_querier_stop(struct obs_ctx *ctx);
 extern const char *const mtd_querier_deps[];
 #define MTD_QUERIER_COMPONENT {"querier", mtd_querier_deps, mtd_querier_init, mtd_querier_stop}
 
-/* Engine options from the querier config (defaults when the querier is not running);
- * timeout_ms > 0 overrides the configured deadline. Loop thread. */
+/* Engine options from the querier config and limits (defaults when the querier is not
+ * running): lookback, default subquery step, max samples/series/memory, subquery points and
+ * the deadline (now + timeout; timeout_ms > 0 lowers the configured one). Loop thread. */
 void mtd_querier_opts(struct obs_ctx *ctx, int64_t timeout_ms, struct mtd_ql_opts *o);
 
 /* Append the Prometheus API `data` object for a result ({"resultType":..,"result":..}).

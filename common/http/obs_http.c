@@ -451,6 +451,7 @@ const char *obs_http_req_rest(const struct obs_http_req *r) { return r->rest; }
 const char *obs_http_req_encoding(const struct obs_http_req *r) { return r->encoding; }
 struct obs_arena *obs_http_req_arena(struct obs_http_req *r) { return r->arena; }
 const char *obs_http_req_peer(const struct obs_http_req *r) { return r->peer; }
+void *obs_http_req_evrequest(struct obs_http_req *r) { return r->ev; }
 
 const char *obs_http_req_header(const struct obs_http_req *r, const char *name)
 {

@@ -65,6 +65,9 @@ const char *obs_http_req_tenant(const struct obs_http_req *r, const char *def);
 struct obs_arena *obs_http_req_arena(struct obs_http_req *r);
 /* Peer address "ip:port". */
 const char *obs_http_req_peer(const struct obs_http_req *r);
+/* The underlying libevent request (struct evhttp_request *), for callers that must watch the
+ * connection (e.g. cancel a query when the client goes away). Borrowed until the reply. */
+void *obs_http_req_evrequest(struct obs_http_req *r);
 
 /* --- replies (each request gets exactly one) --- */
 void obs_http_add_header(struct obs_http_req *r, const char *name, const char *value);

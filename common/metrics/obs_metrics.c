@@ -233,7 +233,13 @@ struct obs_mchild *obs_metrics_gauge(struct obs_metrics *m, const char *name, co
 int obs_metrics_gauge_fn(struct obs_metrics *m, const char *name, const char *help,
                          double (*fn)(void *arg), void *arg)
 {
-    struct obs_mfamily *f = obs_metrics_family(m, OBS_MGAUGE, name, help, NULL, NULL, 0);
+    /* A value read from the OS under a *_total name (process_cpu_seconds_total) is a
+     * counter: Prometheus' naming rules (and `promtool check metrics`) reserve _total for
+     * counters, so such a family is typed counter. */
+    size_t len = strlen(name);
+    enum obs_mtype type = len > 6 && strcmp(name + len - 6, "_total") == 0 ? OBS_MCOUNTER
+                                                                          : OBS_MGAUGE;
+    struct obs_mfamily *f = obs_metrics_family(m, type, name, help, NULL, NULL, 0);
     if (f == NULL)
         return OBS_ENOMEM;
     f->fn = fn;

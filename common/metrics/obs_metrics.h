@@ -32,7 +32,8 @@ struct obs_mchild *obs_mfamily_with(struct obs_mfamily *f, ...);
 /* Shorthands for label-less metrics. */
 struct obs_mchild *obs_metrics_counter(struct obs_metrics *m, const char *name, const char *help);
 struct obs_mchild *obs_metrics_gauge(struct obs_metrics *m, const char *name, const char *help);
-/* A gauge read through fn(arg) at render time (called on the rendering thread). */
+/* A gauge read through fn(arg) at render time (called on the rendering thread). A name
+ * ending in _total is typed counter instead (a monotonic value such as CPU seconds). */
 int obs_metrics_gauge_fn(struct obs_metrics *m, const char *name, const char *help,
                          double (*fn)(void *arg), void *arg);
 

@@ -1365,37 +1365,31 @@ static double bucket_quantile(double q, struct bucket *b, size_t n, int *forced)
     return start + (end - start) * (rank / count);
 }
 
-static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c,
-                                           struct ql_val *a, int64_t t)
+/* Classic buckets of one histogram: the input samples sharing labels-without-le. */
+struct hgroup {
+    struct ql_labels l;
+    struct bucket *b;
+    size_t n, cap;
+    const char *name;
+};
+
+/* Group the float samples of in by their labels without "le" (warning about a missing or bad
+ * le at vpos); native histograms are left out. */
+static struct hgroup *classic_groups(struct ql_query *q, struct ql_vec in, int vpos, size_t *ng)
 {
-    (void)c;
-    double phi = a[0].scalar;
-    struct ql_vec in = a[1].vec;
-    struct ql_val r = new_vec(q, in.n);
-    if (phi < 0 || phi > 1 || isnan(phi))
-        ql_warn(q, c->args[0]->pos, 
-                   "PromQL warning: quantile value should be between 0 and 1, got %s",
-                isnan(phi) ? "NaN" : ql_printf(&q->sa, "%g", phi));
     struct ql_map gm;
     ql_map_init(&gm, &q->sa, in.n);
-    struct hg {
-        struct ql_labels l;
-        struct bucket *b;
-        size_t n, cap;
-        const char *name;
-    } *g = ql_alloc(&q->sa, (in.n + 1) * sizeof(*g));
-    size_t ng = 0;
+    struct hgroup *g = ql_alloc(&q->sa, (in.n + 1) * sizeof(*g));
+    *ng = 0;
     for (size_t i = 0; i < in.n; i++) {
-        if (in.s[i].h) {
-            push(&r, in.s[i].l, ql_hist_quantile(&q->sa, phi, in.s[i].h), t, 1);
+        if (in.s[i].h)
             continue;
-        }
         const char *le = ql_lget(in.s[i].l, "le");
         char *end = NULL;
         double ub = le ? strtod(le, &end) : 0;
         if (!le || !*le || *end) {
             const char *nm = ql_lget(in.s[i].l, "__name__");
-            ql_warn(q, c->args[1]->pos,
+            ql_warn(q, vpos,
                     "PromQL warning: bucket label \"le\" is missing or has a malformed "
                        "value of \"%s\" for metric name \"%s\"", le ? le : "", nm ? nm : "");
             continue;
@@ -1405,25 +1399,94 @@ static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c
         const char *key = ql_lsig(&q->sa, gl, NULL, 0, 0, &kl);
         const char *nm = ql_lget(gl, "__name__");
         char *full = ql_printf(&q->sa, "%.*s\x01%s", (int)kl, key, nm ? nm : "");
-        int gi = ql_map_put(&gm, full, strlen(full), (int)ng);
+        int gi = ql_map_put(&gm, full, strlen(full), (int)*ng);
         if (gi < 0) {
-            gi = (int)ng++;
+            gi = (int)(*ng)++;
             g[gi].l = gl;
             g[gi].name = nm;
         }
         struct bucket bk = {ub, in.s[i].v};
         QL_PUSH(&q->sa, g[gi].b, g[gi].n, g[gi].cap, bk);
     }
+    return g;
+}
+
+static void quantile_range_warn(struct ql_query *q, int qpos, double phi)
+{
+    if (phi < 0 || phi > 1 || isnan(phi))
+        ql_warn(q, qpos, "PromQL warning: quantile value should be between 0 and 1, got %s",
+                isnan(phi) ? "NaN" : ql_printf(&q->sa, "%g", phi));
+}
+
+/* histogram_quantile over in for one phi; out has room for in.n samples more. */
+static void hquantile(struct ql_query *q, double phi, struct ql_vec in, int qpos, int vpos,
+                      int64_t t, struct ql_val *out)
+{
+    quantile_range_warn(q, qpos, phi);
+    for (size_t i = 0; i < in.n; i++)
+        if (in.s[i].h)
+            push(out, in.s[i].l, ql_hist_quantile(&q->sa, phi, in.s[i].h), t, 1);
+    size_t ng;
+    struct hgroup *g = classic_groups(q, in, vpos, &ng);
     for (size_t i = 0; i < ng; i++) {
         int forced;
-        double v = bucket_quantile(phi, g[i].b, g[i].n, &forced);
+        struct bucket *b = ql_alloc(&q->sa, (g[i].n + 1) * sizeof(*b));
+        memcpy(b, g[i].b, g[i].n * sizeof(*b));
+        double v = bucket_quantile(phi, b, g[i].n, &forced);
         if (forced)
-            ql_info(q, c->args[1]->pos,
+            ql_info(q, vpos,
                     "PromQL info: input to histogram_quantile needed to be fixed for "
                        "monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/"
                        "functions/#histogram_quantile) for metric name \"%s\"",
                     g[i].name ? g[i].name : "");
-        push(&r, g[i].l, v, t, 1);
+        push(out, g[i].l, v, t, 1);
+    }
+}
+
+static struct ql_val fn_histogram_quantile(struct ql_query *q, struct ql_node *c,
+                                           struct ql_val *a, int64_t t)
+{
+    struct ql_val r = new_vec(q, a[1].vec.n);
+    hquantile(q, a[0].scalar, a[1].vec, c->args[0]->pos, c->args[1]->pos, t, &r);
+    return r;
+}
+
+/* Label value for a quantile as Prometheus writes it: shortest form, ".0" when integral. */
+static const char *quantile_label(struct ql_query *q, double phi)
+{
+    if (isnan(phi))
+        return "NaN";
+    if (isinf(phi))
+        return phi > 0 ? "+Inf" : "-Inf";
+    char buf[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, phi);
+        if (strtod(buf, NULL) == phi)
+            break;
+    }
+    if (!strpbrk(buf, ".eEn"))
+        strcat(buf, ".0");
+    return ql_strdup(&q->sa, buf);
+}
+
+/* histogram_quantiles(v, "label", q1, q2, ...): one output series per input and quantile,
+ * labelled label="q". */
+static struct ql_val fn_histogram_quantiles(struct ql_query *q, struct ql_node *c,
+                                            struct ql_val *a, int64_t t)
+{
+    const char *lname = a[1].str;
+    if (!obs_label_name_valid(lname, strlen(lname)))
+        ql_throw(&q->qa, OBS_EINVAL, "invalid quantile label name in histogram_quantiles(): %s",
+                 lname);
+    size_t nq = c->nargs - 2;
+    struct ql_val r = new_vec(q, a[0].vec.n * nq);
+    for (size_t k = 0; k < nq; k++) {
+        double phi = a[2 + k].scalar;
+        size_t from = r.vec.n;
+        hquantile(q, phi, a[0].vec, c->args[2 + k]->pos, c->args[0]->pos, t, &r);
+        const char *lv = quantile_label(q, phi);
+        for (size_t i = from; i < r.vec.n; i++)
+            r.vec.s[i].l = ql_lset(&q->sa, r.vec.s[i].l, lname, lv);
     }
     return r;
 }
@@ -1462,16 +1525,63 @@ HSTAT(histogram_avg, 2)
 HSTAT(histogram_stddev, 3)
 HSTAT(histogram_stdvar, 4)
 
+/* Classic buckets as a custom-bucket histogram (what Prometheus' NHCB conversion yields):
+ * sorted, equal bounds merged, cumulative counts turned into per-bucket counts. NULL when the
+ * highest bound is not +Inf. */
+static const struct mtd_ql_hist *classic_to_nhcb(struct ql_query *q, struct bucket *b, size_t n)
+{
+    if (n == 0)
+        return NULL;
+    qsort(b, n, sizeof(*b), bucket_cmp);
+    if (!isinf(b[n - 1].ub) || b[n - 1].ub < 0)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k > 0 && b[k - 1].ub == b[i].ub)
+            b[k - 1].count += b[i].count;
+        else
+            b[k++] = b[i];
+    }
+    n = k;
+    struct mtd_ql_hist *h = ql_hist_new(&q->sa);
+    h->schema = MTD_QL_SCHEMA_CUSTOM;
+    h->crh = MTD_QL_CRH_GAUGE;
+    h->ncustom = n - 1;
+    h->custom = ql_alloc(&q->sa, n * sizeof(double));
+    h->pidx = ql_alloc(&q->sa, n * sizeof(int32_t));
+    h->pcnt = ql_alloc(&q->sa, n * sizeof(double));
+    double prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n)
+            h->custom[i] = b[i].ub;
+        h->pidx[h->np] = (int32_t)i;
+        h->pcnt[h->np++] = b[i].count - prev;
+        prev = b[i].count;
+    }
+    h->count = b[n - 1].count;
+    return h;
+}
+
 static struct ql_val fn_histogram_fraction(struct ql_query *q, struct ql_node *c,
                                            struct ql_val *a, int64_t t)
 {
-    (void)c;
-    struct ql_val r = new_vec(q, a[2].vec.n);
-    for (size_t i = 0; i < a[2].vec.n; i++) {
-        const struct mtd_ql_hist *h = a[2].vec.s[i].h;
+    struct ql_vec in = a[2].vec;
+    double lo = a[0].scalar, hi = a[1].scalar;
+    struct ql_val r = new_vec(q, in.n);
+    for (size_t i = 0; i < in.n; i++) {
+        const struct mtd_ql_hist *h = in.s[i].h;
         if (!h)
             continue;
-        push(&r, a[2].vec.s[i].l, ql_hist_fraction(&q->sa, a[0].scalar, a[1].scalar, h), t, 1);
+        push(&r, in.s[i].l, ql_hist_fraction(&q->sa, lo, hi, h), t, 1);
+    }
+    size_t ng;
+    struct hgroup *g = classic_groups(q, in, c->args[2]->pos, &ng);
+    for (size_t i = 0; i < ng; i++) {
+        const struct mtd_ql_hist *h = classic_to_nhcb(q, g[i].b, g[i].n);
+        double v = NAN;
+        if (h && h->count != 0 && !isnan(lo) && !isnan(hi))
+            v = lo >= hi ? 0 : ql_hist_fraction(&q->sa, lo, hi, h);
+        push(&r, g[i].l, v, t, 1);
     }
     return r;
 }
@@ -1521,6 +1631,7 @@ static const struct ql_func funcs[] = {
     {"histogram_count", {V}, 1, 0, V, fn_histogram_count, 0},
     {"histogram_fraction", {S, S, V}, 3, 0, V, fn_histogram_fraction, 0},
     {"histogram_quantile", {S, V}, 2, 0, V, fn_histogram_quantile, 0},
+    {"histogram_quantiles", {V, STR, S}, 3, -1, V, fn_histogram_quantiles, 1},
     {"histogram_stddev", {V}, 1, 0, V, fn_histogram_stddev, 0},
     {"histogram_stdvar", {V}, 1, 0, V, fn_histogram_stdvar, 0},
     {"histogram_sum", {V}, 1, 0, V, fn_histogram_sum, 0},

@@ -300,6 +300,10 @@ double ql_hist_quantile(struct ql_arena *a, double q, const struct mtd_ql_hist *
     }
     if (h->schema == MTD_QL_SCHEMA_CUSTOM && isinf(bk.lo) && bk.hi > 0)
         bk.lo = 0;
+    /* The lowest custom bucket (-Inf, upper] with upper <= 0: no lower end to interpolate
+     * from, so the quantile is its upper bound (as for classic buckets). */
+    if (h->schema == MTD_QL_SCHEMA_CUSTOM && isinf(bk.lo) && bk.lo < 0 && count >= rank)
+        return bk.hi;
     if (count > h->count)
         count = h->count;
     if (count < rank)

@@ -76,6 +76,11 @@ struct mtd_tsdb_block {
     size_t capcm;
     struct mtd_sample *smp;
     size_t capsmp;
+    /* chunks from a source instead of mapped files (segs[].p NULL, .len the sizes) */
+    struct mtd_tsdb_chunk_src src;
+    /* corrupt chunks/series are reported here and skipped, instead of failing the select */
+    mtd_tsdb_corrupt_fn on_corrupt;
+    void *on_corrupt_arg;
 };
 
 enum {
@@ -457,7 +462,28 @@ static int open_segments(struct mtd_tsdb_block *b, struct obs_err *err)
     return 0;
 }
 
+/* Remote segments: sizes only; the bytes come from src. */
+static int src_segments(struct mtd_tsdb_block *b, const struct mtd_tsdb_chunk_src *src,
+                        struct obs_err *err)
+{
+    b->src = *src;
+    b->segs = obs_calloc(src->nsegs ? src->nsegs : 1, sizeof *b->segs);
+    if (b->segs == NULL)
+        return obs_err_set(err, OBS_ENOMEM, "tsdb: out of memory");
+    for (size_t i = 0; i < src->nsegs; i++)
+        b->segs[i].len = (size_t)src->seg_len[i];
+    b->nsegs = src->nsegs;
+    b->src.seg_len = NULL; /* not kept */
+    return 0;
+}
+
 int mtd_tsdb_block_open(const char *dir, struct mtd_tsdb_block **out, struct obs_err *err)
+{
+    return mtd_tsdb_block_open_src(dir, NULL, out, err);
+}
+
+int mtd_tsdb_block_open_src(const char *dir, const struct mtd_tsdb_chunk_src *src,
+                            struct mtd_tsdb_block **out, struct obs_err *err)
 {
     struct mtd_tsdb_block *b = obs_calloc(1, sizeof *b);
     if (b == NULL || (b->dir = obs_strdup(dir)) == NULL) {
@@ -469,7 +495,8 @@ int mtd_tsdb_block_open(const char *dir, struct mtd_tsdb_block **out, struct obs
     int rc;
     if ((rc = read_meta(b, err)) != 0 || (rc = map_file(path, &b->ix, err)) != 0 ||
         (rc = read_toc(b, err)) != 0 || (rc = read_symbols(b, err)) != 0 ||
-        (rc = read_postings_table(b, err)) != 0 || (rc = open_segments(b, err)) != 0) {
+        (rc = read_postings_table(b, err)) != 0 ||
+        (rc = src ? src_segments(b, src, err) : open_segments(b, err)) != 0) {
         mtd_tsdb_block_close(b);
         return rc;
     }
@@ -495,6 +522,22 @@ void mtd_tsdb_block_close(struct mtd_tsdb_block *b)
     obs_free(b->smp);
     obs_free(b->dir);
     obs_free(b);
+}
+
+void mtd_tsdb_block_on_corrupt(struct mtd_tsdb_block *b, mtd_tsdb_corrupt_fn fn, void *arg)
+{
+    b->on_corrupt = fn;
+    b->on_corrupt_arg = arg;
+}
+
+/* A corruption found while selecting: with a handler, report it and go on (returns 1: skip
+ * the damaged piece); without, it fails the select (returns 0). */
+static int skip_corrupt(struct mtd_tsdb_block *b, int rc, struct obs_err *err)
+{
+    if (rc != OBS_ECORRUPT || b->on_corrupt == NULL)
+        return 0;
+    b->on_corrupt(b->on_corrupt_arg, err);
+    return 1;
 }
 
 const struct mtd_tsdb_block_meta *mtd_tsdb_block_meta(const struct mtd_tsdb_block *b)
@@ -567,7 +610,30 @@ static int chunk_get(struct mtd_tsdb_block *b, uint64_t ref, const uint8_t **dat
     if (seg >= b->nsegs || off < TSDB_CHUNKS_HDR || off >= b->segs[seg].len)
         return corrupt(err, b, f, off, "chunk reference out of range");
     const struct map *m = &b->segs[seg];
-    struct cur c = {m->p + off, m->p + m->len, 0};
+    const uint8_t *base = m->p + off;
+    size_t avail = m->len - off;
+    if (b->src.read != NULL) {
+        /* Ask for a typical chunk's worth first, then exactly what the length says. */
+        size_t want = avail < 512 ? avail : 512, got;
+        int rc = b->src.read(b->src.arg, (uint32_t)seg, off, want, &base, &got, err);
+        if (rc != 0)
+            return rc;
+        struct cur h = {base, base + got, 0};
+        uint64_t l = cur_uvarint(&h);
+        if (h.bad || l > avail)
+            return corrupt(err, b, f, off, "bad chunk length");
+        size_t need = (size_t)(h.p - base) + (size_t)l + 5;
+        if (need > avail)
+            return corrupt(err, b, f, off, "bad chunk length");
+        if (got < need) {
+            if ((rc = b->src.read(b->src.arg, (uint32_t)seg, off, need, &base, &got, err)) != 0)
+                return rc;
+            if (got < need)
+                return corrupt(err, b, f, off, "short chunk read");
+        }
+        avail = got;
+    }
+    struct cur c = {base, base + avail, 0};
     uint64_t l = cur_uvarint(&c);
     if (c.bad || l > (uint64_t)(c.end - c.p) || (uint64_t)(c.end - c.p) - l < 5)
         return corrupt(err, b, f, off, "bad chunk length");
@@ -578,7 +644,7 @@ static int chunk_get(struct mtd_tsdb_block *b, uint64_t ref, const uint8_t **dat
         return corrupt(err, b, f, off, "unsupported chunk encoding (only XOR floats)");
     *data = enc + 1;
     *len = (size_t)l;
-    *total = (size_t)(enc + 1 + l + 4 - (m->p + off));
+    *total = (size_t)(enc + 1 + l + 4 - base);
     return 0;
 }
 
@@ -755,16 +821,22 @@ int mtd_tsdb_block_select(struct mtd_tsdb_block *b, const struct obs_matcher *ms
     int rc = postings_for(b, ms, nms, &set, err);
     for (size_t i = 0; rc == 0 && i < set.n; i++) {
         size_t nl, nc, ns = 0;
-        if ((rc = series_read(b, set.v[i], &nl, &nc, NULL, err)) != 0)
-            break;
+        if ((rc = series_read(b, set.v[i], &nl, &nc, NULL, err)) != 0) {
+            if (skip_corrupt(b, rc, err))
+                rc = 0;
+            continue;
+        }
         for (size_t k = 0; rc == 0 && k < nc; k++) {
             const struct cmeta *m = &b->cm[k];
             if (m->maxt < mint || m->mint > maxt)
                 continue;
             const uint8_t *d;
-            size_t len, total;
-            if ((rc = chunk_get(b, m->ref, &d, &len, &total, err)) != 0)
-                break;
+            size_t len, total, ns0 = ns;
+            if ((rc = chunk_get(b, m->ref, &d, &len, &total, err)) != 0) {
+                if (skip_corrupt(b, rc, err))
+                    rc = 0;
+                continue;
+            }
             uint16_t cnt = mtd_tsdb_xor_count(d, len);
             if (grow((void **)&b->smp, &b->capsmp, ns + cnt + 1, sizeof *b->smp) != 0) {
                 rc = obs_err_set(err, OBS_ENOMEM, "tsdb: out of memory");
@@ -778,8 +850,13 @@ int mtd_tsdb_block_select(struct mtd_tsdb_block *b, const struct obs_matcher *ms
             while ((r = mtd_tsdb_xor_iter_next(&it, &t, &v)) == 1)
                 if (t >= mint && t <= maxt)
                     b->smp[ns++] = (struct mtd_sample){t, v};
-            if (r < 0)
+            if (r < 0) {
                 rc = corrupt(err, b, "chunks", m->ref & 0xffffffffu, "bad XOR chunk data");
+                if (skip_corrupt(b, rc, err)) {
+                    rc = 0;
+                    ns = ns0; /* drop what the damaged chunk gave */
+                }
+            }
         }
         if (rc == 0 && ns > 0 && fn(arg, b->lab, nl, b->smp, ns) != 0)
             break;
@@ -798,8 +875,11 @@ int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matc
     int rc = postings_for(b, ms, nms, &set, err);
     for (size_t i = 0; rc == 0 && i < set.n; i++) {
         size_t nl, nc, n = 0;
-        if ((rc = series_read(b, set.v[i], &nl, &nc, NULL, err)) != 0)
-            break;
+        if ((rc = series_read(b, set.v[i], &nl, &nc, NULL, err)) != 0) {
+            if (skip_corrupt(b, rc, err))
+                rc = 0;
+            continue;
+        }
         if (grow((void **)&out, &cap, nc + 1, sizeof *out) != 0) {
             rc = obs_err_set(err, OBS_ENOMEM, "tsdb: out of memory");
             break;
@@ -812,6 +892,10 @@ int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matc
             out[n].mint = m->mint;
             out[n].maxt = m->maxt;
             rc = chunk_get(b, m->ref, &out[n].data, &out[n].len, &total, err);
+            if (rc != 0 && skip_corrupt(b, rc, err)) {
+                rc = 0;
+                continue;
+            }
             n++;
         }
         if (rc == 0 && n > 0 && fn(arg, b->lab, nl, out, n) != 0)

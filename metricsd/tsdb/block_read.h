@@ -106,4 +106,30 @@ int mtd_tsdb_block_label_values(struct mtd_tsdb_block *b, const char *name, char
  */
 int mtd_tsdb_block_verify(struct mtd_tsdb_block *b, struct obs_err *err);
 
+/*
+ * Chunk bytes from somewhere else than the block's local chunks/ files: the store-gateway
+ * keeps only meta.json and index on disk and fetches chunks by range GET. read() must return
+ * at least want bytes of segment seg (0-based) from off (fewer only at the segment's end),
+ * in memory valid until the next read() or the block's close; 0 or an error with err set.
+ * The source is used from the select calls only (one at a time per block).
+ */
+struct mtd_tsdb_chunk_src {
+    int (*read)(void *arg, uint32_t seg, uint64_t off, size_t want, const uint8_t **p,
+                size_t *got, struct obs_err *err);
+    void *arg;
+    size_t nsegs;            /* number of chunk segments */
+    const uint64_t *seg_len; /* their sizes (copied at open) */
+};
+
+/* Like mtd_tsdb_block_open with chunks read through src (NULL = local files). dir needs
+ * meta.json and index only. Segment headers are not checked; every chunk's CRC is. */
+int mtd_tsdb_block_open_src(const char *dir, const struct mtd_tsdb_chunk_src *src,
+                            struct mtd_tsdb_block **out, struct obs_err *err);
+
+/* With a handler set, select and select_chunks skip a corrupt chunk (or series entry) after
+ * calling fn with the error (naming file and offset) instead of failing with OBS_ECORRUPT:
+ * queries go on with the data that is intact. */
+typedef void (*mtd_tsdb_corrupt_fn)(void *arg, const struct obs_err *e);
+void mtd_tsdb_block_on_corrupt(struct mtd_tsdb_block *b, mtd_tsdb_corrupt_fn fn, void *arg);
+
 #endif

@@ -360,4 +360,196 @@ def test_ruler_to_real_alertmanager():
         shutil.rmtree(am.dir, ignore_errors=True)
 
 
+# ---- per-query limits ------------------------------------------------------------------------
+LIMITS_CONFIG = """
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: %(port)d
+  grpc_listen_port: %(grpc)d
+blocks_storage:
+  tsdb:
+    dir: ./tsdb
+limits:
+  max_fetched_series_per_query: %(series)d
+querier:
+  max_concurrent: %(conc)d
+  max_queue_length: %(queue)d
+  max_samples: %(samples)d
+  max_estimated_memory_per_query: %(mem)d
+  max_regex_length: 200
+"""
+
+# ~4M / ~25M inner evaluations: busy for a while, no data needed.
+SLOW = "sum_over_time(sum_over_time(vector(1)[2000s:1s])[2000s:1s])"
+VERY_SLOW = "sum_over_time(sum_over_time(vector(1)[5000s:1s])[5000s:1s])"
+
+
+def start_limited(series=0, conc=2, queue=16, samples=50000000, mem=0):
+    port = free_port()
+    d = Daemon("metricsd", None, http_port=port)
+    d.config = LIMITS_CONFIG % {"port": port, "grpc": free_port(), "series": series,
+                                "conc": conc, "queue": queue, "samples": samples, "mem": mem}
+    return d.start()
+
+
+def timed_q(d, path, http_timeout=60, **params):
+    t0 = time.monotonic()
+    st, b, _ = http("GET", d.url(path + "?" + urllib.parse.urlencode(params)),
+                    timeout=http_timeout)
+    return st, json.loads(b), time.monotonic() - t0
+
+
+def assert_serving(d):
+    st, j = q(d, "/api/v1/query", query="count(obs_up)", time=str(NOW_S))
+    assert st == 200 and j["data"]["result"][0]["value"][1] == "2", (st, j)
+
+
+def test_limit_samples_series_memory():
+    d = start_limited(series=1, samples=30, mem=200000)
+    try:
+        load(d)
+        # 21 samples loaded + 21 points produced > 30: Prometheus' wording, 422
+        st, j = q(d, "/api/v1/query_range", query="obs_req_total", start=str(NOW_S - 300),
+                  end=str(NOW_S), step="15")
+        assert st == 422 and j["errorType"] == "execution", (st, j)
+        assert j["error"] == ("query processing would load too many samples into memory in "
+                              "query execution"), j
+        # one series is fine, two are over max_fetched_series_per_query (Mimir's message)
+        st, j = q(d, "/api/v1/query", query="obs_up{instance='a:1'}", time=str(NOW_S))
+        assert st == 200 and len(j["data"]["result"]) == 1, (st, j)
+        st, j = q(d, "/api/v1/query", query="obs_up", time=str(NOW_S))
+        assert st == 422 and j["errorType"] == "execution", (st, j)
+        assert j["error"].startswith("the query exceeded the maximum number of series (limit: 1 "
+                                     "series) (err-mimir-max-series-per-query). Consider "
+                                     "reducing the time range"), j
+        assert "configure -querier.max-fetched-series-per-query" in j["error"], j
+        st, j = q(d, "/api/v1/query", query="obs_up{instance='b:1'}", time=str(NOW_S))
+        assert st == 200 and j["data"]["result"][0]["value"][1] == "2", (st, j)
+    finally:
+        d.cleanup()
+    d = start_limited(mem=200000)
+    try:
+        load(d)
+        # estimated memory: a 2h:1s subquery keeps 7200 points per step
+        st, j = q(d, "/api/v1/query", query="sum_over_time(vector(1)[2h:1s])", time="10000")
+        assert st == 422, (st, j)
+        assert j["error"].startswith("the query exceeded the maximum allowed estimated amount "
+                                     "of memory consumed by a single query (limit: 200000 "
+                                     "bytes) (err-mimir-max-estimated-memory-consumption-per-"
+                                     "query)"), j
+        assert "-querier.max-estimated-memory-consumption-per-query" in j["error"], j
+        assert_serving(d)
+    finally:
+        d.cleanup()
+
+
+def test_limit_timeout_resolution_and_regex():
+    d = start_limited()
+    try:
+        load(d)
+        push(d, [([("__name__", "obs_up"), ("instance", "c:1"), ("job", "x"),
+                   ("path", "a" * 40 + "!")], [(NOW - 1000, 1.0)])])
+        # timeout parameter: 503 timeout in Prometheus' shape, quickly
+        st, j, dt = timed_q(d, "/api/v1/query", query=VERY_SLOW, time="10000", timeout="300ms")
+        assert st == 503 and j["errorType"] == "timeout", (st, j)
+        assert j["error"] == "query timed out in expression evaluation", j
+        assert dt < 5, dt
+        st, j = q(d, "/api/v1/query", query="count(obs_up{job='api'})", time=str(NOW_S))
+        assert st == 200 and j["data"]["result"][0]["value"][1] == "2", (st, j)
+        # range query resolution (400, Prometheus' message) and subquery resolution (422)
+        st, j = q(d, "/api/v1/query_range", query="obs_up", start="0", end="100000", step="1")
+        assert st == 400 and j["error"] == ("exceeded maximum resolution of 11,000 points per "
+                                            "timeseries. Try decreasing the query resolution "
+                                            "(?step=XX)"), (st, j)
+        st, j = q(d, "/api/v1/query", query="max_over_time(vector(1)[1d:1s])", time="100000")
+        assert st == 422 and "subquery exceeded maximum resolution of 11,000 points" in j["error"], \
+            (st, j)
+        # catastrophic backtracking on a stored value is refused, not run
+        t0 = time.monotonic()
+        st, j = q(d, "/api/v1/query", query='obs_up{path=~"(a|aa)+"}', time=str(NOW_S))
+        assert st == 422 and "catastrophic backtracking" in j["error"], (st, j)
+        assert time.monotonic() - t0 < 5
+        st, j = q(d, "/api/v1/query", query='label_replace(obs_up, "p", "$1", "path", "((a|aa)+)")',
+                  time=str(NOW_S))
+        assert st == 422 and "backtracking limit" in j["error"], (st, j)
+        # an ordinary regex over the same label still works
+        st, j = q(d, "/api/v1/query", query='obs_up{path=~"a+!"}', time=str(NOW_S))
+        assert st == 200 and len(j["data"]["result"]) == 1, (st, j)
+        # regex length limit (max_regex_length: 200) -> 400 parse-time refusal
+        st, j = q(d, "/api/v1/query", query='obs_up{job=~"%s"}' % ("x" * 300))
+        assert st == 400 and "regular expression too long" in j["error"], (st, j)
+        assert_serving_api(d)
+    finally:
+        d.cleanup()
+
+
+def assert_serving_api(d):
+    st, j = q(d, "/api/v1/query", query="count(obs_up{job='api'})", time=str(NOW_S))
+    assert st == 200 and j["data"]["result"][0]["value"][1] == "2", (st, j)
+
+
+def test_limit_concurrency_queue_and_cancel():
+    d = start_limited(conc=1, queue=1)
+    try:
+        load(d)
+        results = {}
+
+        def run(name, query, timeout="60s"):
+            try:
+                results[name] = timed_q(d, "/api/v1/query", query=query, time="10000",
+                                        timeout=timeout)
+            except Exception as e:  # noqa: BLE001 - reported below
+                results[name] = e
+
+        # one running, one queued, the third refused at once with 503
+        ths = [threading.Thread(target=run, args=("run", SLOW)),
+               threading.Thread(target=run, args=("queued", "vector(7)"))]
+        ths[0].start()
+        time.sleep(0.3)
+        ths[1].start()
+        time.sleep(0.3)
+        st, j, dt = timed_q(d, "/api/v1/query", query="vector(8)")
+        assert st == 503 and j["errorType"] == "unavailable", (st, j)
+        assert "too many outstanding requests" in j["error"] and dt < 2, (j, dt)
+        # the loop keeps serving non-query endpoints meanwhile
+        t0 = time.monotonic()
+        st, _, _ = http("GET", d.url("/api/v1/labels"), timeout=5)
+        assert st == 200 and time.monotonic() - t0 < 1
+        for t in ths:
+            t.join(60)
+        assert results["run"][0] == 200, results
+        assert results["queued"][0] == 200, results
+        assert results["queued"][1]["data"]["result"][0]["value"][1] == "7", results
+        assert results["run"][2] >= results["queued"][2] - 0.5, results
+
+        # client disconnect cancels a running query: the single worker is free again at once
+        import socket
+        s = socket.create_connection(("127.0.0.1", d.http_port))
+        path = "/api/v1/query?" + urllib.parse.urlencode({"query": VERY_SLOW, "time": "10000"})
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+        time.sleep(0.5)
+        s.close()
+        time.sleep(0.3)
+        st, j, dt = timed_q(d, "/api/v1/query", query="vector(9)", timeout="60s")
+        assert st == 200 and j["data"]["result"][0]["value"][1] == "9", (st, j)
+        assert dt < 3, "worker was not freed by the disconnect: %.1fs" % dt
+        # a queued query whose client leaves frees its queue slot too
+        ths = [threading.Thread(target=run, args=("run2", SLOW))]
+        ths[0].start()
+        time.sleep(0.3)
+        s = socket.create_connection(("127.0.0.1", d.http_port))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+        time.sleep(0.3)
+        s.close()
+        time.sleep(0.4)
+        run("queued2", "vector(10)")
+        assert results["queued2"][0] == 200, results
+        ths[0].join(60)
+        assert results["run2"][0] == 200, results
+        assert_serving(d)
+        assert d.alive()
+    finally:
+        d.cleanup()
+
+
 TestRun(globals()).main()

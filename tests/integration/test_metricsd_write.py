@@ -65,6 +65,60 @@ def pb_series(labels, samples):
     return out
 
 
+def zigzag(n):
+    return (n << 1) ^ (n >> 63)
+
+
+def pb_histogram(t, schema=0, count=None, sum_=0.0, zero_count=0, zero_threshold=1e-128,
+                 spans=((0, 0),), buckets=(), is_float=False, reset_hint=0, stale=False):
+    """A remote-write native histogram. spans: (offset, length) of positive buckets; buckets:
+    absolute counts (float histograms) -- integer histograms are sent delta-encoded."""
+    out = b""
+    if stale:
+        sum_ = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+    if count is None:
+        count = sum(buckets) + zero_count
+    if is_float:
+        out += field_double(2, float(count)) + field_double(7, float(zero_count))
+    else:
+        out += field_varint(1, int(count)) + field_varint(6, int(zero_count))
+    out += field_double(3, sum_) + field_varint(4, zigzag(schema))
+    out += field_double(5, zero_threshold)
+    for off, ln in spans:
+        out += field_bytes(11, field_varint(1, zigzag(off) & 0xFFFFFFFF) + field_varint(2, ln))
+    if is_float:
+        out += field_bytes(13, b"".join(struct.pack("<d", float(c)) for c in buckets))
+    else:
+        prev, packed = 0, b""
+        for c in buckets:
+            packed += uvarint(zigzag(int(c) - prev))
+            prev = int(c)
+        out += field_bytes(12, packed)
+    out += field_varint(14, reset_hint) + field_varint(15, t)
+    return out
+
+
+def pb_series_full(labels, samples=(), histograms=(), exemplars=()):
+    """histograms: pb_histogram() bytes; exemplars: (labels, value, t)."""
+    out = pb_series(labels, samples)
+    for lbls, v, t in exemplars:
+        e = b"".join(field_bytes(1, pb_label(n, x)) for n, x in lbls)
+        out += field_bytes(3, e + field_double(2, v) + field_varint(3, t))
+    for h in histograms:
+        out += field_bytes(4, h)
+    return out
+
+
+def push_full(d, series, tenant=None):
+    """series: list of pb_series_full() bytes."""
+    body = snappy_literal(b"".join(field_bytes(1, x) for x in series))
+    h = dict(HDRS)
+    if tenant:
+        h["X-Scope-OrgID"] = tenant
+    st, b, _ = http("POST", d.url("/api/v1/push"), body, h)
+    return st, b.decode(errors="replace")
+
+
 def pb_write(series, metadata=()):
     out = b""
     for labels, samples in series:
@@ -240,9 +294,9 @@ blocks_storage:
 """
 
 
-def start(workdir=None, port=None):
+def start(workdir=None, port=None, extra=""):
     port = port or free_port()
-    d = Daemon("metricsd", CONFIG % {"port": port, "grpc": free_port()}, http_port=port,
+    d = Daemon("metricsd", CONFIG % {"port": port, "grpc": free_port()} + extra, http_port=port,
                workdir=workdir)
     try:
         return d.start()
@@ -393,7 +447,8 @@ def test_bad_input():
         assert d.alive()
         assert series_of(d, "kept") == [{"__name__": "kept", "job": "ok"}]
         st, body, _ = http("GET", d.url("/metrics"))
-        assert st == 200 and b"mtd_discarded_samples_total" in body
+        assert st == 200 and b"cortex_discarded_samples_total" in body
+        assert b'reason="new_value_for_timestamp",user="anonymous"' in body, body
     finally:
         d.cleanup()
 
@@ -575,6 +630,246 @@ def test_kill9_mid_stream():
         got = {int(x["seq"]) for x in series_of(d, "stream")}
         missing = [i for i in acked if i not in got]
         assert not missing, missing[:10]
+    finally:
+        stop.set()
+        d.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def metric(d, name, **labels):
+    """Value of one self-metric sample on /metrics (0 when absent)."""
+    st, body, _ = http("GET", d.url("/metrics"))
+    assert st == 200
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in body.decode().splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, val = line.rpartition(" ")
+        if key == name or (want and key.startswith(name + "{") and
+                           all(('%s="%s"' % kv) in key for kv in labels.items())):
+            return float(val)
+    return 0.0
+
+
+def query(d, q, t, tenant=None):
+    h = {"X-Scope-OrgID": tenant} if tenant else {}
+    st, j = http_json("GET", d.url("/api/v1/query?query=%s&time=%f" % (urllib.parse.quote(q), t / 1e3)),
+                      headers=h)
+    return st, j
+
+
+def test_out_of_order_window_and_stale():
+    d = start(extra="limits:\n  out_of_order_time_window: 10m\n"
+                    "overrides:\n  strict:\n    out_of_order_time_window: 0s\n")
+    try:
+        t = NOW - 60 * 1000
+        s1 = [("__name__", "ooo"), ("job", "x")]
+        assert push(d, [(s1, [(t, 1)])]) == (200, "")
+        # 5 minutes older: inside the window
+        assert push(d, [(s1, [(t - 300 * 1000, 2)])])[0] == 200
+        # 20 minutes older: outside
+        st, b = push(d, [(s1, [(t - 1200 * 1000, 3)])])
+        assert st == 400 and "too old sample" in b, (st, b)
+        # duplicate with another value refused per sample; the rest of the request is kept
+        s2 = [("__name__", "ooo"), ("job", "y")]
+        st, b = push(d, [(s1, [(t - 300 * 1000, 9)]), (s2, [(t, 5)])])
+        assert st == 400 and "duplicate sample for timestamp" in b, (st, b)
+        assert len(series_of(d, "ooo")) == 2
+        assert push(d, [(s1, [(t - 300 * 1000, 2)])])[0] == 200  # same value: fine
+        # the tenant without a window gets Prometheus' "out of order sample"
+        assert push(d, [(s1, [(t, 1)])], tenant="strict")[0] == 200
+        st, b = push(d, [(s1, [(t - 1000, 1)])], tenant="strict")
+        assert st == 400 and "out of order sample" in b, (st, b)
+        # stale marker: stored, and PromQL stops returning the series after it
+        stale = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+        assert push(d, [(s2, [(t + 15000, stale)])])[0] == 200
+        st, j = query(d, 'ooo{job="y"}', t + 10000)
+        if st == 200:  # PromQL API present
+            assert len(j["data"]["result"]) == 1, j
+            st, j = query(d, 'ooo{job="y"}', t + 20000)
+            assert j["data"]["result"] == [], j
+            st, j = query(d, 'count_over_time(ooo{job="x"}[30m])', t)
+            assert j["data"]["result"][0]["value"][1] == "2", j
+        assert metric(d, "cortex_discarded_samples_total", reason="sample_too_old",
+                      user="anonymous") == 1
+        assert metric(d, "cortex_discarded_samples_total", reason="sample_out_of_order",
+                      user="strict") == 1
+        # all of it after a kill -9
+        workdir, port = d.dir, d.http_port
+        d.kill9()
+        d = start(workdir=workdir, port=port,
+                  extra="limits:\n  out_of_order_time_window: 10m\n")
+        st, b = push(d, [(s1, [(t - 300 * 1000, 7)])])
+        assert st == 400 and "duplicate sample" in b, (st, b)
+        st, b = push(d, [(s2, [(t + 15000, 1)])])
+        assert st == 400 and "duplicate sample" in b, (st, b)  # the stale marker is there
+    finally:
+        d.cleanup()
+
+
+def test_native_histograms_and_exemplars():
+    d = start()
+    try:
+        t = NOW - 30 * 1000
+        lbl = [("__name__", "rpc_latency"), ("job", "h")]
+        h_int = pb_histogram(t, schema=1, spans=((0, 2), (1, 1)), buckets=(3, 5, 2), zero_count=1,
+                             sum_=12.5)
+        h_float = pb_histogram(t + 15000, schema=1, spans=((0, 2),), buckets=(4.5, 6.25),
+                               is_float=True, sum_=20.0)
+        ex = [([("trace_id", "abc123")], 0.25, t), ([("trace_id", "def456")], 0.5, t + 15000)]
+        assert push_full(d, [pb_series_full(lbl, histograms=[h_int, h_float], exemplars=ex)]) == (200, "")
+        # exemplars on a float series too
+        lbl2 = [("__name__", "req_total"), ("job", "h")]
+        assert push_full(d, [pb_series_full(lbl2, samples=[(t, 1)],
+                                            exemplars=[([("trace_id", "x1")], 1, t)])])[0] == 200
+        # exact resend accepted; another histogram at the same time refused
+        assert push_full(d, [pb_series_full(lbl, histograms=[h_int])])[0] == 200
+        other = pb_histogram(t, schema=1, spans=((0, 1),), buckets=(9,))
+        st, b = push_full(d, [pb_series_full(lbl, histograms=[other])])
+        assert st == 400 and "duplicate sample" in b, (st, b)
+        # spans that do not match the buckets: 400
+        bad = pb_histogram(t + 30000, schema=1, spans=((0, 3),), buckets=(1,))
+        st, b = push_full(d, [pb_series_full(lbl, histograms=[bad])])
+        assert st == 400 and "native histogram" in b, (st, b)
+        # series API sees the histogram-only series
+        assert series_of(d, "rpc_latency") == [{"__name__": "rpc_latency", "job": "h"}]
+
+        def exemplars():
+            st, j = http_json("GET", d.url("/api/v1/query_exemplars?query=%s&start=%f&end=%f" % (
+                urllib.parse.quote('{job="h"}'), (t - 1000) / 1e3, (t + 20000) / 1e3)))
+            return st, j
+        st, j = exemplars()
+        if st != 404:
+            assert st == 200, (st, j)
+            got = {(r["seriesLabels"]["__name__"], e["labels"]["trace_id"])
+                   for r in j["data"] for e in r["exemplars"]}
+            assert got == {("rpc_latency", "abc123"), ("rpc_latency", "def456"),
+                           ("req_total", "x1")}, j
+        # PromQL over the histograms, when the engine is wired to the head's histograms
+        st, j = query(d, "histogram_count(rpc_latency)", t + 15000)
+        if st == 200 and j["data"]["result"]:
+            assert float(j["data"]["result"][0]["value"][1]) == 10.75, j
+        hist_before = metric(d, "mtd_ingester_memory_histogram_samples")
+        assert hist_before == 2, hist_before
+        # kill -9: histograms and exemplars come back
+        workdir, port = d.dir, d.http_port
+        d.kill9()
+        d = start(workdir=workdir, port=port)
+        assert metric(d, "mtd_ingester_memory_histogram_samples") == 2
+        assert metric(d, "mtd_ingester_memory_exemplars") == 3
+        assert push_full(d, [pb_series_full(lbl, histograms=[h_float])])[0] == 200
+        st, b = push_full(d, [pb_series_full(lbl, histograms=[other])])
+        assert st == 400, (st, b)
+        st, j = exemplars()
+        if st != 404:
+            assert sum(len(r["exemplars"]) for r in j["data"]) == 3, j
+        # a stale histogram ends the series
+        assert push_full(d, [pb_series_full(lbl, histograms=[pb_histogram(t + 30000, stale=True)])])[0] == 200
+        assert metric(d, "mtd_ingester_memory_histogram_samples") == 3
+    finally:
+        d.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_limits_and_overrides():
+    rt = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    rt.write("overrides:\n  small:\n    max_global_series_per_user: 2\n"
+             "    max_label_names_per_series: 3\n")
+    rt.close()
+    d = start(extra=(
+        "limits:\n  ingestion_rate: 50\n  ingestion_burst_size: 100\n"
+        "  max_label_name_length: 20\n  max_label_value_length: 30\n"
+        "overrides:\n  big:\n    ingestion_rate: 0\n"
+        "runtime_config:\n  file: %s\n  period: 1s\n" % rt.name))
+    try:
+        def many(n, name="lim"):
+            return [([("__name__", name), ("i", str(i))], [(NOW, 1)]) for i in range(n)]
+        # ingestion rate: a burst of 100, then 429 with Mimir's message
+        assert push(d, many(60))[0] == 200
+        st, b = push(d, many(60, "lim2"))
+        assert st == 429 and "ingestion rate limit" in b and "err-mimir-tenant-max-ingestion-rate" in b, (st, b)
+        assert series_of(d, "lim2") == []
+        assert metric(d, "cortex_discarded_samples_total", reason="rate_limited", user="anonymous") == 60
+        # the override lifts it for tenant big
+        for _ in range(3):
+            assert push(d, many(80), tenant="big")[0] == 200
+        # label limits -> 400
+        st, b = push(d, [([("__name__", "m"), ("a_very_long_label_name_indeed", "v")], [(NOW, 1)])],
+                     tenant="big")
+        assert st == 400 and "label name length exceeds the limit" in b, (st, b)
+        st, b = push(d, [([("__name__", "m"), ("a", "v" * 31)], [(NOW, 1)])], tenant="big")
+        assert st == 400 and "label value length exceeds the limit" in b, (st, b)
+        # runtime file tenant: series limit -> 429, label count -> 400
+        st, b = push(d, many(3, "s"), tenant="small")
+        assert st == 429 and "per-user series limit of 2 exceeded" in b, (st, b)
+        assert len(series_of(d, "s", tenant="small")) == 2
+        st, b = push(d, [([("__name__", "m"), ("a", "1"), ("b", "2"), ("c", "3")], [(NOW, 1)])],
+                     tenant="small")
+        assert st == 400 and "number of labels exceeds the limit" in b, (st, b)
+        for reason, user, n in (("label_name_too_long", "big", 1), ("label_value_too_long", "big", 1),
+                                ("per_user_series_limit", "small", 1),
+                                ("max_label_names_per_series", "small", 1)):
+            assert metric(d, "cortex_discarded_samples_total", reason=reason, user=user) == n, reason
+        # the runtime file is re-read when it changes
+        with open(rt.name, "w") as f:
+            f.write("overrides:\n  small:\n    max_global_series_per_user: 10\n")
+        os.utime(rt.name, (time.time() + 5, time.time() + 5))
+        wait_until(lambda: push(d, many(3, "s"), tenant="small")[0] == 200, timeout=10,
+                   what="runtime config reload")
+    finally:
+        d.cleanup()
+        os.unlink(rt.name)
+
+
+def test_wal_checkpoints_and_kill9_under_load():
+    """Small WAL segments and a 1s checkpoint check: old segments are deleted, and kill -9
+    while pushes are in flight (possibly mid-checkpoint) loses nothing acknowledged."""
+    extra = ("ingester:\n  checkpoint_interval: 200ms\n"
+             "limits:\n  out_of_order_time_window: 1h\n")
+    cfg = CONFIG.replace("    dir: ./tsdb\n", "    dir: ./tsdb\n    wal_segment_size_bytes: 32KiB\n")
+    port = free_port()
+    d = Daemon("metricsd", cfg % {"port": port, "grpc": free_port()} + extra, http_port=port).start()
+    workdir = d.dir
+    acked, stop = [], threading.Event()
+
+    def pusher():
+        for i in range(1000000):
+            if stop.is_set():
+                return
+            series = [([("__name__", "ck"), ("s", str(k))], [(NOW - 3600 * 1000 + i * 10, float(i))])
+                      for k in range(20)]
+            try:
+                st, _ = push(d, series)
+            except OSError:
+                return
+            if st == 200:
+                acked.append(i)
+            elif st != 0:
+                raise AssertionError(st)
+    try:
+        th = threading.Thread(target=pusher)
+        th.start()
+        wait_until(lambda: metric(d, "mtd_ingester_wal_checkpoints") >= 2, timeout=60,
+                   what="two checkpoints")
+        wal = os.path.join(workdir, "tsdb", "wal")
+        segs = [f for f in os.listdir(wal) if f.isdigit()]
+        assert len(segs) < 40, segs
+        time.sleep(0.3)
+        d.kill9()
+        stop.set()
+        th.join(timeout=20)
+        d = Daemon("metricsd", cfg % {"port": port, "grpc": free_port()} + extra, http_port=port,
+                   workdir=workdir).start()
+        # every acknowledged push: its 20 samples are there (a resend of the same value is an
+        # accepted duplicate, another value is refused)
+        assert len(acked) > 20
+        for i in acked[-5:] + acked[:3]:
+            st, b = push(d, [([("__name__", "ck"), ("s", "3")], [(NOW - 3600 * 1000 + i * 10, -1.0)])])
+            assert st == 400 and "duplicate sample" in b, (i, st, b)
+        st, j = query(d, "count_over_time(ck[2h])", NOW)
+        if st == 200:
+            counts = {r["metric"]["s"]: float(r["value"][1]) for r in j["data"]["result"]}
+            assert len(counts) == 20 and min(counts.values()) >= len(acked), (counts, len(acked))
     finally:
         stop.set()
         d.cleanup()
