@@ -348,7 +348,7 @@ int mtd_ingester_init(struct obs_ctx *ctx, struct obs_err *err)
                          "Series in the head.", g_series, app);
     obs_metrics_gauge_fn(ctx->metrics, "mtd_ingester_memory_samples",
                          "Samples in the head.", g_samples, app);
-    obs_metrics_gauge_fn(ctx->metrics, "mtd_ingester_memory_histogram_samples",
+    obs_metrics_gauge_fn(ctx->metrics, "mtd_ingester_memory_native_samples",
                          "Native histogram samples in the head.", g_hist, app);
     obs_metrics_gauge_fn(ctx->metrics, "mtd_ingester_memory_exemplars",
                          "Exemplars in the head's per-tenant circular buffers.", g_exemplars,
