@@ -126,15 +126,16 @@ static const char *const dim_values[5][10] = {
     {"user", "system", "idle", "iowait", "irq", "softirq", "steal", "nice", "guest", "other"},
 };
 static const char *const jobs[12] = {
-    "node-exporter", "kube-state-metrics", "cadvisor", "api-gateway", "checkout",
-    "payments", "inventory", "frontend", "auth", "search", "postgres-exporter",
-    "redis-exporter",
+    "node-exporter",     "kube-state-metrics", "cadvisor", "api-gateway", "checkout",
+    "payments",          "inventory",          "frontend", "auth",        "search",
+    "postgres-exporter", "redis-exporter",
 };
 static const char *const namespaces[25] = {
-    "default", "kube-system", "monitoring", "ingress-nginx", "cert-manager", "payments",
-    "checkout", "inventory", "frontend", "auth", "search", "data", "ml", "batch", "logging",
-    "tracing", "storage", "mesh", "billing", "reports", "notifications", "mobile-api",
-    "partner-api", "staging-tools", "sandbox",
+    "default",       "kube-system", "monitoring",  "ingress-nginx", "cert-manager",
+    "payments",      "checkout",    "inventory",   "frontend",      "auth",
+    "search",        "data",        "ml",          "batch",         "logging",
+    "tracing",       "storage",     "mesh",        "billing",       "reports",
+    "notifications", "mobile-api",  "partner-api", "staging-tools", "sandbox",
 };
 static const char *const envs[3] = {"prod", "staging", "dev"};
 static const char *const regions[4] = {"us-east-1", "us-west-2", "eu-west-1", "ap-south-1"};
@@ -255,12 +256,17 @@ static void series_init(const struct opts *o, uint64_t i, struct enc_series *es,
     snprintf(es->inst, sizeof es->inst, "10.%u.%u.%u:%u", (unsigned)((target >> 16) & 255),
              (unsigned)((target >> 8) & 255), (unsigned)(target & 255),
              9100u + (unsigned)(job * 10));
-    snprintf(es->pod, sizeof es->pod, "%s-%05" PRIx64 "-%05" PRIx64, jobs[job],
-             (h >> 8) & 0xfffff, (h >> 40) & 0xfffff);
-    const char *names[NLABELS] = {"__name__", dim_names[m % 5], "instance", "job", "pod",
-                                  "namespace", "env", "region"};
-    const char *vals[NLABELS] = {metrics[m].name, dim_values[m % 5][sub], es->inst, jobs[job],
-                                 es->pod, namespaces[ns], envs[(target / 7) % 3],
+    snprintf(es->pod, sizeof es->pod, "%s-%05" PRIx64 "-%05" PRIx64, jobs[job], (h >> 8) & 0xfffff,
+             (h >> 40) & 0xfffff);
+    const char *names[NLABELS] = {"__name__", dim_names[m % 5], "instance", "job",
+                                  "pod",      "namespace",      "env",      "region"};
+    const char *vals[NLABELS] = {metrics[m].name,
+                                 dim_values[m % 5][sub],
+                                 es->inst,
+                                 jobs[job],
+                                 es->pod,
+                                 namespaces[ns],
+                                 envs[(target / 7) % 3],
                                  regions[(target / 3) % 4]};
     for (int k = 0; k < NLABELS; k++) {
         prometheus__label__init(&es->lab[k]);
@@ -516,15 +522,13 @@ static int dbl_cmp(const void *a, const void *b)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: rwgen -url=URL [-series=N] [-samples=M] [-batch=B] [-conns=K]\n"
-            "             [-interval=SECONDS] [-values=mixed|walk] [-seed=S] [-end-ms=MS]\n"
-            "             [-jitter-ms=J] [-encode-threads=T] [-max-seconds=S]\n"
-            "             [-timeout-ms=MS] [-retries=R] [-quiet]\n");
+    fprintf(stderr, "usage: rwgen -url=URL [-series=N] [-samples=M] [-batch=B] [-conns=K]\n"
+                    "             [-interval=SECONDS] [-values=mixed|walk] [-seed=S] [-end-ms=MS]\n"
+                    "             [-jitter-ms=J] [-encode-threads=T] [-max-seconds=S]\n"
+                    "             [-timeout-ms=MS] [-retries=R] [-quiet]\n");
 }
 
-static int parse_u64(const char *name, const char *v, uint64_t min, uint64_t max,
-                     uint64_t *out)
+static int parse_u64(const char *name, const char *v, uint64_t min, uint64_t max, uint64_t *out)
 {
     char *end = NULL;
     errno = 0;
@@ -661,8 +665,9 @@ int main(int argc, char **argv)
         o->end_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     }
     if ((uint64_t)(o->samples - 1) * o->interval_s > 3300)
-        fprintf(stderr, "rwgen: warning: samples span %us; Prometheus rejects samples more "
-                        "than 1h older than its newest as out of bounds\n",
+        fprintf(stderr,
+                "rwgen: warning: samples span %us; Prometheus rejects samples more "
+                "than 1h older than its newest as out of bounds\n",
                 (o->samples - 1) * o->interval_s);
     b->nbatch = (o->series + o->batch - 1) / o->batch;
     uint64_t nreq = b->nbatch * o->samples;
@@ -721,8 +726,9 @@ int main(int argc, char **argv)
         if (t - last >= 5.0) {
             uint64_t s = atomic_load(&b->ok_samples);
             if (!o->quiet)
-                fprintf(stderr, "rwgen: %.0fs requests=%" PRIu64 "/%" PRIu64 " accepted=%" PRIu64
-                                " (%.0f samples/s now) non2xx=%" PRIu64 " neterr=%" PRIu64 "\n",
+                fprintf(stderr,
+                        "rwgen: %.0fs requests=%" PRIu64 "/%" PRIu64 " accepted=%" PRIu64
+                        " (%.0f samples/s now) non2xx=%" PRIu64 " neterr=%" PRIu64 "\n",
                         t - b->t_start, (uint64_t)atomic_load(&b->sent_req), nreq, s,
                         (double)(s - last_s) / (t - last), (uint64_t)atomic_load(&b->bad_req),
                         (uint64_t)atomic_load(&b->net_err));
@@ -753,9 +759,9 @@ int main(int argc, char **argv)
            " seconds=%.3f samples_per_sec=%.0f bytes=%zu encode_seconds=%.2f"
            " lat_p50_ms=%.1f lat_p99_ms=%.1f lat_max_ms=%.1f first_code=%ld"
            " first_error=\"%s\"\n",
-           nreq, (uint64_t)atomic_load(&b->ok_req), bad, ne, nreq - sent, total_samples, acc,
-           secs, secs > 0 ? (double)acc / secs : 0.0, bytes, enc_s, p50, p99, pmax,
-           b->first_code, b->first_err);
+           nreq, (uint64_t)atomic_load(&b->ok_req), bad, ne, nreq - sent, total_samples, acc, secs,
+           secs > 0 ? (double)acc / secs : 0.0, bytes, enc_s, p50, p99, pmax, b->first_code,
+           b->first_err);
     fflush(stdout);
     curl_global_cleanup();
     for (uint64_t i = 0; i < nreq; i++)
