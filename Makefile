@@ -166,7 +166,7 @@ unit-bins: $(UNIT_BIN)
 # --- tests ---------------------------------------------------------------------------------
 # `make test` is the README's test command and what CI runs: deps, sanitizer build, all tests.
 test: deps
-	$(MAKE) SANITIZER=address all unit-bins
+	$(MAKE) -j2 SANITIZER=address all unit-bins
 	$(MAKE) SANITIZER=address test-unit fuzz-replay test-integration
 
 test-unit: $(UNIT_BIN)
@@ -181,12 +181,14 @@ conformance: all
 deps:
 	@scripts/install-deps
 
+# The lab needs the daemons and the demo app only (not the test tools).
+LAB_BINS := $(foreach d,$(DAEMONS),$(BIN)/$(d)) $(BIN)/demo-app
 lab: deps
-	$(MAKE) all
+	$(MAKE) -j2 $(LAB_BINS)
 	@scripts/lab run
 
 lab-up: deps
-	$(MAKE) all
+	$(MAKE) -j2 $(LAB_BINS)
 	@scripts/lab up
 
 lab-down:

@@ -63,6 +63,10 @@ static const struct obs_cfmap limits_map[] = {
     {"max_global_exemplars_per_user", OBS_CFT_INT, "100000",
      offsetof(struct mtd_limits, max_global_exemplars_per_user),
      "Exemplars kept per tenant (circular buffer; 0 = exemplars dropped)", NULL, NULL},
+    {"compactor_blocks_retention_period", OBS_CFT_DURATION, "0s",
+     offsetof(struct mtd_limits, compactor_blocks_retention_period_ms),
+     "Blocks wholly older than this are marked for deletion by the compactor (0 = keep)", NULL,
+     NULL},
     {NULL, 0, NULL, 0, NULL, NULL, NULL},
 };
 

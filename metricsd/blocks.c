@@ -52,8 +52,8 @@ struct mtd_blocks *mtd_blocks_ref(struct obs_ctx *ctx, struct obs_err *err)
     b->block_range_ms = app->blocks.tsdb.block_ranges_period_ms > 0
                             ? app->blocks.tsdb.block_ranges_period_ms
                             : 2 * 3600 * 1000LL;
-    b->store = obs_store_open(obs_cf_get(ctx->cfg, "blocks_storage"), "./data/metricsd/blocks",
-                              err);
+    b->store =
+        obs_store_open(obs_cf_get(ctx->cfg, "blocks_storage"), "./data/metricsd/blocks", err);
     if (b->store == NULL) {
         obs_free(b);
         return NULL;
@@ -191,8 +191,8 @@ static int write_file(const char *path, const void *p, size_t n, struct obs_err 
     return 0;
 }
 
-static int put_file(struct obs_store *st, const char *key, const char *path,
-                    struct obs_sbuf *buf, struct obs_err *err)
+static int put_file(struct obs_store *st, const char *key, const char *path, struct obs_sbuf *buf,
+                    struct obs_err *err)
 {
     int rc = read_file(path, buf, err);
     if (rc == 0)
@@ -205,8 +205,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int mtd_block_upload(struct obs_store *st, const char *tenant, const char *dir,
-                     const char *ulid, struct obs_err *err)
+int mtd_block_upload(struct obs_store *st, const char *tenant, const char *dir, const char *ulid,
+                     struct obs_err *err)
 {
     char path[PATH_MAX], key[1024];
     struct obs_sbuf buf;
@@ -283,8 +283,8 @@ static void keylist_free(struct keylist *l)
     obs_free(l->v);
 }
 
-int mtd_block_download(struct obs_store *st, const char *tenant, const char *ulid,
-                       const char *dir, struct obs_err *err)
+int mtd_block_download(struct obs_store *st, const char *tenant, const char *ulid, const char *dir,
+                       struct obs_err *err)
 {
     char prefix[512], path[PATH_MAX];
     snprintf(prefix, sizeof prefix, "%s/%s/", tenant, ulid);

@@ -43,10 +43,10 @@ struct mtd_compactor;
 struct mtd_blocks {
     int refs;
     struct obs_ctx *ctx;
-    struct obs_store *store;       /* blocks_storage backend */
-    int64_t block_range_ms;        /* blocks_storage.tsdb.block_ranges_period[0] (2h) */
-    struct mtd_flusher *flusher;   /* ingester side; NULL when the ingester is not running */
-    struct mtd_store_gateway *sg;  /* NULL when the store-gateway is not a target */
+    struct obs_store *store;      /* blocks_storage backend */
+    int64_t block_range_ms;       /* blocks_storage.tsdb.block_ranges_period[0] (2h) */
+    struct mtd_flusher *flusher;  /* ingester side; NULL when the ingester is not running */
+    struct mtd_store_gateway *sg; /* NULL when the store-gateway is not a target */
     struct mtd_compactor *compactor;
     void *merge; /* the querier's merged storage (storage_merge.c), holds one reference */
 };
@@ -66,11 +66,11 @@ struct mtd_blocks *mtd_blocks_of(struct obs_ctx *ctx);
 /* Upload the local block directory dir (named ulid) to <tenant>/<ulid>/: chunks/NNNNNN, index,
  * tombstones, then meta.json last, so the block becomes visible only when complete.
  * Returns 0 or the store's error with err set. Blocking. */
-int mtd_block_upload(struct obs_store *st, const char *tenant, const char *dir,
-                     const char *ulid, struct obs_err *err);
+int mtd_block_upload(struct obs_store *st, const char *tenant, const char *dir, const char *ulid,
+                     struct obs_err *err);
 /* Download <tenant>/<ulid>/ (every object) into the local directory dir (created). */
-int mtd_block_download(struct obs_store *st, const char *tenant, const char *ulid,
-                       const char *dir, struct obs_err *err);
+int mtd_block_download(struct obs_store *st, const char *tenant, const char *ulid, const char *dir,
+                       struct obs_err *err);
 /* Delete <tenant>/<ulid>/: meta.json first (the block turns incomplete and is no longer
  * read), then the data, then deletion-mark.json. */
 int mtd_block_delete(struct obs_store *st, const char *tenant, const char *ulid,
@@ -94,8 +94,10 @@ int mtd_flush_run(struct obs_ctx *ctx, int force, size_t *nblocks, struct obs_er
 
 int mtd_store_gateway_init(struct obs_ctx *ctx, struct obs_err *err);
 void mtd_store_gateway_stop(struct obs_ctx *ctx);
-#define MTD_STORE_GATEWAY_COMPONENT \
-    {"store-gateway", NULL, mtd_store_gateway_init, mtd_store_gateway_stop}
+#define MTD_STORE_GATEWAY_COMPONENT                                                                \
+    {                                                                                              \
+        "store-gateway", NULL, mtd_store_gateway_init, mtd_store_gateway_stop                      \
+    }
 
 /* Warnings collected while reading blocks (corrupt chunks...), for the API's "warnings". */
 struct mtd_warnings {
@@ -120,9 +122,9 @@ void mtd_store_gateway_invalidate(struct mtd_store_gateway *sg);
  * chunks/series are skipped and reported in w. Returns 0 or OBS_EIO/OBS_ENOMEM with err set.
  */
 int mtd_store_gateway_select(struct mtd_store_gateway *sg, const char *tenant,
-                             const struct obs_matcher *ms, size_t nms, int64_t mint,
-                             int64_t maxt, mtd_sg_series_fn fn, void *arg,
-                             struct mtd_warnings *w, struct obs_err *err);
+                             const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
+                             mtd_sg_series_fn fn, void *arg, struct mtd_warnings *w,
+                             struct obs_err *err);
 /* Tenants with blocks (sorted; free with mtd_strings_free). */
 int mtd_store_gateway_tenants(struct mtd_store_gateway *sg, char ***out, size_t *n);
 
@@ -165,7 +167,10 @@ int mtd_series_merge(const struct mtd_series *in, size_t n, int no_samples,
 
 int mtd_compactor_init(struct obs_ctx *ctx, struct obs_err *err);
 void mtd_compactor_stop(struct obs_ctx *ctx);
-#define MTD_COMPACTOR_COMPONENT {"compactor", NULL, mtd_compactor_init, mtd_compactor_stop}
+#define MTD_COMPACTOR_COMPONENT                                                                    \
+    {                                                                                              \
+        "compactor", NULL, mtd_compactor_init, mtd_compactor_stop                                  \
+    }
 
 /* A block as the planner sees it. */
 struct mtd_plan_block {

@@ -93,23 +93,23 @@ static int bind_ranges(const struct obs_cf_node *n, void *dst, struct obs_err *e
     }
     for (size_t i = 0; i < r->n; i++)
         if (r->v[i] <= 0 || (i > 0 && (r->v[i] <= r->v[i - 1] || r->v[i] % r->v[i - 1] != 0)))
-            return obs_cf_error(err, n, "ranges must be positive, increasing, each a multiple "
+            return obs_cf_error(err, n,
+                                "ranges must be positive, increasing, each a multiple "
                                 "of the previous");
     return 0;
 }
 
 static const struct obs_cfmap comp_map[] = {
-    {"block_ranges", OBS_CFT_CUSTOM, "[2h, 12h, 24h]", offsetof(struct comp_cfg, block_ranges),
+    {"block_ranges", OBS_CFT_CUSTOM, "2h,12h,24h", offsetof(struct comp_cfg, block_ranges),
      "Compaction levels (the first is the head's block range)", NULL, bind_ranges},
     {"compaction_interval", OBS_CFT_DURATION, "1h",
-     offsetof(struct comp_cfg, compaction_interval_ms), "How often a compaction round starts",
-     NULL, NULL},
+     offsetof(struct comp_cfg, compaction_interval_ms), "How often a compaction round starts", NULL,
+     NULL},
     {"deletion_delay", OBS_CFT_DURATION, "12h", offsetof(struct comp_cfg, deletion_delay_ms),
      "Time between marking a block for deletion and deleting it", NULL, NULL},
     {"data_dir", OBS_CFT_STR, "./data/metricsd/compactor", offsetof(struct comp_cfg, data_dir),
      "Scratch directory for blocks being compacted", NULL, NULL},
-    {"cleanup_interval", OBS_CFT_IGNORE, NULL, 0, "accepted; cleanup runs every round", NULL,
-     NULL},
+    {"cleanup_interval", OBS_CFT_IGNORE, NULL, 0, "accepted; cleanup runs every round", NULL, NULL},
     {"compaction_concurrency", OBS_CFT_IGNORE, NULL, 0, "accepted; one at a time", NULL, NULL},
     {"sharding_ring", OBS_CFT_IGNORE, NULL, 0, "accepted; one compactor", NULL, NULL},
     {NULL, 0, NULL, 0, NULL, NULL, NULL},
@@ -315,8 +315,8 @@ static int list_blocks(struct obs_store *st, const char *tenant, struct cblocks 
         b->meta = meta;
         b->mint = json_integer_value(mi);
         b->maxt = json_integer_value(ma);
-        b->level = (int)json_integer_value(json_object_get(json_object_get(meta, "compaction"),
-                                                           "level"));
+        b->level =
+            (int)json_integer_value(json_object_get(json_object_get(meta, "compaction"), "level"));
         if (b->level < 1)
             b->level = 1;
         snprintf(key, sizeof key, "%s/%s/deletion-mark.json", tenant, l.v[i]);
@@ -385,8 +385,8 @@ static int coll_fn(void *arg, const struct obs_label *labels, size_t nlabels,
         }
     }
     memcpy(s, samples, nsamples * sizeof *s);
-    c->v[c->n++] = (struct mtd_series){.labels = l, .nlabels = nlabels, .samples = s,
-                                       .nsamples = nsamples};
+    c->v[c->n++] =
+        (struct mtd_series){.labels = l, .nlabels = nlabels, .samples = s, .nsamples = nsamples};
     return 0;
 }
 
@@ -394,7 +394,7 @@ static int coll_fn(void *arg, const struct obs_label *labels, size_t nlabels,
 static int set_compaction_meta(const char *dir, struct cblock **g, size_t n, int level,
                                struct obs_err *err)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/meta.json", dir);
     json_t *meta = json_load_file(path, 0, NULL);
     if (meta == NULL)
@@ -408,7 +408,8 @@ static int set_compaction_meta(const char *dir, struct cblock **g, size_t n, int
         size_t k;
         json_t *v;
         if (json_is_array(src) && json_array_size(src) > 0) {
-            json_array_foreach(src, k, v) {
+            json_array_foreach(src, k, v)
+            {
                 int dup = 0;
                 size_t q;
                 json_t *w;
@@ -419,16 +420,16 @@ static int set_compaction_meta(const char *dir, struct cblock **g, size_t n, int
         } else {
             json_array_append_new(sources, json_string(g[i]->ulid));
         }
-        json_array_append_new(parents, json_pack("{s:s,s:I,s:I}", "ulid", g[i]->ulid, "minTime",
-                                                 (json_int_t)g[i]->mint, "maxTime",
-                                                 (json_int_t)g[i]->maxt));
+        json_array_append_new(parents,
+                              json_pack("{s:s,s:I,s:I}", "ulid", g[i]->ulid, "minTime",
+                                        (json_int_t)g[i]->mint, "maxTime", (json_int_t)g[i]->maxt));
     }
     if (rc == 0) {
         json_object_set_new(comp, "level", json_integer(level));
         json_object_set(comp, "sources", sources);
         json_object_set(comp, "parents", parents);
         json_object_set(meta, "compaction", comp);
-        char tmp[PATH_MAX + 8];
+        char tmp[PATH_MAX + 32];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
         if (json_dump_file(meta, tmp, JSON_INDENT(2)) != 0 || rename(tmp, path) != 0)
             rc = obs_err_set(err, OBS_EIO, "compactor: cannot write %s", path);
@@ -446,7 +447,7 @@ static int set_compaction_meta(const char *dir, struct cblock **g, size_t n, int
 static int compact(struct mtd_compactor *c, const char *tenant, struct cblock **g, size_t n,
                    int vertical, struct obs_err *err)
 {
-    char work[PATH_MAX], dir[PATH_MAX + 64];
+    char work[PATH_MAX - 128], dir[PATH_MAX];
     snprintf(work, sizeof work, "%s/%s", c->cfg.data_dir, tenant);
     mtd_rm_rf(work);
     int rc = obs_mkdir_p(work, err);
@@ -489,7 +490,9 @@ static int compact(struct mtd_compactor *c, const char *tenant, struct cblock **
             in[i] = (struct mtd_tsdb_series_in){merged->series[i].labels,
                                                 merged->series[i].nlabels,
                                                 merged->series[i].samples,
-                                                merged->series[i].nsamples, NULL, 0};
+                                                merged->series[i].nsamples,
+                                                NULL,
+                                                0};
         struct mtd_tsdb_write_opts wo = {.range_mint = mint, .range_maxt = maxt};
         if (rc == 0)
             rc = mtd_tsdb_block_write(work, in, merged->nseries, &wo, &info, err);
@@ -513,9 +516,10 @@ static int compact(struct mtd_compactor *c, const char *tenant, struct cblock **
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = write_mark(c, tenant, g[i]->ulid, err);
     c->compactions++;
-    obs_clog_info("compactor", "compacted\ttenant=%s result=%s level=%d sources=%zu "
-                  "vertical=%d mint=%lld maxt=%lld samples=%llu", tenant, info.ulid, level, n,
-                  vertical, (long long)info.mint, (long long)info.maxt,
+    obs_clog_info("compactor",
+                  "compacted\ttenant=%s result=%s level=%d sources=%zu "
+                  "vertical=%d mint=%lld maxt=%lld samples=%llu",
+                  tenant, info.ulid, level, n, vertical, (long long)info.mint, (long long)info.maxt,
                   (unsigned long long)info.nsamples);
     return rc;
 }
@@ -557,8 +561,7 @@ static int tenant_round(struct mtd_compactor *c, const char *tenant, int *budget
         for (size_t i = 0; i < l.n && np < MAX_GROUP * 4; i++) {
             if (l.v[i].mark_time > 0)
                 continue;
-            pb[np] = (struct mtd_plan_block){l.v[i].ulid, l.v[i].mint, l.v[i].maxt,
-                                             l.v[i].level};
+            pb[np] = (struct mtd_plan_block){l.v[i].ulid, l.v[i].mint, l.v[i].maxt, l.v[i].level};
             map[np++] = &l.v[i];
         }
         size_t idx[MAX_GROUP * 4];

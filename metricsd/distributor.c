@@ -16,7 +16,10 @@
  * whole request gets 429. Float samples, native histograms and exemplars go to the ingester;
  * refused samples (out of order, too old, duplicate: 400; series limit: 429) do not stop the
  * rest. Every discarded sample is counted in cortex_discarded_samples_total{reason,user}.
- * Only after the ingester has the samples in its WAL (fsynced) does the reply say 200.
+ * Only after the ingester has the samples in its WAL (fsynced) does the reply say 200 (or
+ * 400/429 for a partly accepted request). Group commit: the ingester appends without
+ * fsync, the reply is deferred, and a zero-delay event syncs the WAL once for every request
+ * that finished meanwhile, then answers them all (500 if the sync failed).
  *
  * Config (`distributor:`): max_recv_msg_size (bytes, the body limit -> 413),
  * ring (accepted).
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "core/obs_arena.h"
@@ -34,6 +38,7 @@
 #include "http/obs_http.h"
 #include "labels/obs_labels.h"
 #include "metrics/obs_metrics.h"
+#include "metricsd/head.h"
 #include "metricsd/ingester.h"
 #include "metricsd/metricsd.h"
 #include "proto/prometheus_remote.pb-c.h"
@@ -56,8 +61,19 @@ struct distributor {
     struct obs_ctx *ctx;
     struct mtd_app *app;
     size_t max_body;
-    struct obs_mchild *m_received, *m_requests;
+    struct obs_mchild *m_received, *m_requests, *m_syncs;
     struct bucket *buckets;
+    /* group commit: requests waiting for the next WAL sync (FIFO) */
+    struct waiter *waiting, **wtail;
+    struct event *sync_ev;
+    int sync_pending;
+};
+
+struct waiter {
+    struct waiter *next;
+    struct obs_http_req *r;
+    int status;
+    char msg[];
 };
 
 /* protobuf-c allocator over the request arena: everything unpacked dies with the request. */
@@ -226,6 +242,199 @@ static int validate_series(const struct mtd_limits *lim, const Prometheus__TimeS
     return 0;
 }
 
+/* ---- fast WriteRequest decoder ------------------------------------------------------------
+ * protobuf-c's generic unpacker was the top of the push profile (descriptor-driven, one
+ * allocation per message). This decoder handles WriteRequest's float-sample path by hand and
+ * builds the same protobuf-c structs in bulk from the request arena: per series one array of
+ * Labels, one of Samples and their pointer arrays; strings are NUL-terminated arena copies.
+ * A series carrying exemplars or histograms, and each metadata entry, is unpacked by
+ * protobuf-c (rare, and keeps those messages' many fields in one place). Unknown fields are
+ * skipped by wire type, as protobuf requires. Returns NULL on malformed input or OOM. */
+
+struct pbr {
+    const uint8_t *p, *end;
+};
+
+static int pb_varint(struct pbr *r, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
+        uint8_t b = *r->p++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Read a tag; for length-delimited fields also the payload. */
+static int pb_field(struct pbr *r, uint32_t *num, int *wt, struct pbr *sub, uint64_t *val)
+{
+    uint64_t tag;
+    if (pb_varint(r, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+        return -1;
+    *num = (uint32_t)(tag >> 3);
+    *wt = (int)(tag & 7);
+    switch (*wt) {
+    case 0:
+        return pb_varint(r, val);
+    case 1:
+        if (r->end - r->p < 8)
+            return -1;
+        memcpy(val, r->p, 8); /* little-endian host (x86-64, arm64) */
+        r->p += 8;
+        return 0;
+    case 2: {
+        uint64_t n;
+        if (pb_varint(r, &n) != 0 || n > (uint64_t)(r->end - r->p))
+            return -1;
+        sub->p = r->p;
+        sub->end = r->p + n;
+        r->p += n;
+        return 0;
+    }
+    case 5:
+        if (r->end - r->p < 4)
+            return -1;
+        r->p += 4;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+static char *pb_str(struct obs_arena *ar, const struct pbr *s)
+{
+    size_t n = (size_t)(s->end - s->p);
+    char *c = obs_arena_alloc(ar, n + 1);
+    if (c) {
+        memcpy(c, s->p, n);
+        c[n] = '\0';
+    }
+    return c;
+}
+
+static Prometheus__TimeSeries *fast_series(struct obs_arena *ar, ProtobufCAllocator *alloc,
+                                           struct pbr in)
+{
+    /* pass 1: count, and see whether protobuf-c must do this one */
+    size_t nl = 0, ns = 0;
+    struct pbr r = in, sub;
+    uint32_t num;
+    int wt;
+    uint64_t v;
+    while (r.p < r.end) {
+        if (pb_field(&r, &num, &wt, &sub, &v) != 0)
+            return NULL;
+        if ((num == 1 || num == 2 || num == 3 || num == 4) && wt != 2)
+            return NULL;
+        if (num == 1)
+            nl++;
+        else if (num == 2)
+            ns++;
+        else if (num == 3 || num == 4)
+            return prometheus__time_series__unpack(alloc, (size_t)(in.end - in.p), in.p);
+    }
+    Prometheus__TimeSeries *ts = obs_arena_alloc(ar, sizeof *ts);
+    Prometheus__Label *lv = obs_arena_alloc(ar, (nl ? nl : 1) * sizeof *lv);
+    Prometheus__Label **lp = obs_arena_alloc(ar, (nl ? nl : 1) * sizeof *lp);
+    Prometheus__Sample *sv = obs_arena_alloc(ar, (ns ? ns : 1) * sizeof *sv);
+    Prometheus__Sample **sp = obs_arena_alloc(ar, (ns ? ns : 1) * sizeof *sp);
+    if (ts == NULL || lv == NULL || lp == NULL || sv == NULL || sp == NULL)
+        return NULL;
+    prometheus__time_series__init(ts);
+    ts->labels = lp;
+    ts->samples = sp;
+    r = in;
+    while (r.p < r.end) {
+        if (pb_field(&r, &num, &wt, &sub, &v) != 0)
+            return NULL;
+        if (num == 1) {
+            Prometheus__Label *l = &lv[ts->n_labels];
+            prometheus__label__init(l);
+            l->name = (char *)"";
+            l->value = (char *)"";
+            struct pbr f;
+            while (sub.p < sub.end) {
+                if (pb_field(&sub, &num, &wt, &f, &v) != 0)
+                    return NULL;
+                if ((num == 1 || num == 2) && wt != 2)
+                    return NULL;
+                if (num == 1 && (l->name = pb_str(ar, &f)) == NULL)
+                    return NULL;
+                if (num == 2 && (l->value = pb_str(ar, &f)) == NULL)
+                    return NULL;
+            }
+            lp[ts->n_labels++] = l;
+        } else if (num == 2) {
+            Prometheus__Sample *x = &sv[ts->n_samples];
+            prometheus__sample__init(x);
+            struct pbr f;
+            while (sub.p < sub.end) {
+                if (pb_field(&sub, &num, &wt, &f, &v) != 0)
+                    return NULL;
+                if (num == 1) {
+                    if (wt != 1)
+                        return NULL;
+                    memcpy(&x->value, &v, 8);
+                } else if (num == 2) {
+                    if (wt != 0)
+                        return NULL;
+                    x->timestamp = (int64_t)v;
+                }
+            }
+            sp[ts->n_samples++] = x;
+        }
+    }
+    return ts;
+}
+
+static Prometheus__WriteRequest *fast_unpack(struct obs_arena *ar, ProtobufCAllocator *alloc,
+                                             const uint8_t *buf, size_t len)
+{
+    struct pbr r = {buf, buf + len}, sub;
+    uint32_t num;
+    int wt;
+    uint64_t v;
+    size_t nts = 0, nmd = 0;
+    while (r.p < r.end) {
+        if (pb_field(&r, &num, &wt, &sub, &v) != 0)
+            return NULL;
+        if ((num == 1 || num == 3) && wt != 2)
+            return NULL;
+        nts += num == 1;
+        nmd += num == 3;
+    }
+    Prometheus__WriteRequest *wr = obs_arena_alloc(ar, sizeof *wr);
+    Prometheus__TimeSeries **tv = obs_arena_alloc(ar, (nts ? nts : 1) * sizeof *tv);
+    Prometheus__MetricMetadata **mv = obs_arena_alloc(ar, (nmd ? nmd : 1) * sizeof *mv);
+    if (wr == NULL || tv == NULL || mv == NULL)
+        return NULL;
+    prometheus__write_request__init(wr);
+    wr->timeseries = tv;
+    wr->metadata = mv;
+    r = (struct pbr){buf, buf + len};
+    while (r.p < r.end) {
+        if (pb_field(&r, &num, &wt, &sub, &v) != 0)
+            return NULL;
+        if (num == 1) {
+            Prometheus__TimeSeries *ts = fast_series(ar, alloc, sub);
+            if (ts == NULL)
+                return NULL;
+            tv[wr->n_timeseries++] = ts;
+        } else if (num == 3) {
+            Prometheus__MetricMetadata *m =
+                prometheus__metric_metadata__unpack(alloc, (size_t)(sub.end - sub.p), sub.p);
+            if (m == NULL)
+                return NULL;
+            mv[wr->n_metadata++] = m;
+        }
+    }
+    return wr;
+}
+
 static void h_push(struct obs_http_req *r, void *arg)
 {
     struct distributor *d = arg;
@@ -263,9 +472,9 @@ static void h_push(struct obs_http_req *r, void *arg)
             return;
         }
         if (src == 0)
-            wr = prometheus__write_request__unpack(&alloc, dec.len, (const uint8_t *)dec.p);
+            wr = fast_unpack(ar, &alloc, (const uint8_t *)dec.p, dec.len);
         if (wr == NULL)
-            wr = prometheus__write_request__unpack(&alloc, len, body);
+            wr = fast_unpack(ar, &alloc, body, len);
         if (wr == NULL) {
             obs_sbuf_deinit(&dec);
             obs_http_reply_text(r, 400, "%s", src != 0 ?
@@ -276,7 +485,7 @@ static void h_push(struct obs_http_req *r, void *arg)
             return;
         }
     } else {
-        wr = prometheus__write_request__unpack(&alloc, len, body);
+        wr = fast_unpack(ar, &alloc, body, len);
         if (wr == NULL) {
             obs_http_reply_text(r, 400, "failed to unmarshal remote write request: "
                                 "proto: invalid WriteRequest");
@@ -359,26 +568,95 @@ static void h_push(struct obs_http_req *r, void *arg)
 
     struct mtd_push_result res;
     struct obs_err err = {0};
-    int rc = mtd_ingester_push(d->app, tenant, &filtered, &res, &err);
+    int rc = mtd_ingester_push_opts(d->app, tenant, &filtered, d->ctx->base == NULL, &res,
+                                    &err);
     obs_sbuf_deinit(&dec);
     if (rc != 0) {
         obs_clog_error("distributor", "push failed\ttenant=%s err=\"%s\"", tenant, err.msg);
         obs_http_reply_text(r, rc == OBS_EAGAIN ? 503 : 500, "%s", err.msg);
         return;
     }
+    char msg[1024] = "";
+    int status = 200;
     if (first.code != 0) {
-        obs_http_reply_text(r, 400, "%s (%zu of %zu series rejected, %zu samples)", first.msg,
-                            bad_series, wr->n_timeseries, bad_samples);
+        status = 400;
+        snprintf(msg, sizeof msg, "%s (%zu of %zu series rejected, %zu samples)", first.msg,
+                 bad_series, wr->n_timeseries, bad_samples);
+    } else if (res.rejected) {
+        status = res.first_code == OBS_ELIMIT ? 429 : 400;
+        snprintf(msg, sizeof msg, "%s (%llu of %llu samples rejected)", res.first_msg,
+                 (unsigned long long)res.rejected,
+                 (unsigned long long)(res.rejected + res.accepted));
+    }
+    if (d->ctx->base == NULL) { /* no loop (cannot happen in the daemon): synced already */
+        if (status == 200)
+            obs_http_reply(r, 200, NULL, "", 0);
+        else
+            obs_http_reply_text(r, status, "%s", msg);
         return;
     }
-    if (res.rejected) {
-        int status = res.first_code == OBS_ELIMIT ? 429 : 400;
-        obs_http_reply_text(r, status, "%s (%llu of %llu samples rejected)", res.first_msg,
-                            (unsigned long long)res.rejected,
-                            (unsigned long long)(res.rejected + res.accepted));
+    /* Group commit: the reply waits for the next WAL sync, shared by every request that
+     * finished in this turn of the loop and the next one. */
+    struct waiter *w = obs_malloc(sizeof *w + strlen(msg) + 1);
+    if (w == NULL) {
+        struct obs_err se = {0};
+        rc = mtd_head_sync(d->app->head, &se);
+        if (rc != 0)
+            obs_http_reply_text(r, 500, "%s", se.msg);
+        else if (status == 200)
+            obs_http_reply(r, 200, NULL, "", 0);
+        else
+            obs_http_reply_text(r, status, "%s", msg);
         return;
     }
-    obs_http_reply(r, 200, NULL, "", 0);
+    w->r = r;
+    w->status = status;
+    w->next = NULL;
+    memcpy(w->msg, msg, strlen(msg) + 1);
+    *d->wtail = w;
+    d->wtail = &w->next;
+    obs_http_req_defer(r);
+    if (!d->sync_pending) {
+        struct timeval tv = {0, 0};
+        d->sync_pending = 1;
+        event_add(d->sync_ev, &tv);
+    }
+}
+
+/* Sync the WAL once for every waiting request, then answer them all. */
+static void sync_waiters(struct distributor *d)
+{
+    struct obs_err err = {0};
+    struct waiter *w = d->waiting;
+    d->waiting = NULL;
+    d->wtail = &d->waiting;
+    d->sync_pending = 0;
+    if (w == NULL)
+        return;
+    int rc = d->app->head ? mtd_head_sync(d->app->head, &err) :
+             obs_err_set(&err, OBS_EIO, "ingester stopped before the WAL was synced");
+    if (rc != 0)
+        obs_clog_error("distributor", "WAL sync failed\terr=\"%s\"", err.msg);
+    if (d->m_syncs)
+        obs_mchild_add(d->m_syncs, 1);
+    while (w) {
+        struct waiter *next = w->next;
+        if (rc != 0)
+            obs_http_reply_text(w->r, 500, "%s", err.msg);
+        else if (w->status == 200)
+            obs_http_reply(w->r, 200, NULL, "", 0);
+        else
+            obs_http_reply_text(w->r, w->status, "%s", w->msg);
+        obs_free(w);
+        w = next;
+    }
+}
+
+static void sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sync_waiters(arg);
 }
 
 void mtd_distributor_stop(struct obs_ctx *ctx)
@@ -387,6 +665,10 @@ void mtd_distributor_stop(struct obs_ctx *ctx)
     struct distributor *d = app ? app->distributor : NULL;
     if (d == NULL)
         return;
+    sync_waiters(d); /* the ingester stops after us: its WAL is still open */
+    if (d->sync_ev)
+        event_free(d->sync_ev);
+    d->sync_ev = NULL;
     while (d->buckets) {
         struct bucket *b = d->buckets;
         d->buckets = b->next;
@@ -410,6 +692,17 @@ int mtd_distributor_init(struct obs_ctx *ctx, struct obs_err *err)
                                         "Samples received by remote write.");
     d->m_requests = obs_metrics_counter(ctx->metrics, "mtd_distributor_requests_total",
                                         "Remote-write requests received.");
+    d->m_syncs = obs_metrics_counter(ctx->metrics, "mtd_distributor_wal_syncs_total",
+                                     "WAL fsyncs done for remote-write requests (group commit: "
+                                     "one per batch of requests).");
+    d->wtail = &d->waiting;
+    if (ctx->base) {
+        d->sync_ev = event_new(ctx->base, -1, 0, sync_cb, d);
+        if (d->sync_ev == NULL) {
+            obs_free(d);
+            return obs_err_set(err, OBS_ENOMEM, "out of memory");
+        }
+    }
     obs_http_route_limit(ctx->http, "POST", "/api/v1/push", d->max_body, h_push, d);
     obs_http_route_limit(ctx->http, "POST", "/api/v1/write", d->max_body, h_push, d);
     d->app->distributor = d; /* freed by mtd_app_teardown, after the loop stopped */

@@ -94,19 +94,37 @@ static int ship_range(struct mtd_flusher *f, const char *tenant, int64_t mint, i
         mtd_rm_rf(path);
         if (rc != 0)
             return rc;
-        obs_clog_info("ingester", "block shipped\ttenant=%s ulid=%s mint=%lld maxt=%lld "
-                      "series=%llu samples=%llu", tenant, info.ulid, (long long)info.mint,
-                      (long long)info.maxt, (unsigned long long)info.nseries,
-                      (unsigned long long)info.nsamples);
+        obs_clog_info("ingester",
+                      "block shipped\ttenant=%s ulid=%s mint=%lld maxt=%lld "
+                      "series=%llu samples=%llu",
+                      tenant, info.ulid, (long long)info.mint, (long long)info.maxt,
+                      (unsigned long long)info.nseries, (unsigned long long)info.nsamples);
         shipped = 1;
     } else if (rc != OBS_ENOENT) {
         return rc;
     }
     if (json_object_set_new(f->shipped, tenant, json_integer(maxt)) != 0)
         return obs_err_set(err, OBS_ENOMEM, "out of memory");
-    if ((rc = state_save(f, err)) != 0)
+    if (shipped && (rc = state_save(f, err)) != 0)
         return rc;
     return shipped;
+}
+
+/* The first sample time of tenant in [from, to], or INT64_MAX: lets a cut jump over a gap in
+ * the data instead of trying every empty range. */
+static int64_t next_sample(struct mtd_flusher *f, const char *tenant, int64_t from, int64_t to)
+{
+    struct mtd_app *app = mtd_app_of(f->ctx);
+    struct mtd_select_opts o = {.mint = from, .maxt = to};
+    struct mtd_series_set *set = NULL;
+    int64_t t = INT64_MAX;
+    if (mtd_storage_select(mtd_head_storage(app->head), tenant, NULL, 0, &o, &set, NULL) != 0)
+        return from; /* no shortcut: go range by range */
+    for (size_t i = 0; i < set->nseries; i++)
+        if (set->series[i].nsamples > 0 && set->series[i].samples[0].t < t)
+            t = set->series[i].samples[0].t;
+    mtd_series_set_free(set);
+    return t;
 }
 
 /* Ship what the rules allow for one tenant; at most max_blocks ranges. */
@@ -117,7 +135,7 @@ static int flush_tenant(struct mtd_flusher *f, const char *tenant, int force, si
     int64_t R = f->blocks->block_range_ms, lo, hi;
     if (mtd_head_time_range(app->head, tenant, &lo, &hi) != 0)
         return 0;
-    int64_t mark = shipped_of(f, tenant);
+    int64_t mark = shipped_of(f, tenant), first = mark;
     for (int guard = 0; guard < 100000; guard++) {
         int64_t start = lo > mark ? lo : mark;
         if (start > hi)
@@ -134,8 +152,16 @@ static int flush_tenant(struct mtd_flusher *f, const char *tenant, int force, si
             return rc;
         *nblocks += (size_t)rc;
         mark = maxt;
+        if (rc == 0 && mark <= hi) {
+            int64_t nx = next_sample(f, tenant, mark, hi);
+            if (nx == INT64_MAX)
+                break;
+            if (nx > lo)
+                lo = nx; /* start = max(lo, mark) jumps to the next data */
+        }
     }
-    return 0;
+    /* the mark may also have moved over empty ranges: keep that too */
+    return mark != first ? state_save(f, err) : 0;
 }
 
 static int flush_all(struct mtd_flusher *f, const char *only, int force, size_t *nblocks,

@@ -87,6 +87,20 @@ static void *smap_get(const struct smap *m, const char *key)
     }
 }
 
+/* The entry for key, or NULL (its key pointer is stable until the map is freed). */
+static const struct smap_ent *smap_entry(const struct smap *m, const char *key)
+{
+    if (m->cap == 0)
+        return NULL;
+    uint64_t h = str_hash(key);
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (m->e[i].key == NULL)
+            return NULL;
+        if (m->e[i].h == h && strcmp(m->e[i].key, key) == 0)
+            return &m->e[i];
+    }
+}
+
 static int smap_grow(struct smap *m)
 {
     size_t nc = m->cap ? m->cap * 2 : 16;
@@ -195,7 +209,6 @@ struct mseries {
     uint64_t ref;
     uint32_t id;
     uint64_t hash;
-    struct mseries *hnext;
     struct tenant *tenant;
     struct obs_label *labels; /* points into the same allocation as the series */
     size_t nlabels;
@@ -235,11 +248,17 @@ struct exm {
     uint32_t nl;
 };
 
+struct hslot {
+    uint64_t hash;
+    struct mseries *s; /* NULL = empty */
+};
+
 struct tenant {
     char *name;
     struct mseries **series; /* by local id */
     size_t nseries, capseries;
-    struct mseries **ht;     /* hash buckets (chains), power-of-two size */
+    struct hslot *ht;        /* open addressing by label-set hash, power-of-two size, at
+                              * most half full; equal hashes (collisions) probe on */
     size_t htcap;
     struct smap names;       /* name -> struct smap * (value -> roaring_bitmap_t *) */
     struct smap meta;        /* family -> struct meta * */
@@ -267,6 +286,7 @@ struct mtd_head {
     size_t total_exemplars;
     size_t max_series;
     int appender_open;
+    int unsynced; /* records appended by commit_nosync and not yet synced */
 };
 
 static int label_set_cmp(const struct obs_label *a, size_t na, const struct obs_label *b,
@@ -376,54 +396,95 @@ static void tenant_see(struct tenant *t, int64_t ts)
 static struct mseries *series_lookup(const struct tenant *t, uint64_t hash,
                                      const struct obs_label *l, size_t n)
 {
-    for (struct mseries *s = t->ht[hash & (t->htcap - 1)]; s; s = s->hnext)
-        if (s->hash == hash && label_set_cmp(s->labels, s->nlabels, l, n) == 0)
-            return s;
-    return NULL;
+    size_t mask = t->htcap - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        const struct hslot *e = &t->ht[i];
+        if (e->s == NULL)
+            return NULL;
+        if (e->hash == hash && label_set_cmp(e->s->labels, e->s->nlabels, l, n) == 0)
+            return e->s;
+    }
+}
+
+static void ht_put(struct hslot *ht, size_t cap, struct mseries *s)
+{
+    size_t i = s->hash & (cap - 1);
+    while (ht[i].s != NULL)
+        i = (i + 1) & (cap - 1);
+    ht[i].hash = s->hash;
+    ht[i].s = s;
 }
 
 static int ht_grow(struct tenant *t)
 {
     size_t nc = t->htcap * 2;
-    struct mseries **nh = obs_calloc(nc, sizeof *nh);
+    struct hslot *nh = obs_calloc(nc, sizeof *nh);
     if (nh == NULL)
         return OBS_ENOMEM;
-    for (size_t i = 0; i < t->nseries; i++) {
-        struct mseries *s = t->series[i];
-        size_t b = s->hash & (nc - 1);
-        s->hnext = nh[b];
-        nh[b] = s;
-    }
+    for (size_t i = 0; i < t->nseries; i++)
+        ht_put(nh, nc, t->series[i]);
     obs_free(t->ht);
     t->ht = nh;
     t->htcap = nc;
     return 0;
 }
 
-/* Add id to postings[name][value]. */
-static int postings_add(struct tenant *t, const char *name, const char *value, uint32_t id)
+/* The label-set hash, equal to obs_labels_hash() (XXH3 over name 0xff value 0xff ...), in one
+ * pass over a stack copy when the set is small (the streaming API is much slower). */
+static uint64_t labels_hash(const struct obs_label *l, size_t n)
 {
-    struct smap *vals = smap_get(&t->names, name);
+    char buf[2048];
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *a = l[i].name ? l[i].name : "", *b = l[i].value ? l[i].value : "";
+        size_t la = strlen(a), lb = strlen(b);
+        if (o + la + lb + 2 > sizeof buf)
+            return obs_labels_hash(l, n);
+        memcpy(buf + o, a, la);
+        o += la;
+        buf[o++] = (char)0xff;
+        memcpy(buf + o, b, lb);
+        o += lb;
+        buf[o++] = (char)0xff;
+    }
+    return XXH3_64bits(buf, o);
+}
+
+/* Add id to postings[name][value]. */
+/* Add id to postings[name][value]. *kn / *kv (may be NULL) get the postings' own copies of
+ * name and value: series point their labels at them (one copy of each string per tenant). */
+static int postings_add(struct tenant *t, const char *name, const char *value, uint32_t id,
+                        const char **kn, const char **kv)
+{
+    const struct smap_ent *ne = smap_entry(&t->names, name);
+    struct smap *vals = ne ? ne->val : NULL;
+    const char *nk = ne ? ne->key : NULL;
     if (vals == NULL) {
         vals = obs_calloc(1, sizeof *vals);
         if (vals == NULL)
             return OBS_ENOMEM;
-        if (smap_put(&t->names, name, vals) == NULL) {
+        if ((nk = smap_put(&t->names, name, vals)) == NULL) {
             obs_free(vals);
             return OBS_ENOMEM;
         }
     }
-    roaring_bitmap_t *bm = smap_get(vals, value);
+    const struct smap_ent *ve = smap_entry(vals, value);
+    roaring_bitmap_t *bm = ve ? ve->val : NULL;
+    const char *vk = ve ? ve->key : NULL;
     if (bm == NULL) {
         bm = roaring_bitmap_create();
         if (bm == NULL)
             return OBS_ENOMEM;
-        if (smap_put(vals, value, bm) == NULL) {
+        if ((vk = smap_put(vals, value, bm)) == NULL) {
             roaring_bitmap_free(bm);
             return OBS_ENOMEM;
         }
     }
     roaring_bitmap_add(bm, id);
+    if (kn)
+        *kn = nk;
+    if (kv)
+        *kv = vk;
     return 0;
 }
 
@@ -447,9 +508,6 @@ static int ref_slot(struct mtd_head *h, uint64_t ref)
 static struct mseries *series_create(struct mtd_head *h, struct tenant *t, uint64_t hash,
                                      const struct obs_label *l, size_t n, uint64_t ref)
 {
-    size_t strbytes = 0;
-    for (size_t i = 0; i < n; i++)
-        strbytes += strlen(l[i].name) + strlen(l[i].value) + 2;
     if (ref == 0)
         ref = h->next_ref;
     if (ref_slot(h, ref) != 0)
@@ -464,27 +522,20 @@ static struct mseries *series_create(struct mtd_head *h, struct tenant *t, uint6
     }
     if (t->nseries >= UINT32_MAX)
         return NULL;
-    struct mseries *s = obs_calloc(1, sizeof *s + n * sizeof(struct obs_label) + strbytes);
+    /* The label strings are the postings' copies (interned per tenant): only the pointer
+     * array lives with the series. */
+    struct mseries *s = obs_calloc(1, sizeof *s + n * sizeof(struct obs_label));
     if (s == NULL)
         return NULL;
     s->labels = (struct obs_label *)(s + 1);
-    char *p = (char *)(s->labels + n);
-    for (size_t i = 0; i < n; i++) {
-        size_t a = strlen(l[i].name) + 1, b = strlen(l[i].value) + 1;
-        memcpy(p, l[i].name, a);
-        s->labels[i].name = p;
-        p += a;
-        memcpy(p, l[i].value, b);
-        s->labels[i].value = p;
-        p += b;
-    }
     s->nlabels = n;
     s->hash = hash;
     s->ref = ref;
     s->tenant = t;
     s->id = (uint32_t)t->nseries;
     for (size_t i = 0; i < n; i++) {
-        if (postings_add(t, s->labels[i].name, s->labels[i].value, s->id) != 0) {
+        if (postings_add(t, l[i].name, l[i].value, s->id, &s->labels[i].name,
+                         &s->labels[i].value) != 0) {
             /* Postings may hold the id of a series that never got added; readers check
              * id < nseries, and the next series takes the same id, which is then right. */
             obs_free(s);
@@ -492,11 +543,13 @@ static struct mseries *series_create(struct mtd_head *h, struct tenant *t, uint6
         }
     }
     t->series[t->nseries++] = s;
-    size_t b = hash & (t->htcap - 1);
-    s->hnext = t->ht[b];
-    t->ht[b] = s;
-    if (t->nseries > t->htcap && ht_grow(t) != 0)
-        obs_log_warn("head: series hash table not grown (out of memory)");
+    if (t->nseries * 2 > t->htcap && ht_grow(t) != 0) {
+        /* Keep the table at most half full or lookups could loop forever: undo. */
+        t->nseries--;
+        obs_free(s);
+        return NULL;
+    }
+    ht_put(t->ht, t->htcap, s);
     h->by_ref[ref] = s;
     if (ref >= h->next_ref)
         h->next_ref = ref + 1;
@@ -645,6 +698,79 @@ static const struct hsamp *series_hist_at(const struct mseries *s, int64_t t)
     return i < s->x->nhs && s->x->hs[i].t == t ? &s->x->hs[i] : NULL;
 }
 
+/* Out-of-order samples kept in a series' sorted buffer before they are folded into its
+ * chunks (keeps inserts cheap and the buffer small, as Prometheus' 32-sample OOO chunks). */
+#define MTD_OOO_FOLD 256
+
+static size_t series_bound(const struct mseries *s, int64_t mint, int64_t maxt);
+static size_t series_decode(const struct mseries *s, int64_t mint, int64_t maxt,
+                            struct mtd_sample *out);
+
+/* Append to the in-order chunks only (no counters). */
+static int chunk_add(struct mseries *s, int64_t t, double v)
+{
+    if (s->open.b == NULL) {
+        if (mtd_xor_init(&s->open) != 0)
+            return OBS_ENOMEM;
+        s->open_mint = t;
+    }
+    int rc = mtd_xor_append(&s->open, t, v);
+    if (rc == OBS_ELIMIT) {
+        series_cut(s);
+        return OBS_ENOMEM;
+    }
+    if (rc != 0)
+        return rc;
+    s->in_last_t = t;
+    if (s->open.n >= MTD_CHUNK_SAMPLES)
+        series_cut(s);
+    return 0;
+}
+
+static void chunks_free(struct hchunk *c, size_t n, struct mtd_xor_chunk *open)
+{
+    for (size_t k = 0; k < n; k++)
+        obs_free(c[k].b);
+    obs_free(c);
+    mtd_xor_deinit(open);
+}
+
+/* Re-encode every float sample of s (chunks merged with the out-of-order buffer) as fresh
+ * chunks and empty the buffer. On OOM the series is unchanged. */
+static int series_fold_ooo(struct mseries *s)
+{
+    size_t bound = series_bound(s, INT64_MIN, INT64_MAX);
+    struct mtd_sample *all = obs_malloc((bound ? bound : 1) * sizeof *all);
+    if (all == NULL)
+        return OBS_ENOMEM;
+    size_t n = series_decode(s, INT64_MIN, INT64_MAX, all);
+    struct hchunk *oc = s->chunks;
+    size_t onc = s->nchunks, ocap = s->capchunks;
+    struct mtd_xor_chunk oopen = s->open;
+    int64_t omint = s->open_mint, olast = s->in_last_t;
+    s->chunks = NULL;
+    s->nchunks = s->capchunks = 0;
+    memset(&s->open, 0, sizeof s->open);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = chunk_add(s, all[i].t, all[i].v);
+    obs_free(all);
+    if (rc != 0) {
+        chunks_free(s->chunks, s->nchunks, &s->open);
+        s->chunks = oc;
+        s->nchunks = onc;
+        s->capchunks = ocap;
+        s->open = oopen;
+        s->open_mint = omint;
+        s->in_last_t = olast;
+        return rc;
+    }
+    chunks_free(oc, onc, &oopen);
+    s->nin = n;
+    s->x->nooo = 0;
+    return 0;
+}
+
 /* Insert an out-of-order float sample (older than the newest sample of s). A sample already
  * present at t (either kind) wins: returns 1 then, 0 when inserted, OBS_ENOMEM. */
 static int series_insert_ooo(struct mtd_head *h, struct mseries *s, int64_t t, double v)
@@ -671,6 +797,8 @@ static int series_insert_ooo(struct mtd_head *h, struct mseries *s, int64_t t, d
     series_seen(s, t, K_FLOAT);
     h->total_samples++;
     h->total_ooo++;
+    if (x->nooo >= MTD_OOO_FOLD && series_fold_ooo(s) != 0)
+        obs_log_warn("head: out-of-order samples not folded into chunks (out of memory)");
     return 0;
 }
 
@@ -1056,7 +1184,7 @@ static int replay_series(struct replay *rp, struct rd *r)
             rc = OBS_ENOMEM;
             break;
         }
-        uint64_t hash = obs_labels_hash(l, nl);
+        uint64_t hash = labels_hash(l, nl);
         struct mseries *s = series_lookup(t, hash, l, nl);
         if (s == NULL) {
             if (ref < rp->h->capref && rp->h->by_ref[ref] != NULL)
@@ -1743,7 +1871,7 @@ void mtd_head_close(struct mtd_head *h)
 {
     if (h == NULL)
         return;
-    if (h->wal && obs_wal_size(h->wal) > h->ckpt_bytes && !h->appender_open) {
+    if (h->wal && obs_wal_size(h->wal) > h->ckpt_at && !h->appender_open) {
         struct obs_err e = {0};
         if (mtd_head_checkpoint(h, &e) != 0)
             obs_log_warn("head: checkpoint at close failed: %s", e.msg);
@@ -1837,6 +1965,7 @@ struct mtd_appender {
     struct mtd_tenant_limits lim;
     int have_lim;
     const char *reason;
+    int nosync;           /* commit without fsync (group commit: mtd_head_sync later) */
     struct obs_sbuf hbuf; /* histogram encoding scratch */
 };
 
@@ -1934,7 +2063,7 @@ static struct mseries *appender_series(struct mtd_appender *a, const struct obs_
             return NULL;
         }
     }
-    uint64_t hash = obs_labels_hash(labels, n);
+    uint64_t hash = labels_hash(labels, n);
     struct mseries *s = series_lookup(a->t, hash, labels, n);
     if (s == NULL) {
         if (a->lim.max_series && a->t->nseries >= a->lim.max_series) {
@@ -2009,9 +2138,11 @@ static int classify(struct mtd_appender *a, struct mseries *s, int64_t t, int ne
             same = memcmp(&lv, &v, sizeof v) == 0;
         else if (lkind == newkind)
             same = lhlen == hlen && (hlen == 0 || (lh && hb && memcmp(lh, hb, hlen) == 0));
-    } else if (a->lim.ooo_window_ms > 0) {
-        /* Older than the newest sample, OOO allowed: an existing sample at t? (Without a
-         * window Prometheus says "out of order" before looking.) */
+    } else if (a->lim.ooo_window_ms > 0 &&
+               t >= (a->t->have_maxt && a->t->maxt > lt ? a->t->maxt : lt) -
+                        a->lim.ooo_window_ms) {
+        /* Older than the newest sample but inside the OOO window: an existing sample at t?
+         * (Outside it, or without a window, Prometheus refuses before looking.) */
         double ov;
         const struct hsamp *ohs = series_hist_at(s, t);
         if (ohs) {
@@ -2326,14 +2457,42 @@ static int appender_log(struct mtd_appender *a, int excap_change, struct obs_err
         rc = log_rec(w, &b, err);
     }
     obs_sbuf_deinit(&b);
-    if (rc == 0 && (rc = obs_wal_sync(w)) != 0)
+    if (rc == 0 && !a->nosync && (rc = obs_wal_sync(w)) != 0)
         obs_err_set(err, rc, "WAL sync failed: %s", obs_rc_str(rc));
+    if (rc == 0 && a->nosync)
+        a->h->unsynced = 1;
     for (size_t i = 0; i < a->np + a->ne; i++) {
         struct mseries *s = i < a->np ? a->p[i].s : a->e[i - a->np].s;
         if (s->logged >= 2)
             s->logged = rc == 0 ? 1 : 0;
     }
     return rc;
+}
+
+int mtd_appender_commit_nosync(struct mtd_appender *a, struct obs_err *err)
+{
+    a->nosync = 1;
+    return mtd_appender_commit(a, err);
+}
+
+int mtd_head_sync(struct mtd_head *h, struct obs_err *err)
+{
+    if (h->wal == NULL || !h->unsynced)
+        return 0;
+    int rc = obs_wal_sync(h->wal);
+    if (rc == 0) {
+        h->unsynced = 0;
+        return 0;
+    }
+    /* The WAL dropped the unsynced records, 'S' ones included: log every series again with
+     * its next samples so later records never refer to a ref the WAL does not have. */
+    for (size_t i = 0; i < h->tenants.cap; i++) {
+        const struct tenant *t = h->tenants.e[i].val;
+        for (size_t k = 0; h->tenants.e[i].key && k < t->nseries; k++)
+            t->series[k]->logged = 0;
+    }
+    h->unsynced = 0;
+    return obs_err_set(err, rc, "WAL sync failed: %s", obs_rc_str(rc));
 }
 
 int mtd_appender_commit(struct mtd_appender *a, struct obs_err *err)

@@ -2,18 +2,23 @@
  * head.h -- metricsd's in-memory head: series, postings, samples, and the WAL behind them.
  *
  * One struct mtd_head holds every tenant. Per tenant:
- *   - series keyed by the XXH3 hash of their sorted label set, with collision chains that
- *     compare the full label sets (two different sets with one hash stay two series);
+ *   - series keyed by the XXH3 hash of their sorted label set, with collision handling that
+ *     compares the full label sets (two different sets with one hash stay two series);
+ *     label strings are interned in the tenant's postings (one copy per distinct string);
  *   - postings: label name -> label value -> roaring bitmap of the tenant's series ids;
- *   - samples per series in increasing time order (plain arrays for now; blocks come later).
+ *   - float samples per series as XOR chunks, plus a small sorted out-of-order buffer;
+ *     native histogram samples; a circular buffer of exemplars.
  * Every series also has a global ref (dense, from 1) used in WAL records.
  *
- * Writes go through an appender: add samples (checked against the series' last sample:
- * older -> "out of order sample", same t with another value -> "duplicate sample for
- * timestamp", same t and value -> accepted, stored once), then commit, which writes the new
- * series, samples and metadata as WAL records, fdatasyncs, and only then makes the samples
- * visible. Only after commit returns 0 may the caller acknowledge (2xx). Opening the head
- * replays its WAL, so a restart (even after kill -9) restores every committed sample.
+ * Writes go through an appender: add samples (checked against the series' newest sample:
+ * newer -> appended; same t and value -> accepted, stored once; same t, other value ->
+ * "duplicate sample for timestamp"; older -> accepted within the tenant's out-of-order
+ * window, else "too old sample", or "out of order sample" when the window is 0), then
+ * commit, which writes the new series, samples, histograms, exemplars and metadata as WAL
+ * records, fdatasyncs (or, with commit_nosync, leaves the sync to mtd_head_sync for group
+ * commit), and applies them. Only after the sync returned 0 may the caller acknowledge
+ * (2xx). Opening the head replays its WAL (and checkpoints, see mtd_head_checkpoint), so a
+ * restart (even after kill -9) restores every committed sample.
  *
  * WAL record format (ours; little-endian varints as in obs_sbuf):
  *   'S' series:   uvarint count, then per series: uvarint ref, str tenant, uvarint nlabels,
@@ -22,6 +27,8 @@
  *                 previous sample in the record, the first from 0), 8 bytes IEEE-754 LE value
  *   'M' metadata: str tenant, uvarint count, per entry: str family, uvarint type, str help,
  *                 str unit
+ *   'H' histograms, 'E' exemplars, 'X' exemplar ring size, 'C' checkpointed XOR chunks:
+ *                 see head.c and docs/metricsd.md
  *   where str = uvarint length + bytes.
  *
  * Threading: not thread-safe. The head belongs to the event-loop thread; one appender at a
@@ -85,6 +92,13 @@ size_t mtd_appender_count(const struct mtd_appender *a);
 /* Write everything to the WAL, fsync, then apply to the head. Frees a in every case.
  * Returns 0, or OBS_EIO/OBS_ENOMEM with err set (then nothing was applied). */
 int mtd_appender_commit(struct mtd_appender *a, struct obs_err *err);
+/* Group commit: as mtd_appender_commit but without the fsync. The records are buffered in
+ * the WAL and the samples visible; acknowledge only after mtd_head_sync() returned 0, which
+ * covers every commit_nosync before it (one fsync for many requests). */
+int mtd_appender_commit_nosync(struct mtd_appender *a, struct obs_err *err);
+/* Write and fsync what commit_nosync left buffered. 0, or OBS_EIO with err set (then those
+ * commits are not durable: answer 5xx). No-op when nothing is pending. */
+int mtd_head_sync(struct mtd_head *h, struct obs_err *err);
 /* Discard a (NULL is fine). */
 void mtd_appender_rollback(struct mtd_appender *a);
 

@@ -139,6 +139,13 @@ int mtd_ingester_push(struct mtd_app *app, const char *tenant,
                       const Prometheus__WriteRequest *wr, struct mtd_push_result *res,
                       struct obs_err *err)
 {
+    return mtd_ingester_push_opts(app, tenant, wr, 1, res, err);
+}
+
+int mtd_ingester_push_opts(struct mtd_app *app, const char *tenant,
+                           const Prometheus__WriteRequest *wr, int sync,
+                           struct mtd_push_result *res, struct obs_err *err)
+{
     memset(res, 0, sizeof *res);
     if (app == NULL || app->head == NULL)
         return obs_err_set(err, OBS_EAGAIN, "no ingester running in this process");
@@ -260,7 +267,7 @@ int mtd_ingester_push(struct mtd_app *app, const char *tenant,
     }
     size_t n = mtd_appender_count(a);
     obs_arena_free(ar);
-    int rc = mtd_appender_commit(a, err);
+    int rc = sync ? mtd_appender_commit(a, err) : mtd_appender_commit_nosync(a, err);
     if (rc != 0)
         return rc;
     res->accepted = n;

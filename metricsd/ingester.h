@@ -41,4 +41,10 @@ int mtd_ingester_push(struct mtd_app *app, const char *tenant,
                       const Prometheus__WriteRequest *wr, struct mtd_push_result *res,
                       struct obs_err *err);
 
+/* As mtd_ingester_push; with sync == 0 the WAL is not fsynced (group commit): the caller
+ * must mtd_head_sync(app->head) and get 0 before acknowledging. */
+int mtd_ingester_push_opts(struct mtd_app *app, const char *tenant,
+                           const Prometheus__WriteRequest *wr, int sync,
+                           struct mtd_push_result *res, struct obs_err *err);
+
 #endif

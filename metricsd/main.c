@@ -17,11 +17,12 @@ static const struct obs_component components[] = {
     MTD_QUERIER_COMPONENT,
     MTD_RULER_COMPONENT,
     MTD_STORE_GATEWAY_COMPONENT,
+    MTD_COMPACTOR_COMPONENT,
 };
 
 static const char *const sections[] = {
     "ingester", "distributor", "querier", "ruler", "limits", "blocks_storage", "common",
-    "overrides", "runtime_config", NULL,
+    "overrides", "runtime_config", "compactor", NULL,
 };
 
 /* Mimir's flag spellings for the keys people pass most. */

@@ -40,6 +40,7 @@ struct mtd_limits {
     int64_t ingestion_burst_size;        /* bucket size (200000) */
     int64_t out_of_order_time_window_ms; /* 0 = in order only (then blocks_storage.tsdb's) */
     int64_t max_global_exemplars_per_user; /* exemplar ring per tenant (100000; 0 = none) */
+    int64_t compactor_blocks_retention_period_ms; /* blocks older are deleted; 0 = keep */
 };
 
 /* One tenant's limits from `overrides:` or the runtime config file. */

@@ -143,7 +143,7 @@ static void json_point(struct obs_sbuf *b, int64_t t, double v)
     obs_sbuf_putc(b, '[');
     mtd_json_ts(b, t);
     obs_sbuf_puts(b, ",\"");
-    obs_fmt_float(num, sizeof(num), v);
+    mtd_ql_fmt_value(num, sizeof(num), v);
     obs_sbuf_puts(b, num);
     obs_sbuf_puts(b, "\"]");
 }
@@ -314,7 +314,7 @@ static void reply_result(struct obs_http_req *r, const struct mtd_ql_result *res
 
 /* Common parameters; on error the reply is sent and -1 returned. */
 static int parse_common(struct querier *qr, struct obs_http_req *r, struct mtd_ql_expr **e,
-                        int64_t *timeout_ms)
+                        int64_t *timeout_ms, int range)
 {
     const char *query = obs_http_req_param(r, "query");
     const char *to = obs_http_req_param(r, "timeout");
@@ -337,8 +337,9 @@ static int parse_common(struct querier *qr, struct obs_http_req *r, struct mtd_q
         return -1;
     }
     if (rc < 0) {
-        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"query\": %s",
-                                  err.msg);
+        /* Prometheus 2.x names the parameter for instant queries only */
+        obs_http_reply_prom_error(r, 400, "bad_data", "%s%s",
+                                  range ? "" : "invalid parameter \"query\": ", err.msg);
         return -1;
     }
     return 0;
@@ -623,7 +624,7 @@ static void h_query(struct obs_http_req *r, void *arg)
     }
     struct mtd_ql_expr *e;
     int64_t timeout;
-    if (parse_common(qr, r, &e, &timeout) < 0)
+    if (parse_common(qr, r, &e, &timeout, 0) < 0)
         return;
     submit(qr, r, e, 0, t, t, 0, timeout);
 }
@@ -677,12 +678,12 @@ static void h_query_range(struct obs_http_req *r, void *arg)
     }
     struct mtd_ql_expr *e;
     int64_t timeout;
-    if (parse_common(qr, r, &e, &timeout) < 0)
+    if (parse_common(qr, r, &e, &timeout, 1) < 0)
         return;
     enum mtd_ql_vtype t = mtd_ql_expr_type(e);
     if (t != MTD_QL_SCALAR && t != MTD_QL_VECTOR) {
         mtd_ql_expr_free(e);
-        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"query\": invalid "
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid "
                                   "expression type \"%s\" for range query, must be Scalar or "
                                   "instant Vector",
                                   t == MTD_QL_MATRIX ? "range vector" : mtd_ql_type_name(t));
@@ -697,7 +698,7 @@ static void h_parse_check(struct obs_http_req *r, void *arg)
     struct querier *qr = arg;
     struct mtd_ql_expr *e;
     int64_t timeout;
-    if (parse_common(qr, r, &e, &timeout) < 0)
+    if (parse_common(qr, r, &e, &timeout, 0) < 0)
         return;
     mtd_ql_expr_free(e);
     const char *q = obs_http_req_param(r, "query");

@@ -78,8 +78,8 @@ static int cmp_ord(const void *x, const void *y)
 }
 
 /* out = a merged with b (both increasing t), a's sample kept on equal t. Returns count. */
-static size_t merge2(const struct mtd_sample *a, size_t na, const struct mtd_sample *b,
-                     size_t nb, struct mtd_sample *out)
+static size_t merge2(const struct mtd_sample *a, size_t na, const struct mtd_sample *b, size_t nb,
+                     struct mtd_sample *out)
 {
     size_t i = 0, j = 0, k = 0;
     while (i < na || j < nb) {
@@ -224,9 +224,9 @@ static int coll_fn(void *arg, const struct obs_label *labels, size_t nlabels,
 }
 
 /* Series of the blocks for (tenant, ms, [mint, maxt]) into c. */
-static int blocks_collect(struct merge_storage *m, const char *tenant,
-                          const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
-                          struct coll *c, struct obs_err *err)
+static int blocks_collect(struct merge_storage *m, const char *tenant, const struct obs_matcher *ms,
+                          size_t nms, int64_t mint, int64_t maxt, struct coll *c,
+                          struct obs_err *err)
 {
     struct mtd_store_gateway *sg = sg_of(m);
     if (sg == NULL)
@@ -266,8 +266,8 @@ static int m_select(struct mtd_storage *st, const char *tenant, const struct obs
     if (h != NULL && (rc = mtd_storage_select(h, tenant, ms, nms, o, &hs, err)) != 0)
         return rc;
     struct coll c = {.no_samples = o && o->no_samples};
-    rc = blocks_collect(m, tenant, ms, nms, o ? o->mint : INT64_MIN, o ? o->maxt : INT64_MAX,
-                        &c, err);
+    rc = blocks_collect(m, tenant, ms, nms, o ? o->mint : INT64_MIN, o ? o->maxt : INT64_MAX, &c,
+                        err);
     if (rc != 0 || c.n == 0) {
         coll_free(&c);
         if (rc != 0) {
@@ -299,12 +299,15 @@ static int m_select(struct mtd_storage *st, const char *tenant, const struct obs
         return obs_err_set(err, OBS_ENOMEM, "out of memory");
     if (o && o->max_series && res->nseries > o->max_series) {
         mtd_series_set_free(res);
-        return obs_err_set(err, OBS_ELIMIT, "the query hit the max number of series limit "
-                           "(limit: %zu series)", o->max_series);
+        return obs_err_set(err, OBS_ELIMIT,
+                           "the query hit the max number of series limit "
+                           "(limit: %zu series)",
+                           o->max_series);
     }
     if (o && o->max_samples && res->nsamples_total > o->max_samples) {
         mtd_series_set_free(res);
-        return obs_err_set(err, OBS_ELIMIT, "query processing would load too many samples "
+        return obs_err_set(err, OBS_ELIMIT,
+                           "query processing would load too many samples "
                            "into memory in query execution");
     }
     *out = res;
@@ -392,9 +395,9 @@ static int m_labels(struct merge_storage *m, const char *tenant, const char *nam
     return 0;
 }
 
-static int m_label_names(struct mtd_storage *st, const char *tenant,
-                         const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
-                         char ***out, size_t *n, struct obs_err *err)
+static int m_label_names(struct mtd_storage *st, const char *tenant, const struct obs_matcher *ms,
+                         size_t nms, int64_t mint, int64_t maxt, char ***out, size_t *n,
+                         struct obs_err *err)
 {
     return m_labels(st->impl, tenant, NULL, ms, nms, mint, maxt, out, n, err);
 }
@@ -449,10 +452,9 @@ static int m_append(struct mtd_storage *st, const char *tenant, const struct obs
     return mtd_storage_append(h, tenant, labels, nlabels, samples, nsamples, err);
 }
 
-static int m_hist_select(struct mtd_storage *st, const char *tenant,
-                         const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
-                         struct obs_arena *ar, const struct mtd_ql_hseries **out, size_t *n,
-                         struct obs_err *err)
+static int m_hist_select(struct mtd_storage *st, const char *tenant, const struct obs_matcher *ms,
+                         size_t nms, int64_t mint, int64_t maxt, struct obs_arena *ar,
+                         const struct mtd_ql_hseries **out, size_t *n, struct obs_err *err)
 {
     struct mtd_storage *h = head_of(st->impl);
     if (h == NULL || h->ops->hist_select == NULL) {
@@ -493,8 +495,7 @@ int mtd_storage_merge_install(struct obs_ctx *ctx)
     struct obs_err err = {0};
     struct mtd_blocks *b = mtd_blocks_ref(ctx, &err);
     if (b == NULL) {
-        obs_clog_warn("querier", "blocks storage unavailable, querying the head only: %s",
-                      err.msg);
+        obs_clog_warn("querier", "blocks storage unavailable, querying the head only: %s", err.msg);
         return err.code ? err.code : OBS_EIO;
     }
     if (b->merge != NULL) {

@@ -46,7 +46,8 @@
 #include "metricsd/tsdb/block_write.h"
 #include "store/obs_store.h"
 
-#define READAHEAD 1024 /* bytes fetched past a chunk's start on a cache miss */
+#define PAGE (16 * 1024) /* chunk segments are cached in pages of this size */
+#define PREFETCH_PAGES 4 /* pages fetched by one range GET on a miss */
 
 struct chunks_cache_cfg {
     int64_t max_size_bytes;
@@ -74,8 +75,8 @@ static const struct obs_cfmap sg_map[] = {
     {"ignore_deletion_mark_delay", OBS_CFT_DURATION, "1h",
      offsetof(struct sg_cfg, ignore_deletion_mark_delay_ms),
      "Blocks marked for deletion longer ago than this are no longer queried", NULL, NULL},
-    {"chunks_cache", OBS_CFT_SECTION, NULL, offsetof(struct sg_cfg, chunks_cache),
-     "Chunk cache", cache_map, NULL},
+    {"chunks_cache", OBS_CFT_SECTION, NULL, offsetof(struct sg_cfg, chunks_cache), "Chunk cache",
+     cache_map, NULL},
     {"index_cache", OBS_CFT_IGNORE, NULL, 0, "accepted", NULL, NULL},
     {"metadata_cache", OBS_CFT_IGNORE, NULL, 0, "accepted", NULL, NULL},
     {"index_header", OBS_CFT_IGNORE, NULL, 0, "accepted", NULL, NULL},
@@ -224,7 +225,9 @@ struct sg_block {
     struct mtd_store_gateway *sg;
     struct mtd_tsdb_block *b; /* opened lazily */
     char *failed;             /* why it could not be opened (then skipped) */
-    int seen;                 /* sync bookkeeping */
+    uint64_t *seg_len;        /* chunk segment sizes */
+    size_t nsegs;
+    int seen; /* sync bookkeeping */
 };
 
 struct sg_tenant {
@@ -244,7 +247,8 @@ struct mtd_store_gateway {
     int stale;
     struct ccache cache;
     struct event *timer;
-    struct mtd_warnings *w; /* the current select's warnings */
+    struct mtd_warnings *w;  /* the current select's warnings */
+    struct obs_sbuf scratch; /* chunk bytes spanning pages (chunk_read) */
     struct mtd_sg_stats st;
 };
 
@@ -253,6 +257,7 @@ static void block_free(struct sg_block *b)
     if (b == NULL)
         return;
     mtd_tsdb_block_close(b->b);
+    obs_free(b->seg_len);
     obs_free(b->failed);
     obs_free(b);
 }
@@ -395,8 +400,8 @@ static int sync_tenant(struct mtd_store_gateway *sg, struct sg_tenant *t, struct
         json_t *j = get_json(sg, key, &absent, &e);
         if (j == NULL) {
             if (!absent)
-                obs_clog_warn("store-gateway", "skipping block %s: meta.json unreadable %s",
-                              key, e.msg);
+                obs_clog_warn("store-gateway", "skipping block %s: meta.json unreadable %s", key,
+                              e.msg);
             continue; /* absent: partial block (upload or deletion in progress) */
         }
         json_t *mi = json_object_get(j, "minTime"), *ma = json_object_get(j, "maxTime");
@@ -417,8 +422,8 @@ static int sync_tenant(struct mtd_store_gateway *sg, struct sg_tenant *t, struct
         snprintf(b->ulid, sizeof b->ulid, "%s", l.v[i]);
         b->mint = json_integer_value(mi);
         b->maxt = json_integer_value(ma);
-        b->level = (int)json_integer_value(json_object_get(json_object_get(j, "compaction"),
-                                                           "level"));
+        b->level =
+            (int)json_integer_value(json_object_get(json_object_get(j, "compaction"), "level"));
         b->t = t;
         b->sg = sg;
         b->seen = 1;
@@ -513,51 +518,121 @@ void mtd_store_gateway_invalidate(struct mtd_store_gateway *sg)
 
 /* ---- lazy block loading ----------------------------------------------------------------- */
 
-/* The reader's chunk source: cached range GETs of <tenant>/<ulid>/chunks/NNNNNN. */
+/* Fetch pages [first, first + n) of segment seg in one range GET and cache them; the page
+ * `want` is inserted last (so a small cache never evicts it on the way). */
+static int pages_fetch(struct sg_block *b, uint32_t seg, uint64_t first, uint64_t n, uint64_t want,
+                       struct obs_err *err)
+{
+    struct mtd_store_gateway *sg = b->sg;
+    uint64_t seglen = b->seg_len[seg];
+    uint64_t off = first * PAGE;
+    uint64_t len = n * PAGE;
+    if (off + len > seglen)
+        len = seglen - off;
+    char key[512];
+    snprintf(key, sizeof key, "%s/%s/chunks/%06u", b->t->name, b->ulid, seg + 1);
+    struct obs_sbuf buf;
+    obs_sbuf_init(&buf);
+    int rc = obs_store_get(sg->blocks->store, key, off, len, &buf, err);
+    sg->st.chunk_fetches++;
+    if (rc == 0 && buf.len != len)
+        rc = obs_err_set(err, OBS_EIO, "store-gateway: %s: short read at %llu", key,
+                         (unsigned long long)off);
+    for (uint64_t k = 0; rc == 0 && k <= n; k++) {
+        uint64_t pg = k < n ? first + k : want; /* want last */
+        if (k < n && pg == want)
+            continue;
+        if (pg < first || pg >= first + n)
+            continue;
+        uint64_t po = (pg - first) * PAGE;
+        size_t pl = (size_t)(len - po < PAGE ? len - po : PAGE);
+        char ckey[560];
+        snprintf(ckey, sizeof ckey, "%s#%llu", key, (unsigned long long)pg);
+        uint64_t h = XXH3_64bits(ckey, strlen(ckey));
+        if (pg != want && cc_find(&sg->cache, ckey, h) != NULL)
+            continue;
+        uint8_t *data = obs_malloc(pl ? pl : 1);
+        if (data == NULL) {
+            rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(data, buf.p + po, pl);
+        if (cc_put(&sg->cache, ckey, h, data, pl) == NULL)
+            rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
+    }
+    obs_sbuf_deinit(&buf);
+    return rc;
+}
+
+/* Page pg of segment seg: cached, else fetched with the next PREFETCH_PAGES - 1 pages. */
+static int page_get(struct sg_block *b, uint32_t seg, uint64_t pg, const uint8_t **p, size_t *n,
+                    struct obs_err *err)
+{
+    struct mtd_store_gateway *sg = b->sg;
+    char ckey[560];
+    snprintf(ckey, sizeof ckey, "%s/%s/chunks/%06u#%llu", b->t->name, b->ulid, seg + 1,
+             (unsigned long long)pg);
+    uint64_t h = XXH3_64bits(ckey, strlen(ckey));
+    struct centry *e = cc_find(&sg->cache, ckey, h);
+    if (e == NULL) {
+        uint64_t npages = (b->seg_len[seg] + PAGE - 1) / PAGE;
+        uint64_t cnt = npages - pg < PREFETCH_PAGES ? npages - pg : PREFETCH_PAGES;
+        int rc = pages_fetch(b, seg, pg, cnt, pg, err);
+        if (rc != 0)
+            return rc;
+        if ((e = cc_find(&sg->cache, ckey, h)) == NULL)
+            return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    } else {
+        cc_unlink(&sg->cache, e);
+        cc_front(&sg->cache, e);
+        sg->st.cache_hits++;
+    }
+    *p = e->data;
+    *n = e->len;
+    return 0;
+}
+
+/*
+ * The reader's chunk source: bytes [off, off + want) of a segment from fixed-size pages
+ * (PAGE, fetched PREFETCH_PAGES at a time by range GET) in the LRU cache. Within one page the
+ * reply points into the cached page; across pages it is assembled in sg->scratch. Either stays
+ * valid until the next call (the page just used is the most recent cache entry).
+ */
 static int chunk_read(void *arg, uint32_t seg, uint64_t off, size_t want, const uint8_t **p,
                       size_t *got, struct obs_err *err)
 {
     struct sg_block *b = arg;
     struct mtd_store_gateway *sg = b->sg;
-    char key[512];
-    snprintf(key, sizeof key, "%s/%s/chunks/%06u", b->t->name, b->ulid, seg + 1);
-    char ckey[540];
-    snprintf(ckey, sizeof ckey, "%s@%llu", key, (unsigned long long)off);
-    uint64_t h = XXH3_64bits(ckey, strlen(ckey));
-    struct centry *e = cc_find(&sg->cache, ckey, h);
-    if (e != NULL && e->len >= want) {
-        cc_unlink(&sg->cache, e);
-        cc_front(&sg->cache, e);
-        sg->st.cache_hits++;
-        *p = e->data;
-        *got = e->len;
+    if (seg >= b->nsegs || off >= b->seg_len[seg])
+        return obs_err_set(err, OBS_ECORRUPT, "store-gateway: chunk reference out of range");
+    if (want > b->seg_len[seg] - off)
+        want = (size_t)(b->seg_len[seg] - off);
+    uint64_t first = off / PAGE, last = (off + (want ? want : 1) - 1) / PAGE;
+    const uint8_t *pp;
+    size_t pn;
+    int rc;
+    if (first == last) {
+        if ((rc = page_get(b, seg, first, &pp, &pn, err)) != 0)
+            return rc;
+        size_t in = (size_t)(off - first * PAGE);
+        if (in > pn)
+            return obs_err_set(err, OBS_EIO, "store-gateway: short page");
+        *p = pp + in;
+        *got = pn - in;
         return 0;
     }
-    struct obs_sbuf buf;
-    obs_sbuf_init(&buf);
-    size_t len = want > READAHEAD ? want : READAHEAD;
-    int rc = obs_store_get(sg->blocks->store, key, off, len, &buf, err);
-    sg->st.chunk_fetches++;
-    if (rc == OBS_ERANGE) {
-        rc = 0; /* past the end: nothing */
-    }
-    if (rc != 0) {
-        obs_sbuf_deinit(&buf);
-        return rc;
-    }
-    size_t n = buf.len;
-    uint8_t *data = (uint8_t *)obs_sbuf_take(&buf, &n);
-    if (data == NULL) {
-        data = obs_malloc(1);
-        n = 0;
-        if (data == NULL)
+    obs_sbuf_reset(&sg->scratch);
+    for (uint64_t pg = first; pg <= last; pg++) {
+        if ((rc = page_get(b, seg, pg, &pp, &pn, err)) != 0)
+            return rc;
+        size_t in = pg == first ? (size_t)(off - first * PAGE) : 0;
+        if (in > pn)
+            return obs_err_set(err, OBS_EIO, "store-gateway: short page");
+        if (obs_sbuf_append(&sg->scratch, pp + in, pn - in) != 0)
             return obs_err_set(err, OBS_ENOMEM, "out of memory");
     }
-    e = cc_put(&sg->cache, ckey, h, data, n);
-    if (e == NULL)
-        return obs_err_set(err, OBS_ENOMEM, "out of memory");
-    *p = e->data;
-    *got = e->len;
+    *p = (const uint8_t *)sg->scratch.p;
+    *got = sg->scratch.len;
     return 0;
 }
 
@@ -589,8 +664,7 @@ static int download_obj(struct mtd_store_gateway *sg, const char *key, const cha
         if (fd >= 0)
             close(fd);
         if (rc == 0 && rename(tmp, path) != 0)
-            rc = obs_err_set(err, OBS_EIO, "store-gateway: rename %s: %s", tmp,
-                             strerror(errno));
+            rc = obs_err_set(err, OBS_EIO, "store-gateway: rename %s: %s", tmp, strerror(errno));
     }
     obs_sbuf_deinit(&buf);
     return rc;
@@ -650,7 +724,11 @@ static int block_load(struct mtd_store_gateway *sg, struct sg_block *b, struct o
             rc = sl.rc;
     }
     if (rc == 0) {
-        struct mtd_tsdb_chunk_src src = {chunk_read, b, sl.n, sl.len};
+        obs_free(b->seg_len);
+        b->seg_len = sl.len;
+        b->nsegs = sl.n;
+        sl.len = NULL;
+        struct mtd_tsdb_chunk_src src = {chunk_read, b, b->nsegs, b->seg_len};
         rc = mtd_tsdb_block_open_src(dir, &src, &b->b, err);
         if (rc == OBS_ECORRUPT)
             mtd_rm_rf(dir); /* a bad download: fetch again next time */
@@ -666,9 +744,9 @@ static int block_load(struct mtd_store_gateway *sg, struct sg_block *b, struct o
 /* ---- queries ---------------------------------------------------------------------------- */
 
 int mtd_store_gateway_select(struct mtd_store_gateway *sg, const char *tenant,
-                             const struct obs_matcher *ms, size_t nms, int64_t mint,
-                             int64_t maxt, mtd_sg_series_fn fn, void *arg,
-                             struct mtd_warnings *w, struct obs_err *err)
+                             const struct obs_matcher *ms, size_t nms, int64_t mint, int64_t maxt,
+                             mtd_sg_series_fn fn, void *arg, struct mtd_warnings *w,
+                             struct obs_err *err)
 {
     struct obs_err e = {0};
     if (maybe_sync(sg, &e) != 0) {
@@ -788,17 +866,17 @@ int mtd_store_gateway_init(struct obs_ctx *ctx, struct obs_err *err)
     if (sg == NULL)
         return obs_err_set(err, OBS_ENOMEM, "out of memory");
     sg->ctx = ctx;
-    int rc = obs_cf_bind(obs_cf_get(obs_cf_get(ctx->cfg, "blocks_storage"), "bucket_store"),
-                         sg_map, &sg->cfg, err);
+    obs_sbuf_init(&sg->scratch);
+    int rc = obs_cf_bind(obs_cf_get(obs_cf_get(ctx->cfg, "blocks_storage"), "bucket_store"), sg_map,
+                         &sg->cfg, err);
     if (rc != 0) {
         obs_free(sg);
         return rc;
     }
     if (sg->cfg.sync_interval_ms <= 0)
         sg->cfg.sync_interval_ms = 15 * 60 * 1000;
-    sg->cache.max = (size_t)(sg->cfg.chunks_cache.max_size_bytes > 0
-                                 ? sg->cfg.chunks_cache.max_size_bytes
-                                 : 0);
+    sg->cache.max =
+        (size_t)(sg->cfg.chunks_cache.max_size_bytes > 0 ? sg->cfg.chunks_cache.max_size_bytes : 0);
     if ((rc = obs_mkdir_p(sg->cfg.sync_dir, err)) != 0 ||
         (sg->blocks = mtd_blocks_ref(ctx, err)) == NULL) {
         obs_cf_unbind(sg_map, &sg->cfg);
@@ -826,8 +904,7 @@ int mtd_store_gateway_init(struct obs_ctx *ctx, struct obs_err *err)
     obs_metrics_gauge_fn(ctx->metrics, "mtd_store_gateway_chunk_fetches_total",
                          "Range GETs of chunk segments.", g_fetches, sg);
     obs_clog_info("store-gateway", "ready\tsync_dir=%s sync_interval=%llds cache=%zu bytes",
-                  sg->cfg.sync_dir, (long long)(sg->cfg.sync_interval_ms / 1000),
-                  sg->cache.max);
+                  sg->cfg.sync_dir, (long long)(sg->cfg.sync_interval_ms / 1000), sg->cache.max);
     return 0;
 }
 
@@ -844,6 +921,7 @@ void mtd_store_gateway_stop(struct obs_ctx *ctx)
         tenant_free(sg->tenants[i]);
     obs_free(sg->tenants);
     cc_free(&sg->cache);
+    obs_sbuf_deinit(&sg->scratch);
     obs_cf_unbind(sg_map, &sg->cfg);
     obs_free(sg);
     mtd_blocks_unref(ctx);

@@ -11,7 +11,8 @@
  *
  * The evaluator reads samples through storage.h (struct mtd_storage) and follows Prometheus'
  * rules: 5m lookback (left-open in 3.x), range selectors (t-range, t], stale markers end a
- * series, delayed __name__ removal, vector matching, @ and offset, subqueries.
+ * series, __name__ removal (immediate, or delayed as 3.x's feature flag: opts), vector
+ * matching, @ and offset, subqueries.
  * Native histograms: storage.h carries float samples only, so histogram samples come from
  * an optional source in the options (mtd_ql_opts.hist_select); the engine evaluates them
  * as Prometheus' float histograms (exponential and custom-bucket schemas).
@@ -141,6 +142,11 @@ struct mtd_ql_opts {
     size_t max_memory_bytes;  /* estimated memory (engine arenas + fetched data); 0 = unlimited */
     int64_t max_subquery_points; /* steps one subquery evaluation may take; 0 = unlimited */
     const volatile int *cancel; /* non-NULL: stop with MTD_QL_ECANCELED once *cancel != 0 */
+    /* 0 (Prometheus' default, 2.x and 3.x): functions and operators drop __name__ at once
+     * and a vector whose series then share a label set is an error ("vector cannot contain
+     * metrics with the same labelset"). 1: 3.x's promql-delayed-name-removal feature: the
+     * name is only flagged and removed at the end of the query (upstream's test engine). */
+    int delayed_name_removal;
     /* Optional native-histogram source: the series matching ms that have histogram samples
      * in [mint, maxt] (inclusive). *out stays owned by the source and must stay valid until
      * the query ends. 0 or a negative OBS_E*. NULL = no histograms. */
@@ -190,6 +196,15 @@ int mtd_ql_prepare(const struct mtd_ql_expr *e, struct mtd_storage *st, const ch
                    const struct mtd_ql_opts *o, struct mtd_ql_query **out, struct obs_err *err);
 int mtd_ql_run(struct mtd_ql_query *q, struct mtd_ql_result **out, struct obs_err *err);
 void mtd_ql_query_free(struct mtd_ql_query *q);
+
+/* Format a sample value as Prometheus' JSON API does: shortest round-trip decimal, exponent
+ * form ("1e-07", "2.5e+21") when |v| < 1e-6 or >= 1e21, "NaN", "+Inf", "-Inf". Returns the
+ * length snprintf would (output truncated to cap). 32 bytes always suffice. */
+int mtd_ql_fmt_value(char *out, size_t cap, double v);
+/* Format v as Go's strconv.FormatFloat(v, 'f', -1, 64) (count_values label values): never an
+ * exponent, so up to MTD_QL_FMT_F_MAX bytes with the NUL. */
+#define MTD_QL_FMT_F_MAX 400
+int mtd_ql_fmt_f(char *out, size_t cap, double v);
 
 /* Format a label set as Prometheus does: name{a="b", c="d"} into buf (truncated). */
 int mtd_ql_labels_str(const struct obs_label *l, size_t n, char *buf, size_t cap);

@@ -904,8 +904,8 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
         else
             gl = ql_lfilter(&q->sa, sl, n->grouping, n->ngrouping, 1, 0);
         if (n->agg == QA_COUNT_VALUES) {
-            char buf[64];
-            obs_fmt_float(buf, sizeof(buf), s->v);
+            char buf[MTD_QL_FMT_F_MAX];
+            mtd_ql_fmt_f(buf, sizeof(buf), s->v);
             gl = ql_lset(&q->sa, gl, ps, ql_strdup(&q->sa, buf));
         }
         size_t kl;
@@ -1109,7 +1109,52 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
 }
 
 /* ---------------------------------------------------------------- dispatcher */
+/* Prometheus' default name handling: drop flagged names as soon as a function or operator
+ * produced them; check (functions, binary operators, aggregations: upstream's rangeEval)
+ * that no two series of the vector now share a label set. */
+static struct ql_val drop_now(struct ql_query *q, struct ql_val v, int check)
+{
+    if (q->delayed || v.type != MTD_QL_VECTOR)
+        return v;
+    int any = 0;
+    for (size_t i = 0; i < v.vec.n; i++) {
+        if (!v.vec.s[i].drop)
+            continue;
+        v.vec.s[i].l = ql_ldel(&q->sa, v.vec.s[i].l, "__name__");
+        v.vec.s[i].drop = 0;
+        any = 1;
+    }
+    if (!any || !check || v.vec.n < 2)
+        return v;
+    struct ql_map m;
+    ql_map_init(&m, &q->sa, v.vec.n);
+    for (size_t i = 0; i < v.vec.n; i++) {
+        size_t kl;
+        const char *k = label_key(&q->sa, v.vec.s[i].l, 0, &kl);
+        if (ql_map_put(&m, k, kl, (int)i) >= 0)
+            ql_throw(&q->qa, OBS_EINVAL, "vector cannot contain metrics with the same labelset");
+    }
+    return v;
+}
+
+static struct ql_val eval_node(struct ql_query *q, struct ql_node *n, int64_t t);
+
 struct ql_val ql_eval(struct ql_query *q, struct ql_node *n, int64_t t)
+{
+    struct ql_val v = eval_node(q, n, t);
+    switch (n->kind) {
+    case QN_UNARY:
+        return drop_now(q, v, 0);
+    case QN_BINARY:
+    case QN_AGG:
+    case QN_CALL:
+        return drop_now(q, v, 1);
+    default:
+        return v;
+    }
+}
+
+static struct ql_val eval_node(struct ql_query *q, struct ql_node *n, int64_t t)
 {
     ql_check_deadline(q);
     struct ql_val r = {.type = MTD_QL_NONE};
@@ -1191,6 +1236,7 @@ static void query_begin(struct mtd_ql_query *pq, const struct mtd_ql_expr *e,
     q->cancel = o->cancel;
     q->mem.limit = o->max_memory_bytes;
     q->opts = o;
+    q->delayed = o->delayed_name_removal;
 }
 
 /* "11000" -> "11,000" (Prometheus prints the resolution limit that way). */

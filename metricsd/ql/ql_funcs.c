@@ -579,27 +579,80 @@ static struct ql_val fn_label_join(struct ql_query *q, struct ql_node *c, struct
 }
 
 /* ---------------------------------------------------------------- date functions */
+/* Upstream computes time.Unix(int64(v), 0).UTC() and reads the calendar fields. Go's
+ * float->int64 conversion gives INT64_MIN for NaN, +-Inf and out-of-range values (amd64),
+ * and Go's calendar arithmetic works on an unsigned "absolute" second count that wraps, so
+ * this follows Go's absDate() exactly instead of gmtime (which cannot take such values). */
+#define GO_SECS_PER_DAY 86400ULL
+#define GO_ABS_ZERO_YEAR (-292277022399LL)
+#define GO_UNIX_TO_INTERNAL 62135596800LL
+#define GO_INTERNAL_TO_ABS 9223371966579724800LL
+
+static int go_is_leap(int64_t y)
+{
+    return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
 static double date_part(double v, int which)
 {
-    if (isnan(v) || isinf(v))
-        return NAN;
-    time_t tt = (time_t)(int64_t)v;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    switch (which) {
-    case 0: return tm.tm_mday;
-    case 1: return tm.tm_wday;
-    case 2: return tm.tm_yday + 1;
-    case 3: {
-        static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-        int y = tm.tm_year + 1900;
-        int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        return dm[tm.tm_mon] + (tm.tm_mon == 1 && leap);
+    int64_t sec;
+    if (isnan(v) || v >= 9223372036854775808.0 || v < -9223372036854775808.0)
+        sec = INT64_MIN;
+    else
+        sec = (int64_t)v;
+    uint64_t abs = (uint64_t)sec + (uint64_t)(GO_UNIX_TO_INTERNAL + GO_INTERNAL_TO_ABS);
+    if (which == 4)
+        return (double)((abs % GO_SECS_PER_DAY) / 3600);
+    if (which == 5)
+        return (double)((abs % 3600) / 60);
+    if (which == 1) /* absolute day 0 is a Monday */
+        return (double)(((abs + GO_SECS_PER_DAY) % (7 * GO_SECS_PER_DAY)) / GO_SECS_PER_DAY);
+    const uint64_t d400 = 365 * 400 + 97, d100 = 365 * 100 + 24, d4 = 365 * 4 + 1;
+    uint64_t d = abs / GO_SECS_PER_DAY;
+    uint64_t n = d / d400;
+    uint64_t y = 400 * n;
+    d -= d400 * n;
+    n = d / d100;
+    n -= n >> 2;
+    y += 100 * n;
+    d -= d100 * n;
+    n = d / d4;
+    y += 4 * n;
+    d -= d4 * n;
+    n = d / 365;
+    n -= n >> 2;
+    y += n;
+    d -= 365 * n;
+    int64_t year = (int64_t)y + GO_ABS_ZERO_YEAR;
+    int yday = (int)d;
+    if (which == 7)
+        return (double)year;
+    if (which == 2)
+        return yday + 1;
+    static const int before[] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365};
+    int day = yday, month, mday;
+    int leap = go_is_leap(year);
+    if (leap && day == 31 + 29 - 1) {
+        month = 2;
+        mday = 29;
+    } else {
+        if (leap && day > 31 + 29 - 1)
+            day--;
+        int m = day / 31;
+        int begin;
+        if (day >= before[m + 1]) {
+            m++;
+            begin = before[m];
+        } else {
+            begin = before[m];
+        }
+        month = m + 1;
+        mday = day - begin + 1;
     }
-    case 4: return tm.tm_hour;
-    case 5: return tm.tm_min;
-    case 6: return tm.tm_mon + 1;
-    default: return tm.tm_year + 1900;
+    switch (which) {
+    case 0: return mday;
+    case 3: return (before[month] - before[month - 1]) + (month == 2 && leap);
+    default: return month; /* 6 */
     }
 }
 
@@ -1635,6 +1688,8 @@ static const struct ql_func funcs[] = {
     {"histogram_stddev", {V}, 1, 0, V, fn_histogram_stddev, 0},
     {"histogram_stdvar", {V}, 1, 0, V, fn_histogram_stdvar, 0},
     {"histogram_sum", {V}, 1, 0, V, fn_histogram_sum, 0},
+    /* Prometheus 2.x name of double_exponential_smoothing (renamed in 3.0); same algorithm. */
+    {"holt_winters", {M, S, S}, 3, 0, V, fn_double_exponential_smoothing, 0},
     {"hour", {V}, 0, 1, V, fn_hour, 0},
     {"idelta", {M}, 1, 0, V, fn_idelta, 0},
     {"increase", {M}, 1, 0, V, fn_increase, 0},

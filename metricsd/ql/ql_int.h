@@ -244,6 +244,7 @@ struct ql_query {
     size_t nwarn, ninfo, capw, capi;
     char **warns, **infos;
     uint64_t ticks;
+    int delayed;                   /* delayed __name__ removal (opts) */
 };
 
 struct ql_val ql_eval(struct ql_query *q, struct ql_node *n, int64_t t);

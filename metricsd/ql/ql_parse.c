@@ -229,8 +229,41 @@ static char *tok_text(struct parser *p)
     return ql_strndup(p->a, p->src + p->tpos, p->tlen);
 }
 
+/* What is still open at the end of the input (Prometheus' lexer reports these at EOF):
+ * '(' -> 1, '[' -> 2, '{' -> 3, nothing -> 0. Quoted strings and comments are skipped. */
+static int open_at_eof(const struct parser *p)
+{
+    int par = 0, brk = 0, brc = 0;
+    for (size_t i = 0; i < p->len; i++) {
+        char c = p->src[i];
+        if (c == '"' || c == '\'' || c == '`') {
+            for (i++; i < p->len && p->src[i] != c; i++)
+                if (c != '`' && p->src[i] == '\\')
+                    i++;
+            continue;
+        }
+        if (c == '#') {
+            while (i < p->len && p->src[i] != '\n')
+                i++;
+            continue;
+        }
+        par += c == '(' ? 1 : c == ')' ? -1 : 0;
+        brk += c == '[' ? 1 : c == ']' ? -1 : 0;
+        brc += c == '{' ? 1 : c == '}' ? -1 : 0;
+    }
+    return brc > 0 ? 3 : par > 0 ? 1 : brk > 0 ? 2 : 0;
+}
+
 __attribute__((noreturn)) static void unexpected(struct parser *p, const char *ctx)
 {
+    if (p->tk == T_EOF) {
+        switch (open_at_eof(p)) {
+        case 1: perr(p, p->tpos, "unclosed left parenthesis");
+        case 2: perr(p, p->tpos, "unclosed left bracket");
+        case 3: perr(p, p->tpos, "unexpected end of input inside braces");
+        default: break;
+        }
+    }
     if (p->tk == T_EOF)
         perr(p, p->tpos, "unexpected end of input%s%s", ctx ? " " : "", ctx ? ctx : "");
     if (p->tk == T_IDENT || p->tk == T_NUM || p->tk == T_DUR || p->tk == T_STR)
@@ -580,7 +613,7 @@ static struct ql_node *parse_aggr(struct parser *p, enum ql_agg agg, size_t pos)
     expect(p, T_RPAREN, "in aggregation, expected \")\"");
     if (tok_is(p, "by") || tok_is(p, "without")) {
         if (n->has_grouping)
-            perr(p, p->tpos, "unexpected <by/without> in aggregation");
+            perr(p, p->tpos, "unexpected <%s>", tok_is(p, "by") ? "by" : "without");
         n->without = tok_is(p, "without");
         n->has_grouping = 1;
         next(p);
@@ -678,7 +711,7 @@ static struct ql_node *parse_postfix(struct parser *p, struct ql_node *e)
                 p->brackets--;
                 expect(p, T_RBRACK, "in range selector, expected \"]\"");
                 if (e->kind != QN_VSEL)
-                    perr(p, e->pos, "ranges only allowed for vector selectors");
+                    perr(p, bpos, "ranges only allowed for vector selectors");
                 if (e->offset != 0 || e->at_kind != QAT_NONE)
                     perr(p, bpos, "no offset or @ modifiers allowed before range");
                 if (range <= 0)
@@ -690,25 +723,24 @@ static struct ql_node *parse_postfix(struct parser *p, struct ql_node *e)
                 e = m;
             }
         } else if (tok_is(p, "offset")) {
-            size_t opos = p->tpos;
             next(p);
             int64_t off = parse_duration(p, 1, "in offset, expected duration");
             struct ql_node *t = e->kind == QN_MSEL ? e->lhs : e;
             if (t->kind != QN_VSEL && t->kind != QN_SUBQ)
-                perr(p, opos, "offset modifier must be preceded by an instant vector selector "
-                              "or range vector selector or a subquery");
+                perr(p, e->pos, "offset modifier must be preceded by an instant vector "
+                                "selector or range vector selector or a subquery");
             if (t->offset != 0)
-                perr(p, opos, "offset may not be set multiple times");
+                perr(p, e->pos, "offset may not be set multiple times");
             t->offset = off;
         } else if (p->tk == T_AT) {
             size_t apos = p->tpos;
             next(p);
             struct ql_node *t = e->kind == QN_MSEL ? e->lhs : e;
             if (t->kind != QN_VSEL && t->kind != QN_SUBQ)
-                perr(p, apos, "@ modifier must be preceded by an instant vector selector or "
-                              "range vector selector or a subquery");
+                perr(p, e->pos, "@ modifier must be preceded by an instant vector selector or "
+                                "range vector selector or a subquery");
             if (t->at_kind != QAT_NONE)
-                perr(p, apos, "@ <timestamp> may not be set multiple times");
+                perr(p, e->pos, "@ <timestamp> may not be set multiple times");
             if (tok_is(p, "start") || tok_is(p, "end")) {
                 t->at_kind = tok_is(p, "start") ? QAT_START : QAT_END;
                 next(p);

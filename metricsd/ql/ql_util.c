@@ -4,6 +4,7 @@
  * The arena unwinds (longjmp) instead of returning NULL, so the parser and the evaluator
  * never test allocations: the entry points set up the jump buffer and free everything.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -449,4 +450,84 @@ double ql_quantile(double q, double *v, size_t n)
     size_t hi = lo + 1 < n ? lo + 1 : n - 1;
     double weight = rank - (double)(long long)rank;
     return v[lo] * (1 - weight) + v[hi] * weight;
+}
+
+/* ---------------------------------------------------------------- number formatting */
+/* Shortest round-trip decimal digits of |v| (finite, non-zero): digits into dig (no dot),
+ * returns the digit count; *exp10 is the exponent of the first digit. */
+static int shortest_digits(double v, char *dig, int *exp10)
+{
+    char tmp[40];
+    for (int p = 0; p <= 16; p++) {
+        snprintf(tmp, sizeof(tmp), "%.*e", p, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    int nd = 0;
+    char *e = strchr(tmp, 'e');
+    for (char *c = tmp; c < e; c++)
+        if (*c >= '0' && *c <= '9')
+            dig[nd++] = *c;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    *exp10 = atoi(e + 1);
+    return nd;
+}
+
+int mtd_ql_fmt_f(char *out, size_t cap, double v)
+{
+    if (isnan(v))
+        return snprintf(out, cap, "NaN");
+    if (isinf(v))
+        return snprintf(out, cap, v > 0 ? "+Inf" : "-Inf");
+    if (v == 0)
+        return snprintf(out, cap, signbit(v) ? "-0" : "0");
+    char dig[24];
+    int e10;
+    int nd = shortest_digits(fabs(v), dig, &e10);
+    char buf[MTD_QL_FMT_F_MAX];
+    size_t k = 0;
+    if (v < 0)
+        buf[k++] = '-';
+    if (e10 < 0) {
+        buf[k++] = '0';
+        buf[k++] = '.';
+        for (int i = -1; i > e10; i--)
+            buf[k++] = '0';
+        for (int i = 0; i < nd; i++)
+            buf[k++] = dig[i];
+    } else {
+        for (int i = 0; i <= e10; i++)
+            buf[k++] = i < nd ? dig[i] : '0';
+        if (nd > e10 + 1) {
+            buf[k++] = '.';
+            for (int i = e10 + 1; i < nd; i++)
+                buf[k++] = dig[i];
+        }
+    }
+    buf[k] = 0;
+    return snprintf(out, cap, "%s", buf);
+}
+
+int mtd_ql_fmt_value(char *out, size_t cap, double v)
+{
+    double a = fabs(v);
+    if (isfinite(v) && a != 0 && (a < 1e-6 || a >= 1e21)) {
+        char dig[24];
+        int e10;
+        int nd = shortest_digits(a, dig, &e10);
+        char m[32];
+        size_t k = 0;
+        if (v < 0)
+            m[k++] = '-';
+        m[k++] = dig[0];
+        if (nd > 1) {
+            m[k++] = '.';
+            for (int i = 1; i < nd; i++)
+                m[k++] = dig[i];
+        }
+        m[k] = 0;
+        return snprintf(out, cap, "%se%c%02d", m, e10 < 0 ? '-' : '+', abs(e10));
+    }
+    return mtd_ql_fmt_f(out, cap, v);
 }

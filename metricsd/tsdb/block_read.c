@@ -896,9 +896,23 @@ int mtd_tsdb_block_select_chunks(struct mtd_tsdb_block *b, const struct obs_matc
                 rc = 0;
                 continue;
             }
-            n++;
+            if (rc == 0 && b->src.read != NULL) {
+                /* a source's bytes live until its next read: keep a copy per chunk */
+                uint8_t *c = obs_malloc(out[n].len ? out[n].len : 1);
+                if (c == NULL) {
+                    rc = obs_err_set(err, OBS_ENOMEM, "tsdb: out of memory");
+                    break;
+                }
+                memcpy(c, out[n].data, out[n].len);
+                out[n].data = c;
+            }
+            if (rc == 0)
+                n++;
         }
-        if (rc == 0 && n > 0 && fn(arg, b->lab, nl, out, n) != 0)
+        int stop = rc == 0 && n > 0 && fn(arg, b->lab, nl, out, n) != 0;
+        for (size_t k = 0; b->src.read != NULL && k < n; k++)
+            obs_free((void *)out[k].data);
+        if (stop)
             break;
     }
     obs_free(out);

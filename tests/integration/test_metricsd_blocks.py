@@ -8,6 +8,7 @@ accepts any age for a new series in order; the OOO window stays off).
 """
 import json
 import os
+import struct
 import re
 import shutil
 import subprocess
@@ -16,11 +17,66 @@ import time
 import urllib.parse
 
 from obslib import Daemon, TestRun, free_port, http, http_json, wait_until
-from test_metricsd_write import push
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 H = 3600 * 1000
+
+
+# ---- remote write encoding (protobuf + snappy literals; as in test_metricsd_write) -------
+
+
+def uvarint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field_bytes(num, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return uvarint(num << 3 | 2) + uvarint(len(data)) + data
+
+
+def pb_write(series):
+    out = b""
+    for labels, samples in series:
+        ts = b""
+        for n, v in labels:
+            ts += field_bytes(1, field_bytes(1, n) + field_bytes(2, v))
+        for t, v in samples:
+            ts += field_bytes(2, uvarint(1 << 3 | 1) + struct.pack("<d", v) +
+                              uvarint(2 << 3) + uvarint(t & ((1 << 64) - 1)))
+        out += field_bytes(1, ts)
+    return out
+
+
+def snappy_literal(data):
+    out = bytearray(uvarint(len(data)))
+    for i in range(0, len(data), 65536):
+        chunk = data[i:i + 65536]
+        n = len(chunk) - 1
+        if n < 60:
+            out.append(n << 2)
+        elif n < 256:
+            out += bytes([60 << 2, n])
+        else:
+            out += bytes([61 << 2]) + struct.pack("<H", n)
+        out += chunk
+    return bytes(out)
+
+
+def push(d, series, tenant):
+    h = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+         "X-Prometheus-Remote-Write-Version": "0.1.0", "X-Scope-OrgID": tenant}
+    st, b, _ = http("POST", d.url("/api/v1/push"), snappy_literal(pb_write(series)), h)
+    return st, b.decode(errors="replace")
 
 CONFIG = """
 server:
@@ -59,6 +115,16 @@ def start(store, extra="", delay="12h", workdir=None, args=()):
     except Exception:
         d.stop()
         raise
+
+
+def stop_clean(d):
+    """Stop d; it must exit 0 with no sanitizer report in its log."""
+    log = d.log_path
+    rc = d.stop()
+    with open(log, "rb") as f:
+        text = f.read().decode(errors="replace")
+    assert "Sanitizer" not in text, text[-3000:]
+    assert rc == 0, (rc, text[-2000:])
 
 
 def run(args, timeout=120):
@@ -199,13 +265,18 @@ def test_flush_promtool_and_query_from_blocks():
         # a second flush ships nothing new
         flush(d, "team-a")
         assert blocks_of(store, "team-a").keys() == blocks.keys()
-        assert d.stop() == 0
+        stop_clean(d)
 
         # a fresh process with an empty head: everything comes from the blocks
         shutil.rmtree(os.path.join(work, "tsdb"))
         d = start(store, workdir=work)
         only_blocks = points(query_range(d, "blk_metric", lo, hi, tenant="team-a"))
         assert only_blocks == before
+        # chunks came through the bounded cache (64KiB here), by range GETs
+        st, body, _ = http("GET", d.url("/metrics"))
+        m = dict(re.findall(r"^(mtd_store_gateway_\w+) (\S+)$", body.decode(), re.M))
+        assert 0 < float(m["mtd_store_gateway_chunk_cache_bytes"]) <= 64 * 1024, m
+        assert float(m["mtd_store_gateway_chunk_fetches_total"]) > 0, m
         # labels API sees block series too
         st, j = http_json("GET", d.url("/api/v1/label/i/values"),
                           headers={"X-Scope-OrgID": "team-a"})
@@ -217,10 +288,347 @@ def test_flush_promtool_and_query_from_blocks():
         cached = os.listdir(sync)
         assert cached and all(os.path.exists(os.path.join(sync, u, "index")) for u in cached)
         assert not any(os.path.exists(os.path.join(sync, u, "chunks")) for u in cached)
+        stop_clean(d)
     finally:
         d.stop()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(store, ignore_errors=True)
+
+
+def compactor_run(d):
+    st, body, _ = http("POST", d.url("/compactor/run"), b"", timeout=300)
+    assert st == 200, (st, body)
+    return json.loads(body)
+
+
+def test_compactor_levels_and_deletion():
+    store = tempfile.mkdtemp(prefix="obs-blk-store-")
+    work = tempfile.mkdtemp(prefix="obs-blk-")
+    now = int(time.time() * 1000)
+    # 14h of data starting on a 12h boundary at least a day ago: six 2h blocks fill one 12h
+    # window, the seventh starts the next one
+    w0 = (now - 36 * H) // (12 * H) * (12 * H)
+    series = []
+    for i in range(3):
+        labels = [("__name__", "cmp_metric"), ("i", str(i))]
+        series.append((labels, [(t, float(i + t // 60000 % 1000))
+                                for t in range(w0, w0 + 14 * H, 120000)]))
+    d = start(store, workdir=work, delay="2s")
+    try:
+        push_all(d, series, "t1")
+        lo, hi = w0, w0 + 14 * H - 120000
+        before = points(query_range(d, "cmp_metric", lo, hi, step="120s", tenant="t1"))
+        flush(d, "t1")
+        blocks = blocks_of(store, "t1")
+        assert len(blocks) == 7, sorted((m["minTime"], m["maxTime"]) for m in blocks.values())
+        first6 = [u for u, m in blocks.items() if m["maxTime"] <= w0 + 12 * H]
+        assert len(first6) == 6
+
+        r = compactor_run(d)
+        assert r["compactions"] == 1, r
+        after = blocks_of(store, "t1")
+        new = [u for u in after if u not in blocks]
+        assert len(new) == 1, after.keys()
+        meta = after[new[0]]
+        assert meta["minTime"] == w0 and meta["maxTime"] == w0 + 12 * H, meta
+        assert meta["compaction"]["level"] == 2, meta
+        assert sorted(meta["compaction"]["sources"]) == sorted(first6), meta
+        assert sorted(p["ulid"] for p in meta["compaction"]["parents"]) == sorted(first6)
+        for u in first6:
+            assert marked(store, "t1", u), u
+            with open(os.path.join(store, "t1", u, "deletion-mark.json")) as f:
+                mark = json.load(f)
+            assert mark["id"] == u and mark["version"] == 1 and mark["deletion_time"] > 0
+        # queries: identical while sources and result coexist, and after the sources go
+        assert points(query_range(d, "cmp_metric", lo, hi, step="120s", tenant="t1")) == before
+        time.sleep(2.5)
+        r = compactor_run(d)
+        assert r["deleted"] == 6, r
+        left = blocks_of(store, "t1")
+        assert sorted(left) == sorted(set(blocks) - set(first6) | {new[0]}), left.keys()
+        assert not any(os.path.exists(os.path.join(store, "t1", u)) for u in first6)
+        stop_clean(d)
+        shutil.rmtree(os.path.join(work, "tsdb"))
+        d = start(store, workdir=work, delay="2s")
+        assert points(query_range(d, "cmp_metric", lo, hi, step="120s", tenant="t1")) == before
+        # promtool reads the compacted block too
+        _, got = promtool_dump(os.path.join(store, "t1"))
+        assert len(got) == sum(len(s) for _, s in series)
+        stop_clean(d)
+    finally:
+        d.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def test_vertical_compaction_dedups_replicas():
+    store = tempfile.mkdtemp(prefix="obs-blk-store-")
+    work = tempfile.mkdtemp(prefix="obs-blk-")
+    now = int(time.time() * 1000)
+    series = dataset(now - 30 * H, nseries=3, hours=3, step=30000, tag="v")
+    lo, hi = series[0][1][0][0], series[0][1][-1][0]
+    d = None
+    try:
+        # two "replicas": same samples, each with a few of its own, shipped separately
+        for rep in range(2):
+            shutil.rmtree(os.path.join(work, "tsdb"), ignore_errors=True)
+            d = start(store, workdir=work)
+            mine = [(labels, sorted(samples + [(t + 1 + rep, -1.0) for t, _ in samples[:5]]))
+                    for labels, samples in series]
+            push_all(d, mine, "v")
+            flush(d, "v")
+            if rep == 0:
+                first = blocks_of(store, "v")
+            stop_clean(d)
+        blocks = blocks_of(store, "v")
+        assert len(blocks) == 2 * len(first), blocks.keys()
+        shutil.rmtree(os.path.join(work, "tsdb"))
+        d = start(store, workdir=work)
+        # merged on read: one sample per timestamp, the union of both replicas
+        raw = query_instant_matrix(d, 'blk_metric{i="0"}[4h]', hi + 1000, "v")
+        want = sorted(set([t for t, _ in series[0][1]] + [t + 1 for t, _ in series[0][1][:5]] +
+                          [t + 2 for t, _ in series[0][1][:5]]))
+        assert [int(round(float(t) * 1000)) for t, _ in raw] == want
+        r = compactor_run(d)
+        assert r["compactions"] >= 1, r
+        after = blocks_of(store, "v")
+        live = {u: m for u, m in after.items() if not marked(store, "v", u)}
+        assert all(m["compaction"]["level"] >= 2 for m in live.values()), live
+        total = sum(m["stats"]["numSamples"] for m in live.values())
+        assert total == len(want) * 3, (total, len(want))
+        _, got = promtool_dump_live(store, "v")
+        assert len(got) == len(want) * 3
+        raw2 = query_instant_matrix(d, 'blk_metric{i="0"}[4h]', hi + 1000, "v")
+        assert raw2 == raw
+        stop_clean(d)
+    finally:
+        if d:
+            d.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def query_instant_matrix(d, q, t_ms, tenant):
+    url = d.url("/api/v1/query?" + urllib.parse.urlencode({"query": q, "time": "%.3f" % (t_ms / 1000)}))
+    st, j = http_json("GET", url, headers={"X-Scope-OrgID": tenant})
+    assert st == 200 and j["status"] == "success", j
+    assert len(j["data"]["result"]) == 1, j
+    return j["data"]["result"][0]["values"]
+
+
+def promtool_dump_live(store, tenant):
+    tmp = tempfile.mkdtemp(prefix="obs-blk-live-")
+    try:
+        for u in blocks_of(store, tenant):
+            if not marked(store, tenant, u):
+                shutil.copytree(os.path.join(store, tenant, u), os.path.join(tmp, u))
+        return promtool_dump(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_corrupt_chunk_is_reported_and_skipped():
+    store = tempfile.mkdtemp(prefix="obs-blk-store-")
+    work = tempfile.mkdtemp(prefix="obs-blk-")
+    now = int(time.time() * 1000)
+    series = dataset(now - 10 * H, nseries=4, hours=1, step=15000, tag="c")
+    lo, hi = series[0][1][0][0], series[0][1][-1][0]
+    d = start(store, workdir=work)
+    try:
+        push_all(d, series, "c")
+        before = points(query_range(d, "blk_metric", lo, hi, step="15s", tenant="c"))
+        flush(d, "c")
+        stop_clean(d)
+        ulid = sorted(blocks_of(store, "c"))[0]  # 1h of data may straddle a 2h boundary
+        seg = os.path.join(store, "c", ulid, "chunks", "000001")
+        with open(seg, "r+b") as f:
+            data = bytearray(f.read())
+            data[20] ^= 0xFF  # inside the first chunk's data
+            f.seek(0)
+            f.write(data)
+        shutil.rmtree(os.path.join(work, "tsdb"))
+        d = start(store, workdir=work)
+        j = query_range(d, "blk_metric", lo, hi, step="15s", tenant="c")
+        warns = j.get("warnings", [])
+        assert any("checksum" in w and ulid in w for w in warns), j.get("warnings")
+        got = points(j)
+        # the damaged chunk (first series' first 120 samples) is gone, the rest is intact
+        assert len(got) == 4
+        damaged = [k for k in before if got[k] != before[k]]
+        assert len(damaged) == 1, damaged
+        k = damaged[0]
+        assert set(got[k]) < set(before[k])
+        # again: still reported, the daemon is fine
+        j = query_range(d, "blk_metric", lo, hi, step="15s", tenant="c")
+        assert any("checksum" in w for w in j.get("warnings", [])), j
+        st, _, _ = http("GET", d.url("/ready"))
+        assert st == 200 and d.alive()
+        st, body, _ = http("GET", d.url("/metrics"))
+        assert re.search(r"mtd_store_gateway_corrupt_chunks_total [1-9]", body.decode()), body
+        # the compactor refuses to propagate a damaged block
+        r = compactor_run(d)
+        assert not marked(store, "c", ulid), r
+        stop_clean(d)
+    finally:
+        d.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def test_retention_per_tenant():
+    store = tempfile.mkdtemp(prefix="obs-blk-store-")
+    work = tempfile.mkdtemp(prefix="obs-blk-")
+    now = int(time.time() * 1000)
+    # data 40h..36h ago, plus a lone sample 10h ago after a gap (flush jumps over the gap)
+    old = [([("__name__", "ret_metric")], [(t, 1.0) for t in range(now - 40 * H, now - 36 * H,
+                                                                   600000)] +
+            [(now - 10 * H, 2.0)])]
+    extra = "overrides:\n  short:\n    compactor_blocks_retention_period: 24h\n"
+    d = start(store, extra=extra, workdir=work, delay="1h")
+    try:
+        for tenant in ("short", "long"):
+            push_all(d, old, tenant)
+            flush(d, tenant)
+        short, long_ = blocks_of(store, "short"), blocks_of(store, "long")
+        assert len(short) == len(long_) >= 3, (short.keys(), long_.keys())
+        r = compactor_run(d)
+        old_short = [u for u, m in short.items() if m["maxTime"] < now - 24 * H]
+        assert len(old_short) >= 2
+        for u in old_short:
+            assert marked(store, "short", u), u
+        recent = [u for u in short if u not in old_short]
+        assert recent and not any(marked(store, "short", u) for u in recent)
+        # tenant "long" keeps everything: its only marks are sources of its compactions
+        after = blocks_of(store, "long")
+        sources = {p["ulid"] for m in after.values() for p in m["compaction"].get("parents", [])}
+        assert {u for u in after if marked(store, "long", u)} == sources
+        assert r["marked"] >= len(old_short), r
+        stop_clean(d)
+    finally:
+        d.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+
+
+# ---- S3 backend: s3rver behind the SigV4-verifying proxy (as test_store_s3.py runs it) ----
+
+NODE = shutil.which("node")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+S3RVER = os.path.join(ROOT, "tests", "node", "node_modules", "s3rver", "bin", "s3rver.js")
+S3FIXES = os.path.join(ROOT, "tests", "support", "s3rver-fixes.js")
+S3PROXY = os.path.join(ROOT, "tests", "support", "sigv4-proxy.js")
+
+
+class S3:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="obs-blk-s3-")
+        self.procs = []
+        data = os.path.join(self.dir, "data")
+        os.mkdir(data)
+        s3_port, self.port = free_port(), free_port()
+        self._spawn("s3rver", [NODE, "--openssl-legacy-provider", "-r", S3FIXES, S3RVER, "-d",
+                               data, "-a", "127.0.0.1", "-p", str(s3_port),
+                               "--configure-bucket", "blocks"])
+        wait_until(lambda: self._up(s3_port), timeout=30, what="s3rver")
+        self._spawn("proxy", [NODE, S3PROXY, "--port", str(self.port), "--upstream-port",
+                              str(s3_port), "--access-key", "S3RVER", "--secret", "S3RVER",
+                              "--region", "us-east-1"])
+        wait_until(lambda: self._up(self.port), timeout=30, what="sigv4 proxy")
+
+    def _spawn(self, name, argv):
+        log = open(os.path.join(self.dir, name + ".log"), "ab")
+        self.procs.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=self.dir), log))
+
+    def _up(self, port):
+        for p, _ in self.procs:
+            assert p.poll() is None, "%s exited" % p.args
+        import socket
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def stop(self):
+        for p, log in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+S3_CONFIG = """
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: %(port)d
+  grpc_listen_port: %(grpc)d
+blocks_storage:
+  backend: s3
+  s3:
+    endpoint: 127.0.0.1:%(s3)d
+    bucket_name: blocks
+    insecure: true
+    bucket_lookup_type: path
+    region: us-east-1
+    access_key_id: S3RVER
+    secret_access_key: S3RVER
+  tsdb:
+    dir: ./tsdb
+  bucket_store:
+    sync_dir: ./tsdb-sync
+    ignore_deletion_mark_delay: 0s
+compactor:
+  deletion_delay: 1s
+"""
+
+
+def test_s3_backend():
+    if NODE is None or not os.path.exists(S3RVER):
+        print("    skipped: node or s3rver missing (cd tests/node && npm install)")
+        return
+    s3 = S3()
+    work = tempfile.mkdtemp(prefix="obs-blk-")
+    now = int(time.time() * 1000)
+    w0 = (now - 36 * H) // (12 * H) * (12 * H)
+    series = [([("__name__", "s3_metric"), ("i", str(i))],
+               [(t, float(i + t // 60000 % 997)) for t in range(w0, w0 + 14 * H, 300000)])
+              for i in range(3)]
+    lo, hi = w0, w0 + 14 * H - 300000
+    d = None
+
+    def launch():
+        port = free_port()
+        return Daemon("metricsd", S3_CONFIG % {"port": port, "grpc": free_port(), "s3": s3.port},
+                      http_port=port, workdir=work).start()
+    try:
+        d = launch()
+        push_all(d, series, "s3t")
+        before = points(query_range(d, "s3_metric", lo, hi, step="300s", tenant="s3t"))
+        flush(d, "s3t")
+        stop_clean(d)
+        shutil.rmtree(os.path.join(work, "tsdb"))
+        d = launch()
+        assert points(query_range(d, "s3_metric", lo, hi, step="300s", tenant="s3t")) == before
+        r = compactor_run(d)
+        assert r["compactions"] == 1 and r["marked"] == 6, r
+        time.sleep(1.5)
+        r = compactor_run(d)
+        assert r["deleted"] == 6, r
+        stop_clean(d)
+        shutil.rmtree(os.path.join(work, "tsdb"))
+        shutil.rmtree(os.path.join(work, "tsdb-sync"))
+        d = launch()
+        assert points(query_range(d, "s3_metric", lo, hi, step="300s", tenant="s3t")) == before
+        stop_clean(d)
+    finally:
+        if d:
+            d.stop()
+        s3.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 TestRun(globals()).main()

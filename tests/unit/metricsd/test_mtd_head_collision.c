@@ -8,6 +8,19 @@
 
 #include "../../../metricsd/head.c"
 
+/* The head's one-shot label hash equals obs_labels_hash (storage.h promises that value). */
+START_TEST(test_labels_hash_equal)
+{
+    struct obs_label a[] = {{"__name__", "m"}, {"job", "a"}, {"x", ""}};
+    ck_assert_uint_eq(labels_hash(a, 3), obs_labels_hash(a, 3));
+    ck_assert_uint_eq(labels_hash(a, 0), obs_labels_hash(a, 0));
+    static char big[3000];
+    memset(big, 'v', sizeof big - 1);
+    struct obs_label b[] = {{"__name__", "m"}, {"long", big}};
+    ck_assert_uint_eq(labels_hash(b, 2), obs_labels_hash(b, 2));
+}
+END_TEST
+
 START_TEST(test_forced_collision)
 {
     struct mtd_head *h = mtd_head_open(NULL, NULL);
@@ -50,6 +63,7 @@ int main(void)
     Suite *s = suite_create("mtd_head_collision");
     TCase *tc = tcase_create("collision");
     tcase_add_test(tc, test_forced_collision);
+    tcase_add_test(tc, test_labels_hash_equal);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_tap(sr, "/dev/stdout");

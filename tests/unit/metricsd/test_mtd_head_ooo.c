@@ -140,6 +140,36 @@ START_TEST(test_ooo_window)
 }
 END_TEST
 
+/* Many out-of-order samples in scrambled order: folded into chunks every 256, all there,
+ * sorted, after replay too. */
+START_TEST(test_ooo_many)
+{
+    mkwaldir();
+    struct mtd_head_opts o = {.wal_dir = waldir, .wal_no_fsync = 1};
+    struct mtd_head *h = mtd_head_open(&o, NULL);
+    ck_assert_int_eq(add_w(h, 0, 10000000, -1, NULL), 0);
+    for (int i = 0; i < 2000; i++) {
+        int k = (i * 7919) % 2000; /* a permutation of 0..1999 */
+        ck_assert_int_eq(add_w(h, 20000000, 10000 + k * 1000, k, NULL), 0);
+    }
+    ck_assert_int_eq(add_w(h, 20000000, 10000 + 5 * 1000, 6, NULL), OBS_EEXIST);
+    for (int pass = 0; pass < 2; pass++) {
+        struct mtd_series_set *s = sel_all(h, "up");
+        ck_assert_uint_eq(s->series[0].nsamples, 2001);
+        for (int i = 0; i < 2000; i++) {
+            ck_assert_int_eq(s->series[0].samples[i].t, 10000 + i * 1000);
+            ck_assert_double_eq(s->series[0].samples[i].v, i);
+        }
+        ck_assert_int_eq(s->series[0].samples[2000].t, 10000000);
+        mtd_series_set_free(s);
+        mtd_head_close(h);
+        h = mtd_head_open(&o, NULL);
+    }
+    mtd_head_close(h);
+    rmwaldir();
+}
+END_TEST
+
 START_TEST(test_stale_markers)
 {
     struct mtd_head *h = mtd_head_open(NULL, NULL);
@@ -455,6 +485,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("ooo");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ooo_window);
+    tcase_add_test(tc, test_ooo_many);
     tcase_add_test(tc, test_stale_markers);
     tcase_add_test(tc, test_histograms);
     tcase_add_test(tc, test_exemplars);

@@ -102,7 +102,13 @@ static const char *parse_error(const char *q)
 
 START_TEST(test_parse_errors)
 {
-    ck_assert_str_eq(parse_error("sum("), "1:5: parse error: unexpected end of input");
+    ck_assert_str_eq(parse_error("sum("), "1:5: parse error: unclosed left parenthesis");
+    /* texts and positions as Prometheus 2.42 prints them */
+    ck_assert_str_eq(parse_error("rate(m[5m"), "1:10: parse error: unclosed left parenthesis");
+    ck_assert_str_eq(parse_error("m[5m:1m"), "1:8: parse error: unclosed left bracket");
+    ck_assert_str_eq(parse_error("m{a=\"b\""),
+                     "1:8: parse error: unexpected end of input inside braces");
+    ck_assert_str_eq(parse_error("sum by (a) (m) by (a)"), "1:16: parse error: unexpected <by>");
     ck_assert(strstr(parse_error("1 > 2"), "comparisons between scalars must use BOOL"));
     ck_assert(strstr(parse_error("rate(m_total)"), "expected type range vector"));
     ck_assert(strstr(parse_error("{job=~\".*\"}"), "at least one non-empty matcher"));
@@ -171,6 +177,120 @@ START_TEST(test_range)
 }
 END_TEST
 
+static struct mtd_ql_result *run_opts(const char *q, int64_t t, const struct mtd_ql_opts *o,
+                                      int *rc, struct obs_err *err)
+{
+    struct mtd_ql_expr *e;
+    ck_assert_msg(mtd_ql_parse(q, &e, err) == 0, "%s: %s", q, err->msg);
+    struct mtd_ql_result *r = NULL;
+    *rc = mtd_ql_exec_instant(e, &st, "t", t, o, &r, err);
+    mtd_ql_expr_free(e);
+    return r;
+}
+
+/* Prometheus' default: functions drop __name__ at once, so two series that differ only by
+ * name collide right there; the delayed-removal option (3.x feature flag) removes it at the
+ * end instead, so label_replace can still read it. */
+START_TEST(test_name_removal)
+{
+    struct obs_err err;
+    int rc;
+    struct mtd_ql_opts o = {0};
+    const char *q = "label_replace(rate({__name__=~\"m_total|n_total\"}[5m]), \"x\", \"$1\", "
+                    "\"__name__\", \"(.*)\")";
+    /* only m_total exists: no collision; the name is gone before label_replace reads it */
+    struct mtd_ql_result *r = run_opts(q, 300000, &o, &rc, &err);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(r->nseries, 2);
+    for (size_t i = 0; i < r->nseries; i++)
+        for (size_t k = 0; k < r->series[i].nlabels; k++)
+            ck_assert_str_ne(r->series[i].labels[k].name, "x");
+    mtd_ql_result_free(r);
+    o.delayed_name_removal = 1;
+    r = run_opts(q, 300000, &o, &rc, &err);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(r->series[0].labels[1].name, "x");
+    ck_assert_str_eq(r->series[0].labels[1].value, "m_total");
+    mtd_ql_result_free(r);
+    /* same label set once the name is dropped: an error in the default mode */
+    o.delayed_name_removal = 0;
+    r = run_opts("label_replace(m_total, \"job\", \"z\", \"\", \"\") * 2", 300000, &o, &rc,
+                 &err);
+    ck_assert_int_eq(rc, OBS_EINVAL);
+    ck_assert(strstr(err.msg, "same labelset") != NULL);
+    ck_assert_ptr_null(r);
+}
+END_TEST
+
+/* holt_winters is 2.x's name of double_exponential_smoothing. */
+START_TEST(test_holt_winters_alias)
+{
+    struct mtd_ql_result *a = run("holt_winters(m_total{job=\"a\"}[5m], 0.5, 0.5)", 300000);
+    struct mtd_ql_result *b = run("double_exponential_smoothing(m_total{job=\"a\"}[5m], 0.5, 0.5)",
+                                  300000);
+    ck_assert_int_eq(a->nseries, 1);
+    ck_assert_int_eq(b->nseries, 1);
+    ck_assert_double_eq(a->series[0].pts[0].v, b->series[0].pts[0].v);
+    mtd_ql_result_free(a);
+    mtd_ql_result_free(b);
+}
+END_TEST
+
+/* Date functions follow Go's time.Unix(int64(v)): NaN/Inf/out of range -> MinInt64. */
+START_TEST(test_date_edges)
+{
+    struct mtd_ql_result *r = run("hour(vector(NaN))", 0);
+    ck_assert_double_eq(r->series[0].pts[0].v, 15);
+    mtd_ql_result_free(r);
+    r = run("year(vector(951782400))", 0);
+    ck_assert_double_eq(r->series[0].pts[0].v, 2000);
+    mtd_ql_result_free(r);
+    r = run("day_of_month(vector(951782400))", 0); /* 2000-02-29 */
+    ck_assert_double_eq(r->series[0].pts[0].v, 29);
+    mtd_ql_result_free(r);
+    r = run("days_in_month(vector(951782400))", 0);
+    ck_assert_double_eq(r->series[0].pts[0].v, 29);
+    mtd_ql_result_free(r);
+    r = run("day_of_week(vector(-86400.5))", 0); /* 1969-12-31, Wednesday */
+    ck_assert_double_eq(r->series[0].pts[0].v, 3);
+    mtd_ql_result_free(r);
+    r = run("year(vector(1e19))", 0); /* no float-cast overflow */
+    ck_assert(isfinite(r->series[0].pts[0].v)); /* Prometheus 2.42 agrees (differential test) */
+    mtd_ql_result_free(r);
+}
+END_TEST
+
+/* Sample values as Prometheus' JSON prints them; count_values labels as FormatFloat 'f'. */
+START_TEST(test_value_format)
+{
+    char b[MTD_QL_FMT_F_MAX];
+    mtd_ql_fmt_value(b, sizeof b, 2.658287191737602e+86);
+    ck_assert_str_eq(b, "2.658287191737602e+86");
+    mtd_ql_fmt_value(b, sizeof b, 1e21);
+    ck_assert_str_eq(b, "1e+21");
+    mtd_ql_fmt_value(b, sizeof b, 999999999999999900000.0);
+    ck_assert_str_eq(b, "999999999999999900000");
+    mtd_ql_fmt_value(b, sizeof b, 1e-7);
+    ck_assert_str_eq(b, "1e-07");
+    mtd_ql_fmt_value(b, sizeof b, -0.000001);
+    ck_assert_str_eq(b, "-0.000001");
+    mtd_ql_fmt_value(b, sizeof b, 0.1 + 0.2);
+    ck_assert_str_eq(b, "0.30000000000000004");
+    mtd_ql_fmt_value(b, sizeof b, 1.5);
+    ck_assert_str_eq(b, "1.5");
+    mtd_ql_fmt_value(b, sizeof b, NAN);
+    ck_assert_str_eq(b, "NaN");
+    mtd_ql_fmt_f(b, sizeof b, 1e21);
+    ck_assert_str_eq(b, "1000000000000000000000");
+    mtd_ql_fmt_f(b, sizeof b, 1.25e-7);
+    ck_assert_str_eq(b, "0.000000125");
+    mtd_ql_fmt_f(b, sizeof b, -5e-324);
+    ck_assert_int_eq((int)strlen(b), 2 + 323 + 2);
+    mtd_ql_fmt_f(b, sizeof b, 1.7976931348623157e308);
+    ck_assert_int_eq((int)strlen(b), 309);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mtd_promql");
@@ -183,6 +303,10 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_test(tc, test_eval);
     tcase_add_test(tc, test_range);
+    tcase_add_test(tc, test_name_removal);
+    tcase_add_test(tc, test_holt_winters_alias);
+    tcase_add_test(tc, test_date_edges);
+    tcase_add_test(tc, test_value_format);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_tap(sr, "-");
