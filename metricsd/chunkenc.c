@@ -118,7 +118,7 @@ int mtd_xor_append(struct mtd_xor_chunk *c, int64_t t, double v)
         return OBS_ENOMEM;
     uint64_t tdelta = 0;
     if (c->n == 0) {
-        uint64_t z = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63); /* zigzag, as Go PutVarint */
+        uint64_t z = ((uint64_t)t << 1) ^ (t < 0 ? ~0ULL : 0); /* zigzag, as Go PutVarint */
         do {
             tmp[k++] = (uint8_t)(z | (z >= 0x80 ? 0x80 : 0));
             z >>= 7;
