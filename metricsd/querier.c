@@ -84,6 +84,7 @@ struct qjob {
     struct mtd_ql_opts o;
     struct mtd_ql_query *pq;
     struct mtd_ql_result *res;
+    struct mtd_hist_source *hs;      /* native histograms for this query (freed after res) */
     struct obs_err err;
     int rc;
     int pending;                     /* in qr->pend (loop) */
@@ -379,6 +380,7 @@ static void job_free(struct qjob *j)
         evhttp_connection_set_closecb(j->evcon, NULL, NULL);
     mtd_ql_query_free(j->pq);
     mtd_ql_result_free(j->res);
+    mtd_hist_source_free(j->hs);
     mtd_ql_expr_free(j->e);
     obs_free(j->tenant);
     obs_free(j);
@@ -584,6 +586,12 @@ static void submit(struct querier *qr, struct obs_http_req *r, struct mtd_ql_exp
     j->step = step;
     mtd_querier_opts(qr->ctx, timeout_ms, &j->o);
     j->deadline_ns = j->o.deadline_ns;
+    /* native histogram samples come from the storage through a per-query source */
+    j->hs = mtd_hist_source_new(mtd_app_of(qr->ctx)->storage);
+    if (j->hs) {
+        j->o.hist_select = mtd_hist_source_select;
+        j->o.hist_ctx = j->hs;
+    }
     if (qr->nth > 0) {
         j->o.cancel = &j->cancel;
         struct evhttp_request *ev = req_evhttp(r);
