@@ -492,6 +492,9 @@ static int ref_slot(struct mtd_head *h, uint64_t ref)
 {
     if (ref < h->capref)
         return 0;
+    /* refs are assigned densely; a far larger one can only come from a corrupt WAL record */
+    if (ref >= (1ULL << 32) || ref > h->next_ref + (1ULL << 24))
+        return OBS_ECORRUPT;
     size_t nc = h->capref ? h->capref : 1024;
     while (nc <= ref)
         nc *= 2;
