@@ -545,9 +545,10 @@ int cld_receiver_emit(struct cld_instance *recv, struct cld_batch *b)
         cld_batch_free(b);
         return 0;
     }
-    for (size_t i = 0; i < recv->nouts; i++) {
+    enum cld_signal sig = b->sig; /* b is handed off (and may be freed) by the last send */
+    for (size_t i = 0; i < recv->nouts && n > 0; i++) {
         struct cld_pipeline *pl = recv->outs[i];
-        if (pl->sig != b->sig)
+        if (pl->sig != sig)
             continue;
         struct cld_batch *copy = --n == 0 ? b : cld_batch_clone(b);
         if (!copy) {

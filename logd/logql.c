@@ -913,7 +913,7 @@ static struct lgd_expr *parse_vagg(struct parser *ps, int op)
             goto fail;
         }
         next(ps);
-        if (e->param < 1 || e->param != floor(e->param)) {
+        if (!(e->param >= 1 && e->param <= 1e18) || e->param != floor(e->param)) {
             sem_err(ps, "invalid parameter for topk/bottomk: must be a positive integer");
             goto fail;
         }

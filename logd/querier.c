@@ -11,11 +11,13 @@
  * text with status 400 ("parse error at line 1, col 5: ..."), as Loki answers.
  * Times are Unix ns, Unix seconds (float) or RFC3339. Handlers run synchronously on the loop.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 
 #include "core/obs_mem.h"
 #include "core/obs_time.h"
@@ -30,6 +32,12 @@ static const char *tenant_of(struct obs_http_req *r, struct lgd_app *app)
 }
 
 /* Parse a time parameter; def when absent. Returns 0 or OBS_EINVAL. */
+/* a - b clamped to the int64 range (default start times are derived from a client's end). */
+static int64_t sub_sat(int64_t a, int64_t b)
+{
+    return a < INT64_MIN + b ? INT64_MIN : a - b;
+}
+
 static int time_param(struct obs_http_req *r, const char *name, int64_t def, int64_t *out)
 {
     const char *v = obs_http_req_param(r, name);
@@ -39,14 +47,21 @@ static int time_param(struct obs_http_req *r, const char *name, int64_t def, int
     }
     char *end;
     if (!strchr(v, '.') && !strchr(v, '-') && !strchr(v, ':')) {
+        errno = 0;
         long long x = strtoll(v, &end, 10);
         if (*end == '\0') {
             /* Loki: up to 10 digits are seconds, more are nanoseconds. */
+            if (errno == ERANGE || (strlen(v) <= 10 && x > INT64_MAX / 1000000000LL))
+                return OBS_EINVAL; /* not representable as int64 nanoseconds */
             *out = strlen(v) <= 10 ? x * 1000000000LL : x;
-            return 0;
+            return *out > 4000000000000000000LL ? OBS_EINVAL : 0;
         }
     }
-    return obs_time_parse_ns(v, out);
+    int rc = obs_time_parse_ns(v, out);
+    /* keep times within about +-126 years of 1970 so end - start cannot overflow */
+    if (rc == 0 && (*out > 4000000000000000000LL || *out < -4000000000000000000LL))
+        return OBS_EINVAL;
+    return rc;
 }
 
 /* Step: float seconds or a duration. */
@@ -55,6 +70,8 @@ static int step_param(const char *v, int64_t *ns)
     char *end;
     double d = strtod(v, &end);
     if (end != v && *end == '\0') {
+        if (!(d * 1e9 > -9.2e18 && d * 1e9 < 9.2e18)) /* NaN, Inf, or beyond int64 ns */
+            return OBS_EINVAL;
         *ns = (int64_t)(d * 1e9);
         return 0;
     }
@@ -109,7 +126,7 @@ static void run_query(struct obs_http_req *r, struct obs_ctx *ctx, int instant)
             obs_http_reply_text(r, 400, "invalid end: %s", obs_http_req_param(r, "end"));
             return;
         }
-        if (time_param(r, "start", end - 3600LL * 1000000000LL, &start) != 0) {
+        if (time_param(r, "start", sub_sat(end, 3600LL * 1000000000LL), &start) != 0) {
             obs_http_reply_text(r, 400, "invalid start: %s", obs_http_req_param(r, "start"));
             return;
         }
@@ -241,7 +258,7 @@ static long select_streams(struct obs_http_req *r, struct lgd_app *app, const ch
     }
     int64_t now = obs_now_ns(), start, end;
     if (time_param(r, "end", now, &end) != 0 ||
-        time_param(r, "start", end - 6LL * 3600 * 1000000000LL, &start) != 0) {
+        time_param(r, "start", sub_sat(end, 6LL * 3600 * 1000000000LL), &start) != 0) {
         obs_http_reply_text(r, 400, "invalid start or end time");
         return -1;
     }

@@ -13,9 +13,14 @@
  * remembered per tenant in <tsdb.dir>/shipped.json ({"tenant": maxt exclusive}, written
  * atomically), so a restart (the WAL replays everything) does not ship the same data twice.
  *
- * The head has no truncation call yet, so shipped samples stay in memory and in the WAL;
- * queries merge head and blocks with one sample per timestamp (storage_merge.c). Samples a
- * lagging series receives below the tenant's shipped mark are then served by the head only.
+ * Once a tenant's ranges are uploaded and shipped.json is saved, its head is truncated at
+ * the shipped mark (mtd_head_truncate_nockpt: chunks wholly older are dropped, empty series
+ * removed, older appends refused as "out of bounds"), then one WAL checkpoint is written for
+ * every tenant truncated, so memory and the WAL stop growing. The truncation point is in the
+ * WAL (replay does not bring the data back); and at start the head is truncated at every mark
+ * of shipped.json, which covers a crash between saving shipped.json and the truncation.
+ * Queries merge head and blocks with one sample per timestamp (storage_merge.c): a chunk that
+ * straddles the mark stays in the head, so both may hold a few of the same samples.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -127,6 +132,22 @@ static int64_t next_sample(struct mtd_flusher *f, const char *tenant, int64_t fr
     return t;
 }
 
+/* Truncate tenant's head at its shipped mark (already saved in shipped.json); *ntrunc counts
+ * the tenants truncated (the caller checkpoints once for all). */
+static int truncate_tenant(struct mtd_flusher *f, const char *tenant, int *ntrunc,
+                           struct obs_err *err)
+{
+    struct mtd_app *app = mtd_app_of(f->ctx);
+    int64_t mark = shipped_of(f, tenant);
+    if (mark == INT64_MIN || mark <= mtd_head_min_valid_time(app->head, tenant))
+        return 0;
+    int rc = mtd_head_truncate_nockpt(app->head, tenant, mark, err);
+    if (rc < 0)
+        return rc;
+    *ntrunc += rc;
+    return 0;
+}
+
 /* Ship what the rules allow for one tenant; at most max_blocks ranges. */
 static int flush_tenant(struct mtd_flusher *f, const char *tenant, int force, size_t *nblocks,
                         struct obs_err *err)
@@ -179,13 +200,28 @@ static int flush_all(struct mtd_flusher *f, const char *only, int force, size_t 
     if (rc != 0)
         return obs_err_set(err, rc, "flush: cannot list tenants");
     f->busy = 1;
-    for (size_t i = 0; i < nt && rc == 0; i++)
-        if (only == NULL || strcmp(only, ten[i]) == 0)
-            rc = flush_tenant(f, ten[i], force, nblocks, err);
+    int ntrunc = 0;
+    for (size_t i = 0; i < nt && rc == 0; i++) {
+        if (only != NULL && strcmp(only, ten[i]) != 0)
+            continue;
+        rc = flush_tenant(f, ten[i], force, nblocks, err);
+        if (rc == 0)
+            rc = truncate_tenant(f, ten[i], &ntrunc, err);
+    }
     f->busy = 0;
     mtd_strings_free(ten, nt);
+    /* The store-gateway must list the new blocks before the head stops serving that data. */
     if (*nblocks > 0 && f->blocks->sg != NULL)
         mtd_store_gateway_invalidate(f->blocks->sg);
+    if (ntrunc > 0) {
+        struct obs_err ce = {0};
+        int crc = mtd_head_checkpoint(app->head, &ce);
+        if (crc != 0)
+            obs_clog_warn("ingester", "WAL checkpoint after head truncation failed: %s",
+                          ce.msg);
+        if (rc == 0 && crc != 0)
+            rc = obs_err_set(err, crc, "%s", ce.msg);
+    }
     return rc;
 }
 
@@ -261,6 +297,19 @@ int mtd_flush_start(struct obs_ctx *ctx, struct obs_err *err)
         }
         if (f->shipped == NULL)
             rc = obs_err_set(err, OBS_ENOMEM, "out of memory");
+    }
+    if (rc == 0 && app->head != NULL) {
+        /* Truncate at every shipped mark: a crash between saving shipped.json and the head
+         * truncation (or a WAL without its 'T' record) would otherwise keep shipped data. */
+        const char *tenant;
+        json_t *v;
+        int ntrunc = 0;
+        json_object_foreach(f->shipped, tenant, v) {
+            if (rc == 0)
+                rc = truncate_tenant(f, tenant, &ntrunc, err);
+        }
+        if (rc == 0 && ntrunc > 0)
+            rc = mtd_head_checkpoint(app->head, err);
     }
     if (rc == 0) {
         f->timer = event_new(ctx->base, -1, EV_PERSIST, on_timer, f);

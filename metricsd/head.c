@@ -28,6 +28,11 @@
  * they are, so replay needs no more memory than the head it rebuilds.
  * The head keeps a dense array of series by global ref for WAL replay.
  *
+ * Truncation (mtd_head_truncate, after flush.c shipped a range): whole chunks older than the
+ * point go, empty series are removed and the survivors get dense ids again (postings and the
+ * hash table are rebuilt aside, so OOM leaves everything as it was); the point is the
+ * tenant's min_valid ("out of bounds" below it) and lives in the WAL as a 'T' record.
+ *
  * Selection (postings for matchers, as Prometheus does it): a matcher that does not match ""
  * contributes the union of the bitmaps of the values it matches, intersected into the
  * result; a matcher that does match "" (so series without the label match) subtracts the
@@ -227,6 +232,7 @@ struct mseries {
     uint8_t pending;    /* has an in-order sample in the open appender */
     uint8_t pend_kind;
     uint8_t logged;     /* its 'S' record is in the WAL (2 = being written) */
+    uint8_t gc;         /* being removed by a truncation (mtd_head_truncate) */
     int64_t pend_t;     /* newest pending in-order sample */
     double pend_v;
     const uint8_t *pend_h; /* its histogram encoding (K_HIST; NULL = stale) */
@@ -266,6 +272,8 @@ struct tenant {
     int have_maxt;
     struct exm *ex;          /* exemplar ring */
     size_t excap, exnext, exn;
+    int64_t min_valid;       /* head truncated below this (ms): older appends are "out of
+                              * bounds"; INT64_MIN = never truncated */
 };
 
 struct mtd_head {
@@ -376,6 +384,7 @@ static struct tenant *tenant_get(struct mtd_head *h, const char *name, int creat
     if (t == NULL)
         return NULL;
     t->name = obs_strdup(name);
+    t->min_valid = INT64_MIN;
     t->htcap = 1024;
     t->ht = obs_calloc(t->htcap, sizeof *t->ht);
     if (t->name == NULL || t->ht == NULL || smap_put(&h->tenants, name, t) == NULL) {
@@ -1220,7 +1229,7 @@ static int replay_samples(struct replay *rp, struct rd *r)
         if (r->bad)
             break;
         struct mseries *s = ref_series(rp->h, ref);
-        if (s == NULL) {
+        if (s == NULL || t < s->tenant->min_valid) { /* unknown, or truncated away */
             rp->skipped++;
             continue;
         }
@@ -1248,7 +1257,7 @@ static int replay_hists(struct replay *rp, struct rd *r)
         if (r->bad)
             break;
         struct mseries *s = ref_series(rp->h, ref);
-        if (s == NULL || (len > 0 && !hist_valid(p, len))) {
+        if (s == NULL || t < s->tenant->min_valid || (len > 0 && !hist_valid(p, len))) {
             rp->skipped++;
             continue;
         }
@@ -1309,8 +1318,8 @@ static int replay_chunks(struct replay *rp, struct rd *r)
             lastv = it.v;
             n++;
         }
-        if (rc < 0 || !ok || n == 0) {
-            rp->skipped++;
+        if (rc < 0 || !ok || n == 0 || maxt < s->tenant->min_valid) {
+            rp->skipped++; /* bad, or wholly below the tenant's truncation point */
             continue;
         }
         int adopt = s->open.b == NULL && (series_count(s) == 0 || mint > s->last_t);
@@ -1477,7 +1486,7 @@ static int replay_exemplars(struct replay *rp, struct rd *r)
         if (r->bad || buf.oom || nl > 1000)
             break;
         struct mseries *s = ref_series(rp->h, ref);
-        if (s == NULL || s->tenant->excap == 0)
+        if (s == NULL || s->tenant->excap == 0 || t < s->tenant->min_valid)
             continue;
         if (s->x && s->x->has_ex && t <= s->x->ex_t)
             continue; /* already there (checkpoint over its own segments) */
@@ -1569,6 +1578,26 @@ static int replay_excap(struct replay *rp, struct rd *r)
     return rc;
 }
 
+static int tenant_truncate(struct mtd_head *h, struct tenant *t, int64_t before);
+
+/* 'T' truncation point of a tenant: str tenant, varint before (ms). Everything older that
+ * was replayed so far is dropped as mtd_head_truncate did, and later records below it are
+ * skipped, so a restart never brings back what was shipped and truncated. */
+static int replay_truncate(struct replay *rp, struct rd *r)
+{
+    struct obs_sbuf buf;
+    obs_sbuf_init(&buf);
+    char *ten = rd_str(r, &buf);
+    int64_t before = rd_v(r);
+    int rc = 0;
+    if (!r->bad) {
+        struct tenant *t = tenant_get(rp->h, buf.p + (uintptr_t)ten, 1);
+        rc = t ? tenant_truncate(rp->h, t, before) : OBS_ENOMEM;
+    }
+    obs_sbuf_deinit(&buf);
+    return rc;
+}
+
 static int replay_rec(const uint8_t *rec, size_t len, void *arg)
 {
     struct replay *rp = arg;
@@ -1585,6 +1614,7 @@ static int replay_rec(const uint8_t *rec, size_t len, void *arg)
     case 'C': rc = replay_chunks(rp, &r); break;
     case 'E': rc = replay_exemplars(rp, &r); break;
     case 'X': rc = replay_excap(rp, &r); break;
+    case 'T': rc = replay_truncate(rp, &r); break;
     default: break; /* unknown record types from a newer version are skipped */
     }
     if (r.bad)
@@ -1667,6 +1697,19 @@ static void enc_exemplar(struct obs_sbuf *b, const struct exm *e)
     }
 }
 
+/* Append a 'T' record (str tenant, varint before). */
+static int log_truncation(struct obs_wal *w, const char *tenant, int64_t before)
+{
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_putc(&b, 'T');
+    put_str(&b, tenant);
+    obs_sbuf_varint(&b, before);
+    int rc = b.oom ? OBS_ENOMEM : obs_wal_append(w, b.p, b.len);
+    obs_sbuf_deinit(&b);
+    return rc;
+}
+
 /* Every record of the checkpoint, in replay order. */
 static int checkpoint_write(struct mtd_head *h)
 {
@@ -1680,6 +1723,13 @@ static int checkpoint_write(struct mtd_head *h)
     const char **tn = smap_sorted_keys(&h->tenants);
     if (tn == NULL)
         rcode = OBS_ENOMEM;
+    /* Truncation points first: replayed over the old segments (a crash before _end), they
+     * drop what those hold below the point before the checkpoint's own data lands. */
+    for (size_t ti = 0; rcode == 0 && ti < h->tenants.n; ti++) {
+        const struct tenant *t = smap_get(&h->tenants, tn[ti]);
+        if (t->min_valid != INT64_MIN)
+            rcode = log_truncation(h->wal, t->name, t->min_valid);
+    }
     /* Series first (all tenants), then their data: replay needs the refs. */
     for (size_t ti = 0; rcode == 0 && ti < h->tenants.n; ti++) {
         const struct tenant *t = smap_get(&h->tenants, tn[ti]);
@@ -1822,6 +1872,257 @@ int mtd_head_maybe_checkpoint(struct mtd_head *h, struct obs_err *err)
         return 0;
     int rc = mtd_head_checkpoint(h, err);
     return rc ? rc : 1;
+}
+
+/* ---- truncation ------------------------------------------------------------------------- */
+
+/* Drop the samples of s older than before: whole closed chunks with maxt < before, the open
+ * chunk when its newest sample is < before, out-of-order and histogram samples < before.
+ * A chunk straddling before is kept whole (as Prometheus' head does). Returns the float
+ * samples dropped; *nh gets the histogram samples dropped. */
+static uint64_t series_truncate(struct mseries *s, int64_t before, uint64_t *nh)
+{
+    uint64_t nf = 0;
+    size_t k = 0;
+    *nh = 0;
+    while (k < s->nchunks && s->chunks[k].maxt < before) {
+        nf += s->chunks[k].n;
+        obs_free(s->chunks[k].b);
+        k++;
+    }
+    if (k > 0) {
+        memmove(s->chunks, s->chunks + k, (s->nchunks - k) * sizeof *s->chunks);
+        s->nchunks -= k;
+    }
+    if (s->nchunks == 0 && s->open.b != NULL && (s->open.n == 0 || s->in_last_t < before)) {
+        nf += s->open.n;
+        mtd_xor_deinit(&s->open);
+        memset(&s->open, 0, sizeof s->open);
+    }
+    if (s->nchunks == 0 && s->chunks != NULL) {
+        obs_free(s->chunks);
+        s->chunks = NULL;
+        s->capchunks = 0;
+    }
+    s->nin -= nf < s->nin ? nf : s->nin;
+    struct sext *x = s->x;
+    if (x != NULL) {
+        uint32_t lo = ooo_lower(x, before);
+        if (lo > 0) {
+            memmove(x->ooo, x->ooo + lo, (x->nooo - lo) * sizeof *x->ooo);
+            x->nooo -= lo;
+            nf += lo;
+        }
+        lo = hs_lower(x, before);
+        for (uint32_t i = 0; i < lo; i++)
+            obs_free(x->hs[i].b);
+        if (lo > 0) {
+            memmove(x->hs, x->hs + lo, (x->nhs - lo) * sizeof *x->hs);
+            x->nhs -= lo;
+            *nh = lo;
+        }
+    }
+    s->n -= nf < s->n ? nf : s->n;
+    if (series_count(s) > 0 && (nf > 0 || *nh > 0)) {
+        /* The newest sample is >= before (else everything went): only mint moves. */
+        int64_t m = INT64_MAX;
+        if (s->nchunks > 0)
+            m = s->chunks[0].mint;
+        else if (s->open.b != NULL && s->open.n > 0)
+            m = s->open_mint;
+        if (x && x->nooo > 0 && x->ooo[0].t < m)
+            m = x->ooo[0].t;
+        if (x && x->nhs > 0 && x->hs[0].t < m)
+            m = x->hs[0].t;
+        s->mint = m;
+    }
+    return nf;
+}
+
+static void ex_reverse(struct exm *e, size_t n)
+{
+    for (size_t i = 0; i < n / 2; i++) {
+        struct exm x = e[i];
+        e[i] = e[n - 1 - i];
+        e[n - 1 - i] = x;
+    }
+}
+
+/* Drop the exemplars of t older than before or of series marked gc, keeping the order of
+ * the rest (in place: the ring is rotated so its oldest entry is at 0, then compacted). */
+static void ex_ring_truncate(struct mtd_head *h, struct tenant *t, int64_t before)
+{
+    if (t->exn == 0)
+        return;
+    size_t start = (t->exnext + t->excap - t->exn) % t->excap;
+    if (start > 0) { /* rotate left by start */
+        ex_reverse(t->ex, start);
+        ex_reverse(t->ex + start, t->excap - start);
+        ex_reverse(t->ex, t->excap);
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < t->exn; i++) {
+        struct exm e = t->ex[i];
+        if (e.t < before || e.s->gc) {
+            obs_free(e.l);
+            h->total_exemplars--;
+            continue;
+        }
+        t->ex[w++] = e;
+    }
+    for (size_t i = w; i < t->exn; i++)
+        memset(&t->ex[i], 0, sizeof t->ex[i]);
+    t->exn = w;
+    t->exnext = w % t->excap;
+}
+
+/*
+ * Remove the series marked gc from t (they hold no samples): give the survivors dense ids
+ * again, rebuild the postings with them (fresh interned strings) and the hash table, clear
+ * their refs, drop their exemplars. The postings are built aside first: on OOM nothing is
+ * removed (the empty series stay; the next truncation tries again).
+ */
+static void tenant_gc(struct mtd_head *h, struct tenant *t, size_t ndead)
+{
+    size_t nlive = t->nseries - ndead, nl = 0;
+    for (size_t i = 0; i < t->nseries; i++)
+        if (!t->series[i]->gc)
+            nl += t->series[i]->nlabels;
+    const char **np = obs_malloc((nl ? 2 * nl : 1) * sizeof *np);
+    struct smap old = t->names;
+    memset(&t->names, 0, sizeof t->names);
+    int rc = np ? 0 : OBS_ENOMEM;
+    size_t id = 0, o = 0;
+    for (size_t i = 0; i < t->nseries && rc == 0; i++) {
+        const struct mseries *s = t->series[i];
+        if (s->gc)
+            continue;
+        for (size_t k = 0; k < s->nlabels && rc == 0; k++, o += 2)
+            rc = postings_add(t, s->labels[k].name, s->labels[k].value, (uint32_t)id,
+                              &np[o], &np[o + 1]);
+        id++;
+    }
+    if (rc != 0) {
+        smap_free(&t->names, values_free);
+        t->names = old;
+        obs_free(np);
+        for (size_t i = 0; i < t->nseries; i++)
+            t->series[i]->gc = 0;
+        obs_log_warn("head: out of memory removing %zu empty series of tenant %s; kept", ndead,
+                     t->name);
+        return;
+    }
+    for (size_t i = 0; i < h->capref; i++)
+        if (h->by_ref[i] != NULL && h->by_ref[i]->tenant == t && h->by_ref[i]->gc)
+            h->by_ref[i] = NULL; /* also aliases (one label set replayed under two refs) */
+    memset(t->ht, 0, t->htcap * sizeof *t->ht);
+    id = 0;
+    o = 0;
+    for (size_t i = 0; i < t->nseries; i++) {
+        struct mseries *s = t->series[i];
+        if (s->gc) {
+            sext_free(s->x);
+            obs_free(s->chunks);
+            mtd_xor_deinit(&s->open);
+            obs_free(s);
+            continue;
+        }
+        for (size_t k = 0; k < s->nlabels; k++, o += 2) {
+            s->labels[k].name = np[o];
+            s->labels[k].value = np[o + 1];
+        }
+        s->id = (uint32_t)id;
+        t->series[id++] = s;
+        ht_put(t->ht, t->htcap, s);
+    }
+    t->nseries = nlive;
+    h->total_series -= ndead;
+    smap_free(&old, values_free);
+    obs_free(np);
+}
+
+/* Truncate t in memory below before (see mtd_head_truncate); no WAL. Returns 0. */
+static int tenant_truncate(struct mtd_head *h, struct tenant *t, int64_t before)
+{
+    if (before <= t->min_valid)
+        return 0; /* done already: nothing older can have come in since */
+    t->min_valid = before;
+    size_t ndead = 0;
+    uint64_t nf = 0, nh = 0;
+    for (size_t i = 0; i < t->nseries; i++) {
+        struct mseries *s = t->series[i];
+        uint64_t dh;
+        nf += series_truncate(s, before, &dh);
+        nh += dh;
+        /* Empty, and no exemplar to keep it for: removed. (The loop thread owns the head
+         * and no appender is open, so nothing can be appending to it right now.) */
+        if (series_count(s) == 0 && !(s->x && s->x->has_ex && s->x->ex_t >= before)) {
+            s->gc = 1;
+            ndead++;
+        }
+    }
+    h->total_samples -= nf < h->total_samples ? nf : h->total_samples;
+    h->total_hist -= nh < h->total_hist ? nh : h->total_hist;
+    ex_ring_truncate(h, t, before);
+    if (ndead > 0)
+        tenant_gc(h, t, ndead);
+    return 0;
+}
+
+static int truncate_one(struct mtd_head *h, const char *tenant, int64_t before, int *did,
+                        struct obs_err *err)
+{
+    *did = 0;
+    if (h == NULL || tenant == NULL)
+        return obs_err_set(err, OBS_EINVAL, "truncate: no head or tenant");
+    if (h->appender_open)
+        return obs_err_set(err, OBS_EINVAL, "truncate while an appender is open");
+    struct tenant *t = tenant_get(h, tenant, 1);
+    if (t == NULL)
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    if (before <= t->min_valid)
+        return 0;
+    if (h->wal != NULL) {
+        /* The point is durable before anything is dropped: replay then drops the same. */
+        int rc = log_truncation(h->wal, tenant, before);
+        if (rc == 0)
+            rc = obs_wal_sync(h->wal);
+        if (rc != 0)
+            return obs_err_set(err, rc, "truncate: WAL write failed: %s", obs_rc_str(rc));
+        h->unsynced = 0;
+    }
+    size_t s0 = h->total_series;
+    uint64_t n0 = h->total_samples;
+    tenant_truncate(h, t, before);
+    obs_log_info("head: truncated tenant=%s before=%lld series_removed=%zu samples_dropped=%llu",
+                 tenant, (long long)before, s0 - h->total_series,
+                 (unsigned long long)(n0 - h->total_samples));
+    *did = 1;
+    return 0;
+}
+
+int mtd_head_truncate_nockpt(struct mtd_head *h, const char *tenant, int64_t before_ms,
+                             struct obs_err *err)
+{
+    int did;
+    int rc = truncate_one(h, tenant, before_ms, &did, err);
+    return rc ? rc : did;
+}
+
+int mtd_head_truncate(struct mtd_head *h, const char *tenant, int64_t before_ms,
+                      struct obs_err *err)
+{
+    int did;
+    int rc = truncate_one(h, tenant, before_ms, &did, err);
+    if (rc == 0 && did)
+        rc = mtd_head_checkpoint(h, err);
+    return rc;
+}
+
+int64_t mtd_head_min_valid_time(struct mtd_head *h, const char *tenant)
+{
+    const struct tenant *t = h && tenant ? smap_get(&h->tenants, tenant) : NULL;
+    return t ? t->min_valid : INT64_MIN;
 }
 
 /* ---- open / close ----------------------------------------------------------------------- */
@@ -2237,10 +2538,26 @@ static int add_hist(struct mtd_appender *a, struct mseries *s, int64_t t, const 
     return 0;
 }
 
+/* Prometheus' head check: a sample older than the head's minimum valid time (the tenant's
+ * truncation point: that range is in an immutable block) is "out of bounds", refused before
+ * its series is looked up or created. */
+static int check_bounds(struct mtd_appender *a, int64_t t, struct obs_err *err)
+{
+    const struct tenant *tn = a->t ? a->t : smap_get(&a->h->tenants, a->tenant);
+    if (tn == NULL || t >= tn->min_valid)
+        return 0;
+    a->reason = "sample_out_of_bounds";
+    return obs_err_set(err, OBS_ERANGE, "out of bounds; timestamp=%lld is older than %lld, the "
+                       "head's minimum valid time (that range is already shipped in a block)",
+                       (long long)t, (long long)tn->min_valid);
+}
+
 int mtd_appender_add(struct mtd_appender *a, const struct obs_label *labels, size_t n,
                      int64_t t, double v, struct obs_err *err)
 {
-    int rc;
+    int rc = check_bounds(a, t, err);
+    if (rc != 0)
+        return rc;
     struct mseries *s = appender_series(a, labels, n, err, &rc);
     if (s == NULL)
         return rc;
@@ -2261,7 +2578,9 @@ int mtd_appender_add_hist(struct mtd_appender *a, const struct obs_label *labels
         return obs_err_set(err, OBS_ENOMEM, "out of memory");
     if (a->hbuf.len > UINT32_MAX)
         return obs_err_set(err, OBS_EINVAL, "native histogram too large");
-    int rc;
+    int rc = check_bounds(a, t, err);
+    if (rc != 0)
+        return rc;
     struct mseries *s = appender_series(a, labels, n, err, &rc);
     if (s == NULL)
         return rc;
@@ -2284,7 +2603,9 @@ int mtd_appender_add_exemplar(struct mtd_appender *a, const struct obs_label *la
         return obs_err_set(err, OBS_EINVAL, "exemplar label set is too long");
     if (a->lim.max_exemplars == 0 || nel > 1000)
         return 1;
-    int rc;
+    int rc = check_bounds(a, t, err);
+    if (rc != 0)
+        return rc;
     struct mseries *s = appender_series(a, labels, n, err, &rc);
     if (s == NULL)
         return rc;

@@ -29,6 +29,7 @@
  *                 str unit
  *   'H' histograms, 'E' exemplars, 'X' exemplar ring size, 'C' checkpointed XOR chunks:
  *                 see head.c and docs/metricsd.md
+ *   'T' truncation: str tenant, varint before (ms); see mtd_head_truncate
  *   where str = uvarint length + bytes.
  *
  * Threading: not thread-safe. The head belongs to the event-loop thread; one appender at a
@@ -228,6 +229,32 @@ struct mtd_tsdb_block_info; /* metricsd/tsdb/block_write.h */
  */
 int mtd_head_cut_block(struct mtd_head *h, const char *tenant, int64_t mint, int64_t maxt,
                        const char *dir, struct mtd_tsdb_block_info *info, struct obs_err *err);
+
+/*
+ * Truncate tenant's head below before_ms (ms), as Prometheus does after compacting its head
+ * into a block: drop every closed chunk with maxt < before_ms (a chunk straddling it stays
+ * whole), the open chunk when its newest sample is older, out-of-order float samples,
+ * native histogram samples and exemplars older than before_ms; series left with no samples
+ * (and no exemplar >= before_ms) are removed from the series table, the postings and the ref
+ * index. before_ms becomes the tenant's minimum valid time: appends older than it fail with
+ * "out of bounds" (OBS_ERANGE, reason "sample_out_of_bounds") since that range is in an
+ * immutable block. The point is logged in the WAL ('T' record, fsynced) before anything is
+ * dropped, and every checkpoint repeats it, so replay drops the same data and never brings
+ * it back; then a checkpoint is written so the WAL stops holding the dropped data.
+ * A before_ms not above the current point is a no-op (returns 0, no checkpoint).
+ * Returns 0, OBS_EINVAL (an appender is open), or OBS_EIO/OBS_ENOMEM with err set (a
+ * failed checkpoint leaves the truncation done and durable; the next checkpoint drops the
+ * data from the WAL). Loop thread; blocks for the checkpoint.
+ */
+int mtd_head_truncate(struct mtd_head *h, const char *tenant, int64_t before_ms,
+                      struct obs_err *err);
+/* As mtd_head_truncate without the checkpoint (truncating several tenants, then one
+ * mtd_head_checkpoint). Returns 1 when it truncated, 0 when before_ms was not above the
+ * tenant's point, or an error as mtd_head_truncate. */
+int mtd_head_truncate_nockpt(struct mtd_head *h, const char *tenant, int64_t before_ms,
+                             struct obs_err *err);
+/* The tenant's minimum valid time (its truncation point), INT64_MIN when never truncated. */
+int64_t mtd_head_min_valid_time(struct mtd_head *h, const char *tenant);
 
 /* First and last float sample time (ms, inclusive) held for tenant. Returns 0 or OBS_ENOENT
  * (unknown tenant or no samples). Loop thread. */

@@ -100,6 +100,15 @@ static int parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
+/* Unix seconds that still fit in int64 nanoseconds (search compares start/end * 1e9). */
+static int parse_unix_s(const char *s, int64_t *out)
+{
+    if (parse_i64(s, out) != 0 || *out > INT64_MAX / 1000000000LL ||
+        *out < -(INT64_MAX / 1000000000LL))
+        return OBS_EINVAL;
+    return 0;
+}
+
 static void h_search(struct obs_http_req *r, void *arg)
 {
     struct trd_app *a = arg;
@@ -141,11 +150,11 @@ static void h_search(struct obs_http_req *r, void *arg)
     } else {
         q.limit = a->qcfg.search_default_limit > 0 ? (size_t)a->qcfg.search_default_limit : 20;
     }
-    if ((v = obs_http_req_param(r, "start")) && *v && (parse_i64(v, &q.start_s) != 0)) {
+    if ((v = obs_http_req_param(r, "start")) && *v && (parse_unix_s(v, &q.start_s) != 0)) {
         obs_http_reply_text(r, 400, "invalid start: expected Unix seconds");
         goto out;
     }
-    if ((v = obs_http_req_param(r, "end")) && *v && (parse_i64(v, &q.end_s) != 0)) {
+    if ((v = obs_http_req_param(r, "end")) && *v && (parse_unix_s(v, &q.end_s) != 0)) {
         obs_http_reply_text(r, 400, "invalid end: expected Unix seconds");
         goto out;
     }

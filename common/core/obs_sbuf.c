@@ -79,6 +79,37 @@ int obs_sbuf_printf(struct obs_sbuf *b, const char *fmt, ...)
     return OBS_OK;
 }
 
+/* Length of the well-formed UTF-8 sequence starting at s[0] (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF), or 0 when the byte does not start one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t k = 2; k < len; k++)
+        if (s[k] < 0x80 || s[k] > 0xBF)
+            return 0;
+    return len;
+}
+
 int obs_sbuf_json_str(struct obs_sbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -88,6 +119,19 @@ int obs_sbuf_json_str(struct obs_sbuf *b, const char *s, size_t n)
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            /* JSON text must be UTF-8: like Go's encoding/json, each byte that does not
+             * start a well-formed sequence becomes U+FFFD */
+            size_t l = utf8_len((const unsigned char *)s + i, n - i);
+            if (l) {
+                i += l - 1;
+                continue;
+            }
+            obs_sbuf_append(b, s + start, i - start);
+            start = i + 1;
+            obs_sbuf_append(b, "\\ufffd", 6);
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         obs_sbuf_append(b, s + start, i - start);

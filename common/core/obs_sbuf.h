@@ -27,7 +27,8 @@ int obs_sbuf_append(struct obs_sbuf *b, const void *data, size_t n);
 int obs_sbuf_puts(struct obs_sbuf *b, const char *s);
 int obs_sbuf_putc(struct obs_sbuf *b, char c);
 int obs_sbuf_printf(struct obs_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Append s (n bytes) as a JSON string literal with quotes and escapes. */
+/* Append s (n bytes) as a JSON string literal with quotes and escapes; bytes that are not
+ * well-formed UTF-8 become \ufffd (as Go's encoding/json does). */
 int obs_sbuf_json_str(struct obs_sbuf *b, const char *s, size_t n);
 /* Append a double the way Prometheus formats sample values ("NaN", "+Inf", "-Inf", shortest
  * round-trip decimal otherwise). */

@@ -78,6 +78,8 @@ int obs_duration_parse_ms(const char *s, int64_t *out_ms)
         if (unit >= last_unit)
             return OBS_EINVAL;
         last_unit = unit;
+        if (n > (INT64_MAX - total) / unit)
+            return OBS_EINVAL; /* out of int64 range */
         total += n * unit;
         any = 1;
     }

@@ -64,6 +64,10 @@ enum mtd_ql_vtype {
 #define MTD_QL_RE_DEPTH_LIMIT 5000
 /* Default regex length limit of mtd_ql_parse() (bytes of one matcher/label_replace regex). */
 #define MTD_QL_MAX_REGEX_LEN 32768
+/* Deepest expression tree mtd_ql_parse() accepts (nesting of parentheses, calls, aggregations
+ * and chained binary operators): the parser and evaluator recurse once per level, so a deeper
+ * query is refused with a parse error instead of overflowing a thread stack. */
+#define MTD_QL_MAX_DEPTH 1000
 
 /* Counter reset hints of a native histogram. */
 enum mtd_ql_crh {

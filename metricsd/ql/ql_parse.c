@@ -42,6 +42,7 @@ struct parser {
     int nsel;
     int brackets;        /* inside [...] : colon is a token, not an identifier char */
     size_t max_re;       /* regex length limit (bytes) */
+    int depth;           /* parse_expr recursion depth */
 };
 
 static const char *tok_desc(enum tok t)
@@ -879,7 +880,7 @@ static struct ql_node *parse_unary(struct parser *p)
     return parse_postfix(p, parse_primary(p));
 }
 
-static struct ql_node *parse_expr(struct parser *p, int minprec)
+static struct ql_node *parse_expr_at(struct parser *p, int minprec)
 {
     struct ql_node *lhs = parse_unary(p);
     for (;;) {
@@ -915,6 +916,36 @@ static struct ql_node *parse_expr(struct parser *p, int minprec)
     }
 }
 
+static struct ql_node *parse_expr(struct parser *p, int minprec)
+{
+    if (++p->depth > MTD_QL_MAX_DEPTH)
+        perr(p, p->tpos, "expression nested too deeply (limit %d levels)", MTD_QL_MAX_DEPTH);
+    struct ql_node *n = parse_expr_at(p, minprec);
+    p->depth--;
+    return n;
+}
+
+/* Height of the tree under n, counting at most up to limit + 1 (so the walk itself is bounded
+ * by the limit). Chained binary operators nest on the left without parser recursion. */
+static int tree_height(const struct ql_node *n, int limit)
+{
+    if (n == NULL || limit < 0)
+        return 0;
+    int h = tree_height(n->lhs, limit - 1);
+    int r = tree_height(n->rhs, limit - 1);
+    if (r > h)
+        h = r;
+    r = tree_height(n->param, limit - 1);
+    if (r > h)
+        h = r;
+    for (size_t i = 0; i < n->nargs && h <= limit; i++) {
+        r = tree_height(n->args[i], limit - 1);
+        if (r > h)
+            h = r;
+    }
+    return h + 1;
+}
+
 static int do_parse(const char *query, size_t max_re, struct mtd_ql_expr **out,
                     struct obs_err *err)
 {
@@ -942,6 +973,8 @@ static int do_parse(const char *query, size_t max_re, struct mtd_ql_expr **out,
     e->root = parse_expr(&p, 0);
     if (p.tk != T_EOF)
         unexpected(&p, NULL);
+    if (tree_height(e->root, MTD_QL_MAX_DEPTH) > MTD_QL_MAX_DEPTH)
+        perr(&p, 0, "expression nested too deeply (limit %d levels)", MTD_QL_MAX_DEPTH);
     e->nsel = p.nsel;
     e->arena.jb = NULL;
     *out = e;

@@ -510,6 +510,126 @@ def test_retention_per_tenant():
         shutil.rmtree(store, ignore_errors=True)
 
 
+
+def metric_values(d, prefix="mtd_ingester_"):
+    st, body, _ = http("GET", d.url("/metrics"))
+    assert st == 200
+    return {k: float(v) for k, v in re.findall(r"^(%s\w+) (\S+)$" % prefix, body.decode(), re.M)}
+
+
+def dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files)
+
+
+def raw_samples(d, i, t_ms, tenant):
+    """Every raw sample of blk_metric{i=...} in the 6h before t_ms: [(t_ms, value)]."""
+    return [(int(round(float(t) * 1000)), float(v))
+            for t, v in query_instant_matrix(d, 'blk_metric{i="%d"}[6h]' % i, t_ms, tenant)]
+
+
+def test_head_truncated_after_shipping():
+    """Shipping truncates the head: memory gauges and the WAL shrink, queries over the whole
+    range still see every sample once (blocks + head), appends below the shipped range are
+    refused as out of bounds, and a kill -9 + restart brings nothing back."""
+    store = tempfile.mkdtemp(prefix="obs-blk-store-")
+    work = tempfile.mkdtemp(prefix="obs-blk-")
+    now = int(time.time() * 1000)
+    series = dataset(now, nseries=4, hours=5, step=60000, tag="tr")
+    gone = [([("__name__", "gone_metric")], [(t, 1.0) for t, _ in series[0][1][:50]])]
+    lo, hi = series[0][1][0][0], series[0][1][-1][0]
+    total = sum(len(s) for _, s in series) + len(gone[0][1])
+    want = [[(t, v) for t, v in s] for _, s in series]
+    fast = "    block_ranges_period: [2h]\n    head_compaction_interval: 1s\n"
+
+    def launch(interval_fast):
+        cfg = CONFIG if not interval_fast else CONFIG.replace(
+            "    block_ranges_period: [2h]\n", fast)
+        port = free_port()
+        return Daemon("metricsd", cfg % {"port": port, "grpc": free_port(), "store": store,
+                                         "extra": "", "delay": "12h"},
+                      http_port=port, workdir=work).start()
+
+    def check_queries(d):
+        for i in range(4):
+            got = raw_samples(d, i, hi + 120000, "tr")
+            assert got == want[i], (i, len(got), len(want[i]),
+                                    sorted(set(got) ^ set(want[i]))[:5])
+
+    wal = os.path.join(work, "tsdb", "wal")
+    d = launch(False)  # shipping only every minute: nothing ships while pushing
+    try:
+        push_all(d, series + gone, "tr")
+        m0 = metric_values(d)
+        assert m0["mtd_ingester_memory_series"] == 5, m0
+        assert m0["mtd_ingester_memory_samples"] == total, m0
+        check_queries(d)
+        stop_clean(d)
+        wal0 = dir_bytes(wal)
+
+        # restart with shipping every second: ranges older than 3h go, the head is truncated
+        d = launch(True)
+        wait_until(lambda: metric_values(d)["mtd_ingester_memory_series"] == 4, timeout=60,
+                   what="head truncated")
+        with open(os.path.join(work, "tsdb", "shipped.json")) as f:
+            mark = json.load(f)["tr"]
+        assert mark % (2 * H) == 0 and now - 3 * H <= mark <= now - H + 60000, (mark, now)
+        blocks = blocks_of(store, "tr")
+        assert blocks and max(m["maxTime"] for m in blocks.values()) == mark, blocks
+        m1 = metric_values(d)
+        kept = m1["mtd_ingester_memory_samples"]
+        # every chunk ending before the mark is gone; one straddling chunk per series stays
+        in_head = sum(1 for _, s in series for t, _ in s if t >= mark)
+        assert in_head <= kept <= in_head + 4 * 120, (in_head, kept)
+        assert kept < total * 0.7, (kept, total)
+        assert m1["mtd_ingester_wal_checkpoints"] >= 1, m1
+        wal1 = dir_bytes(wal)
+        assert wal1 < wal0, (wal0, wal1)
+        print("    head: %d -> %d samples, 5 -> 4 series; WAL %d -> %d bytes" %
+              (total, kept, wal0, wal1))
+        check_queries(d)  # blocks + head: every sample once
+
+        # below the shipped range: refused, "out of bounds"; after it: fine
+        st, body = push(d, [(series[0][0], [(mark - 60000, 5.0)])], "tr")
+        assert st == 400 and "out of bounds" in body, (st, body)
+        st, body = push(d, [(gone[0][0], [(lo, 5.0)])], "tr")  # no series comes back
+        assert st == 400 and "out of bounds" in body, (st, body)
+        st, body = push(d, [(series[0][0], [(hi + 60000, 7.0)])], "tr")
+        assert st == 200, (st, body)
+        want[0].append((hi + 60000, 7.0))
+        m2 = metric_values(d)
+        assert m2["mtd_ingester_memory_series"] == 4, m2
+        st, body, _ = http("GET", d.url("/metrics"))
+        assert re.search(r'cortex_discarded_samples_total\{[^}]*reason="sample_out_of_bounds"'
+                         r'[^}]*\} 2', body.decode()), body.decode()[-3000:]
+
+        # kill -9 and restart: nothing shipped comes back into the head
+        d.kill9()
+        d = launch(True)
+        m3 = metric_values(d)
+        assert m3["mtd_ingester_memory_series"] == 4, m3
+        assert m3["mtd_ingester_memory_samples"] == kept + 1, (m3, kept)
+        check_queries(d)
+        st, body = push(d, [(series[1][0], [(lo + 60000, 5.0)])], "tr")
+        assert st == 400 and "out of bounds" in body, (st, body)
+
+        # a forced flush ships the rest: the head is empty, queries come from blocks only
+        flush(d, "tr")
+        m4 = metric_values(d)
+        assert m4["mtd_ingester_memory_series"] == 0, m4
+        assert m4["mtd_ingester_memory_samples"] == 0, m4
+        assert dir_bytes(wal) < wal1, (dir_bytes(wal), wal1)
+        check_queries(d)
+        stop_clean(d)
+        d = launch(False)
+        assert metric_values(d)["mtd_ingester_memory_series"] == 0
+        check_queries(d)
+        stop_clean(d)
+    finally:
+        d.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+
 # ---- S3 backend: s3rver behind the SigV4-verifying proxy (as test_store_s3.py runs it) ----
 
 NODE = shutil.which("node")
