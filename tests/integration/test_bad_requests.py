@@ -496,6 +496,78 @@ def collectord_routes():
 
 # ---- request generation --------------------------------------------------------------------
 
+ODD_TS_MS = [0, -1, 1, -(1 << 63), (1 << 63) - 1, 1 << 62, -(1 << 62), 253402300800000,
+             -62135596800000]
+ODD_VALUES = [float("nan"), float("inf"), float("-inf"), 1e308, -0.0, 5e-324, 0.0]
+
+
+def semantic_body(rng, kind):
+    """Well-formed encoding, odd content: label names/values, timestamps, ids, sizes."""
+    now_ms = int(time.time() * 1000)
+
+    def odd_labels():
+        ls = [("__name__", rng.choice(["bad_sem", "", "0bad", "a-b", "\u00e9", "x" * 5000]))]
+        for _ in range(rng.choice([0, 1, 3, 40, 300])):
+            ls.append((rng.choice(LABEL_NAMES + ["job", "job", "le"]),
+                       rng.choice(ODD[:-1] + ["v"])))
+        if rng.random() < 0.3:
+            rng.shuffle(ls)
+        return ls
+
+    if kind in ("rw", "rr"):
+        series = []
+        for _ in range(rng.choice([1, 2, 50])):
+            samples = [(rng.choice(ODD_TS_MS + [now_ms] * 4), rng.choice(ODD_VALUES + [1.0]))
+                       for _ in range(rng.choice([0, 1, 3, 200]))]
+            series.append((odd_labels(), samples))
+        return rw_request(series)
+    if kind == "loki":
+        ns = rng.choice([0, -1, 1, (1 << 63) - 1, -(1 << 63), time.time_ns()])
+        labels = rng.choice(['{job="x"}', "{}", "", "{", '{job="x",job="y"}', '{a="\xff"}',
+                             '{' + ",".join('l%d="v"' % i for i in range(500)) + '}',
+                             '{job="' + "v" * 70000 + '"}', 'job="x"', '{job=~"x"}'])
+        if rng.random() < 0.5:
+            return loki_push_pb(labels, [(ns & ((1 << 63) - 1), rng.choice(
+                ["", "x" * 70000, "\x00", "line"]))] * rng.choice([1, 2, 500]))
+        return json.dumps({"streams": [{"stream": dict(odd_labels()), "values": [
+            [str(ns), rng.choice(["", "x" * 70000, "\x00", "line", "\ud800"])]]}]}).encode()
+    if kind == "otlp":
+        tid = rng.choice(["", "0" * 32, "zz" * 16, "a" * 31, "a" * 34, "A" * 32,
+                          "0123456789abcdef0123456789abcdef"])
+        sid = rng.choice(["", "0" * 16, "q" * 16, "a" * 15, "0123456789abcdef"])
+        doc = json.loads(otlp_json("0123456789abcdef0123456789abcdef", "0123456789abcdef"))
+        sp = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+        sp["traceId"], sp["spanId"] = tid, sid
+        sp["startTimeUnixNano"] = rng.choice(["0", "-1", "18446744073709551615",
+                                              "18446744073709551616", "1e9", "", 5, None])
+        sp["parentSpanId"] = rng.choice(["", sid, "ffffffffffffffff", 7])
+        sp["attributes"] = [{"key": rng.choice(["", "k", "\u0000", "k" * 5000]),
+                             "value": rng.choice([{}, {"intValue": "x"}, {"doubleValue": "NaN"},
+                                                  {"arrayValue": {"values": [{}] * 100}},
+                                                  {"kvlistValue": None}, {"bytesValue": "!!"}])}
+                            for _ in range(rng.choice([0, 1, 200]))]
+        sp["kind"] = rng.choice([0, -1, 99, "x"])
+        return json.dumps(doc).encode()
+    if kind == "alerts":
+        alerts = []
+        for _ in range(rng.choice([1, 2, 100])):
+            alerts.append({"labels": dict(odd_labels()), "annotations": dict(odd_labels()[:3]),
+                           "startsAt": rng.choice(["2026-01-01T00:00:00Z", "0001-01-01T00:00:00Z",
+                                                   "9999-12-31T23:59:59Z", "", "x"]),
+                           "endsAt": rng.choice(["", "1970-01-01T00:00:00Z",
+                                                 "2100-01-01T00:00:00.999999999Z"])})
+        return json.dumps(alerts).encode()
+    if kind == "silence":
+        ms = [{"name": n, "value": v, "isRegex": rng.random() < 0.5,
+               "isEqual": rng.random() < 0.8} for n, v in odd_labels()[:rng.choice([1, 2, 30])]]
+        return json.dumps({"matchers": ms, "startsAt": "2026-01-01T00:00:00Z",
+                           "endsAt": rng.choice(["2099-01-01T00:00:00Z", "2026-01-01T00:00:00Z",
+                                                 "1999-01-01T00:00:00Z"]),
+                           "createdBy": rng.choice(["t", "", "x" * 10000]),
+                           "comment": rng.choice(["c", ""])}).encode()
+    return b""
+
+
 def valid_body(kind):
     now_ms = int(time.time() * 1000)
     if kind == "rw":
@@ -610,7 +682,14 @@ def gen_requests(rng, routes, n):
                 pb = rt.body == "otlp" and rng.random() < 0.5
                 if pb:
                     vb = otlp_pb("0123456789abcdef0123456789abcdef", "0123456789abcdef")
-                body = body_pool(rng, vb) if rng.random() < 0.85 else vb
+                x = rng.random()
+                if x < 0.3 and not pb:
+                    vb = semantic_body(rng, rt.body)
+                    if rt.body in ("rw", "rr", "loki") and vb[:1] != b"{":
+                        vb = snappy(vb)
+                    body = vb
+                else:
+                    body = body_pool(rng, vb) if x < 0.85 else vb
                 ct = {"rw": "application/x-protobuf", "rr": "application/x-protobuf",
                       "loki": "application/x-protobuf"}.get(rt.body, "application/json")
                 if pb:
