@@ -15,7 +15,8 @@
  * one alert per output label set: pending until `for` has elapsed, then firing; when the
  * series vanishes a firing alert becomes resolved (kept 15m so the resolution is resent).
  * Labels and annotations support a template subset: {{ $labels.x }}, {{ .Labels.x }},
- * {{ $value }}, {{ .Value }}, {{ $value | humanize }} (pipes are accepted and ignored).
+ * {{ $value }}, {{ .Value }}, and {{ $value | f }} with f one of humanize, humanize1024,
+ * humanizePercentage, humanizeDuration, printf "%.2f" (others print %.4g).
  * Alerts are handed as ready JSON to a sender thread (bounded queue) which POSTs them with
  * obs_httpc_do, so the loop never waits on the network. /api/v1/rules and /api/v1/alerts
  * answer in Prometheus' shape.
@@ -187,6 +188,104 @@ static int read_map(const struct obs_cf_node *n, struct kv **out, size_t *nout,
     return 0;
 }
 
+/* Format value through a template pipe function as Prometheus' template functions do:
+ * humanize (SI prefixes), humanize1024 (Ki, Mi, ...), humanizePercentage (x100 %),
+ * humanizeDuration (seconds as "1d 2h 3m 4s" or "12ms"), printf "<fmt>" (one float verb);
+ * unknown functions fall back to %.4g. fn is the text after '|'. */
+static void pipe_format(char *out, size_t cap, const char *fn, double v)
+{
+    while (*fn == ' ')
+        fn++;
+    size_t fl = strcspn(fn, " |");
+    if (!isfinite(v) || (v == 0 && fl != 18)) {
+        if (strncmp(fn, "humanizeDuration", fl) == 0 && fl == 16 && v == 0)
+            snprintf(out, cap, "0s");
+        else
+            snprintf(out, cap, "%.4g", v);
+        return;
+    }
+    if (fl == 8 && strncmp(fn, "humanize", 8) == 0) {
+        static const char *big[] = {"k", "M", "G", "T", "P", "E", "Z", "Y"};
+        static const char *small[] = {"m", "u", "n", "p", "f", "a", "z", "y"};
+        const char *pre = "";
+        if (fabs(v) >= 1) {
+            for (int i = 0; i < 8 && fabs(v) >= 1000; i++) {
+                pre = big[i];
+                v /= 1000;
+            }
+        } else {
+            for (int i = 0; i < 8 && fabs(v) < 1; i++) {
+                pre = small[i];
+                v *= 1000;
+            }
+        }
+        snprintf(out, cap, "%.4g%s", v, pre);
+    } else if (fl == 11 && strncmp(fn, "humanize1024", 11) == 0) {
+        static const char *pre2[] = {"Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"};
+        const char *pre = "";
+        for (int i = 0; i < 8 && fabs(v) >= 1024; i++) {
+            pre = pre2[i];
+            v /= 1024;
+        }
+        snprintf(out, cap, "%.4g%s", v, pre);
+    } else if (fl == 18 && strncmp(fn, "humanizePercentage", 18) == 0) {
+        snprintf(out, cap, "%.4g%%", v * 100);
+    } else if (fl == 16 && strncmp(fn, "humanizeDuration", 16) == 0) {
+        const char *sign = v < 0 ? "-" : "";
+        v = fabs(v);
+        if (v < 1) {
+            if (v >= 1e-3)
+                snprintf(out, cap, "%s%.4gms", sign, v * 1e3);
+            else if (v >= 1e-6)
+                snprintf(out, cap, "%s%.4gus", sign, v * 1e6);
+            else
+                snprintf(out, cap, "%s%.4gns", sign, v * 1e9);
+            return;
+        }
+        long long secs = (long long)v;
+        long long d = secs / 86400, h = secs / 3600 % 24, m = secs / 60 % 60;
+        double sec = fmod(v, 60);
+        if (d)
+            snprintf(out, cap, "%s%lldd %lldh %lldm %.4gs", sign, d, h, m, sec);
+        else if (h)
+            snprintf(out, cap, "%s%lldh %lldm %.4gs", sign, h, m, sec);
+        else if (m)
+            snprintf(out, cap, "%s%lldm %.4gs", sign, m, sec);
+        else
+            snprintf(out, cap, "%s%.4gs", sign, sec);
+    } else if (fl == 6 && strncmp(fn, "printf", 6) == 0) {
+        /* printf "%.2f": accept exactly one floating-point verb, nothing else */
+        const char *q = strchr(fn, '"');
+        const char *qe = q ? strchr(q + 1, '"') : NULL;
+        char f[32];
+        size_t n = q && qe ? (size_t)(qe - q - 1) : 0;
+        int verbs = 0, ok = n > 0 && n < sizeof(f);
+        if (ok) {
+            memcpy(f, q + 1, n);
+            f[n] = 0;
+            for (const char *c = f; *c; c++) {
+                if (*c != '%')
+                    continue;
+                if (c[1] == '%') {
+                    c++;
+                    continue;
+                }
+                const char *t = c + 1 + strspn(c + 1, "0123456789.+- #");
+                if (*t != 'f' && *t != 'g' && *t != 'e' && *t != 'G' && *t != 'E')
+                    ok = 0;
+                verbs++;
+                c = t;
+            }
+        }
+        if (ok && verbs == 1)
+            snprintf(out, cap, f, v);
+        else
+            snprintf(out, cap, "%.4g", v);
+    } else {
+        snprintf(out, cap, "%.4g", v);
+    }
+}
+
 /* Expand the template subset against labels and value. */
 static void expand_template(struct obs_sbuf *b, const char *t, const struct obs_label *l,
                             size_t nl, double value)
@@ -230,12 +329,11 @@ static void expand_template(struct obs_sbuf *b, const char *t, const struct obs_
             if (v)
                 obs_sbuf_puts(b, v);
         } else if (strcmp(s, "$value") == 0 || strcmp(s, ".Value") == 0) {
-            char num[64];
-            if (pipe) {
-                snprintf(num, sizeof(num), "%.4g", value);
-            } else {
+            char num[96];
+            if (pipe)
+                pipe_format(num, sizeof(num), pipe + 1, value);
+            else
                 obs_fmt_float(num, sizeof(num), value);
-            }
             obs_sbuf_puts(b, num);
         }
         p = c + 2;

@@ -847,11 +847,14 @@ def log_problems(d):
 def finish(d, problems, post_check):
     """Liveness, /ready, a normal request, the log scan; raise with every problem found."""
     if d.alive():
+        t0 = time.time()
         try:
             st, body, _ = http("GET", d.url("/ready"), timeout=10)
             if st != 200:
                 problems.append("%s: /ready after sweep -> %d %r" % (d.name, st, body[:200]))
             post_check()
+            print("  %s: after-sweep checks passed in %.1fs" % (d.name, time.time() - t0),
+                  flush=True)
         except Exception as e:  # noqa: BLE001
             problems.append("%s: normal request after sweep failed: %r" % (d.name, e))
     else:
@@ -871,6 +874,12 @@ def run_daemon(d, routes, post_check, extra_ports=()):
             _, p = sweep(d, rts, "%s:%d" % (d.name, i + 1), port=port, seed_off=i + 1)
             problems += p
         finish(d, problems, post_check)
+        t0 = time.time()
+        rc = d.stop(timeout=20)
+        took = time.time() - t0
+        print("  %s: stopped with %s in %.1fs" % (d.name, rc, took), flush=True)
+        assert rc == 0 and took < 15, "%s: SIGTERM after the sweep: exit %s after %.1fs" % (
+            d.name, rc, took)
     finally:
         d.cleanup()
 

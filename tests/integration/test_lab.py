@@ -324,6 +324,9 @@ def test_high_error_rate_alert_reaches_webhook():
                     return a
         return None
     a = wait_until(fired, timeout=60, interval=1, what="HighErrorRate at the webhook")
+    # the rule's annotation template ({{ $value | humanizePercentage }}) was rendered
+    desc = a.get("annotations", {}).get("description", "")
+    assert re.search(r"5xx ratio is [0-9.]+(e[-+]?[0-9]+)?% over", desc), desc
     print("  HighErrorRate reached the webhook: %s" % a.get("annotations", {}).get("description"),
           flush=True)
 
