@@ -527,8 +527,9 @@ def semantic_body(rng, kind):
                              '{' + ",".join('l%d="v"' % i for i in range(500)) + '}',
                              '{job="' + "v" * 70000 + '"}', 'job="x"', '{job=~"x"}'])
         if rng.random() < 0.5:
-            return loki_push_pb(labels, [(ns & ((1 << 63) - 1), rng.choice(
-                ["", "x" * 70000, "\x00", "line"]))] * rng.choice([1, 2, 500]))
+            n = rng.choice([1, 2, 500])
+            line = rng.choice(["", "x" * 70000 if n < 500 else "y", "\x00", "line"])
+            return loki_push_pb(labels, [(ns & ((1 << 63) - 1), line)] * n)
         return json.dumps({"streams": [{"stream": dict(odd_labels()), "values": [
             [str(ns), rng.choice(["", "x" * 70000, "\x00", "line", "\ud800"])]]}]}).encode()
     if kind == "otlp":
