@@ -528,7 +528,12 @@ static int hist_binop(struct ql_query *q, struct ql_node *n, const struct mtd_ql
     if (lh && rh) {
         switch (n->op) {
         case QOP_ADD: case QOP_SUB: {
-            struct mtd_ql_hist *h = ql_hist_add(&q->sa, lh, rh, n->op == QOP_ADD ? 1 : -1);
+            int rec = 0;
+            struct mtd_ql_hist *h = ql_hist_add_r(&q->sa, lh, rh, n->op == QOP_ADD ? 1 : -1,
+                                                  &rec);
+            if (h && rec)
+                ql_info(q, n->pos, "PromQL info: mismatched custom buckets were reconciled "
+                                   "during %s", n->op == QOP_ADD ? "addition" : "subtraction");
             if (!h) {
                 ql_warn(q, n->pos, "PromQL warning: vector contains a mix of histograms with "
                                    "exponential and custom buckets schemas for metric name "
@@ -549,7 +554,7 @@ static int hist_binop(struct ql_query *q, struct ql_node *n, const struct mtd_ql
         }
     } else if (lh) {
         if (n->op == QOP_MUL || n->op == QOP_DIV) {
-            *oh = ql_hist_scale(&q->sa, lh, n->op == QOP_MUL ? rv : 1.0 / rv);
+            *oh = n->op == QOP_MUL ? ql_hist_scale(&q->sa, lh, rv) : ql_hist_div(&q->sa, lh, rv);
             return 1;
         }
     } else {
@@ -691,12 +696,18 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
                                                      1, 0)
                                         : ql_lfilter(&q->sa, rv.s[i].l, n->mlabels,
                                                      n->nmlabels, 0, 1);
+            const char *d1 = ql_lstr_raw(&q->sa, rv.s[i].l);
+            const char *d2 = ql_lstr_raw(&q->sa, rv.s[prev].l);
+            if (strcmp(d1, d2) > 0) { /* stable, sorted order as Prometheus */
+                const char *tmp = d1;
+                d1 = d2;
+                d2 = tmp;
+            }
             ql_throw(&q->qa, OBS_EINVAL,
                      "found duplicate series for the match group %s on the %s hand-side of the "
                      "operation: [%s, %s];many-to-many matching not allowed: matching labels "
                      "must be unique on one side",
-                     ql_lstr(&q->sa, ml), swapped ? "left" : "right",
-                     ql_lstr(&q->sa, rv.s[i].l), ql_lstr(&q->sa, rv.s[prev].l));
+                     ql_lstr_raw(&q->sa, ml), swapped ? "left" : "right", d1, d2);
         }
     }
     r.vec.s = ql_alloc(&q->sa, (l.n + 1) * sizeof(struct ql_sample));
@@ -854,6 +865,9 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
         else
             pv = p.scalar;
     }
+    if (n->agg == QA_COUNT_VALUES && (!ps || !obs_label_name_valid(ps, strlen(ps))))
+        ql_throw(&q->qa, OBS_EINVAL, "invalid label name %s",
+                 ql_go_quote(&q->sa, ps ? ps : ""));
     int64_t k = 0;
     if (n->agg == QA_TOPK || n->agg == QA_BOTTOMK || n->agg == QA_LIMITK) {
         k = param_int(q, pv, "k");
@@ -887,7 +901,7 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             case QA_LIMIT_RATIO:
                 break;
             case QA_COUNT_VALUES:
-                continue;
+                break;
             default:
                 ql_info(q, n->pos, "PromQL info: ignored histogram in %s aggregation",
                         agg_name(n->agg));
@@ -905,8 +919,12 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             gl = ql_lfilter(&q->sa, sl, n->grouping, n->ngrouping, 1, 0);
         if (n->agg == QA_COUNT_VALUES) {
             char buf[MTD_QL_FMT_F_MAX];
-            mtd_ql_fmt_f(buf, sizeof(buf), s->v);
-            gl = ql_lset(&q->sa, gl, ps, ql_strdup(&q->sa, buf));
+            const char *lv = buf;
+            if (s->h)
+                lv = ql_hist_str(&q->sa, s->h);
+            else
+                mtd_ql_fmt_f(buf, sizeof(buf), s->v);
+            gl = ql_lset(&q->sa, gl, ps, ql_strdup(&q->sa, lv));
         }
         size_t kl;
         const char *key = label_key(&q->sa, gl, 0, &kl);
@@ -927,9 +945,13 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             if (!G->h) {
                 G->h = s->h;
             } else if (!G->hbad) {
-                G->h = ql_hist_add(&q->sa, G->h, s->h, 1);
+                int rec = 0;
+                G->h = ql_hist_add_r(&q->sa, G->h, s->h, 1, &rec);
                 if (!G->h)
                     G->hbad = 1;
+                else if (rec)
+                    ql_info(q, n->pos, "PromQL info: mismatched custom buckets were reconciled "
+                                       "during aggregation");
             }
             continue;
         }
@@ -1186,6 +1208,8 @@ static struct ql_val eval_node(struct ql_query *q, struct ql_node *n, int64_t t)
         for (size_t i = 0; i < v.vec.n; i++) {
             s[i] = v.vec.s[i];
             s[i].v = -s[i].v;
+            if (s[i].h) /* a negated histogram: every count negated */
+                s[i].h = ql_hist_scale(&q->sa, s[i].h, -1);
             s[i].t = t;
             s[i].drop = 1;
         }

@@ -227,8 +227,16 @@ static struct ql_val fn_scalar(struct ql_query *q, struct ql_node *c, struct ql_
 {
     (void)q; (void)c; (void)t;
     struct ql_val r = {.type = MTD_QL_SCALAR, .scalar = NAN};
-    if (a[0].vec.n == 1 && !a[0].vec.s[0].h)
-        r.scalar = a[0].vec.s[0].v;
+    size_t nf = 0;
+    double v = NAN;
+    for (size_t i = 0; i < a[0].vec.n; i++) {
+        if (a[0].vec.s[i].h)
+            continue; /* histograms are ignored; exactly one float gives its value */
+        nf++;
+        v = a[0].vec.s[i].v;
+    }
+    if (nf == 1)
+        r.scalar = v;
     return r;
 }
 
@@ -334,8 +342,13 @@ static struct ql_val sorted(struct ql_query *q, struct ql_vec in, int (*cmp)(con
     struct ql_val r = new_vec(q, in.n);
     if (in.n == 0)
         return r;
-    memcpy(r.vec.s, in.s, in.n * sizeof(*in.s));
-    r.vec.n = in.n;
+    size_t n = 0;
+    for (size_t i = 0; i < in.n; i++)
+        if (!in.s[i].h) /* sort/sort_desc drop histogram samples */
+            r.vec.s[n++] = in.s[i];
+    r.vec.n = n;
+    if (n == 0)
+        return r;
     qsort(r.vec.s, r.vec.n, sizeof(*r.vec.s), cmp);
     return r;
 }
@@ -716,7 +729,7 @@ static struct ql_val over_time(struct ql_query *q, struct ql_node *c, struct ql_
     struct ql_val r = new_vec(q, m->n);
     int aware = hist_aware(c->fn->name);
     for (size_t i = 0; i < m->n; i++) {
-        double v;
+        double v = 0;
         struct ql_series fs = m->s[i];
         if (fs.n == 0)
             continue;
@@ -838,8 +851,9 @@ static int extrapolated(const struct ql_series *s, const struct ql_mat *m, int i
     return 1;
 }
 
-/* Histogram flavour of extrapolatedRate: last - first (+ resets for counters), scaled by
- * the same extrapolation factor as floats (without the zero-clamp). Sets q->hout. */
+/* Histogram flavour of extrapolatedRate (Prometheus' histogramRate): last - first (+ resets
+ * for counters), scaled by the same extrapolation factor as floats; the zero point of a counter
+ * comes from the observation count. Sets q->hout. */
 static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
                              const struct ql_mat *m, int is_counter, int is_rate)
 {
@@ -849,27 +863,62 @@ static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct
     const struct mtd_ql_point *p = s->p;
     size_t last = s->n - 1;
     const char *nm = ql_lget(s->l, "__name__");
-    if (is_counter && p[last].h->crh == MTD_QL_CRH_GAUGE)
-        ql_warn(q, c->args[0]->pos, "PromQL warning: this native histogram metric is not a "
-                                    "counter: \"%s\"", nm ? nm : "");
-    if (!is_counter && p[last].h->crh != MTD_QL_CRH_GAUGE)
-        ql_warn(q, c->args[0]->pos, "PromQL warning: this native histogram metric is not a "
-                                    "gauge: \"%s\"", nm ? nm : "");
-    struct mtd_ql_hist *h = ql_hist_add(&q->sa, p[last].h, p[0].h, -1);
-    if (!h) {
-        ql_warn(q, c->args[0]->pos, "PromQL warning: vector contains a mix of histograms with "
-                                    "exponential and custom buckets schemas for metric name "
-                                    "\"%s\"", nm ? nm : "");
+    int pos = c->args[0]->pos;
+    const struct mtd_ql_hist *prev = p[0].h, *lh = p[last].h;
+    int not_counter = is_counter && (prev->crh == MTD_QL_CRH_GAUGE ||
+                                     lh->crh == MTD_QL_CRH_GAUGE);
+    /* A reset between the 1st and 2nd sample: the 1st only matters through its count. */
+    if (is_counter && ql_hist_detect_reset(&q->sa, p[1].h, prev)) {
+        struct mtd_ql_hist *z = ql_hist_new(&q->sa);
+        z->schema = p[1].h->schema;
+        z->custom = p[1].h->custom;
+        z->ncustom = p[1].h->ncustom;
+        prev = z;
+    }
+    int custom = prev->schema == MTD_QL_SCHEMA_CUSTOM;
+    int mixed = (lh->schema == MTD_QL_SCHEMA_CUSTOM) != custom;
+    for (size_t i = 1; i < last && is_counter && !mixed; i++) {
+        if (p[i].h->crh == MTD_QL_CRH_GAUGE)
+            not_counter = 1;
+        if ((p[i].h->schema == MTD_QL_SCHEMA_CUSTOM) != custom)
+            mixed = 1;
+    }
+    if (not_counter)
+        ql_warn(q, pos, "PromQL warning: this native histogram metric is not a counter: \"%s\"",
+                nm ? nm : "");
+    if (mixed) {
+        ql_warn(q, pos, "PromQL warning: vector contains a mix of histograms with exponential "
+                        "and custom buckets schemas for metric name \"%s\"", nm ? nm : "");
         return 0;
     }
+    int rec = 0;
+    struct mtd_ql_hist *h = ql_hist_add_r(&q->sa, lh, prev, -1, &rec);
+    if (!h) {
+        ql_warn(q, pos, "PromQL warning: vector contains a mix of histograms with exponential "
+                        "and custom buckets schemas for metric name \"%s\"", nm ? nm : "");
+        return 0;
+    }
+    if (rec)
+        ql_info(q, pos, "PromQL info: mismatched custom buckets were reconciled during "
+                        "subtraction");
     if (is_counter) {
+        int arec = 0;
+        const struct mtd_ql_hist *pv = prev; /* the emptied 1st sample after an early reset */
         for (size_t i = 1; i < s->n; i++) {
-            if (ql_hist_detect_reset(p[i].h, p[i - 1].h)) {
-                h = ql_hist_add(&q->sa, h, p[i - 1].h, 1);
+            /* a subquery repeats one stored sample over steps: its reset counts once */
+            if (p[i].h != pv && ql_hist_detect_reset(&q->sa, p[i].h, pv)) {
+                h = ql_hist_add_r(&q->sa, h, pv, 1, &arec);
                 if (!h)
                     return 0;
             }
+            pv = p[i].h;
         }
+        if (arec)
+            ql_info(q, pos, "PromQL info: mismatched custom buckets were reconciled during "
+                            "addition");
+    } else if (p[0].h->crh != MTD_QL_CRH_GAUGE || lh->crh != MTD_QL_CRH_GAUGE) {
+        ql_warn(q, pos, "PromQL warning: this native histogram metric is not a gauge: \"%s\"",
+                nm ? nm : "");
     }
     double to_start = (double)(p[0].t - m->range_start) / 1000.0;
     double to_end = (double)(m->range_end - p[last].t) / 1000.0;
@@ -878,6 +927,13 @@ static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct
     double threshold = avg * 1.1;
     if (to_start >= threshold)
         to_start = avg / 2;
+    if (is_counter) {
+        double to_zero = to_start;
+        if (h->count > 0 && p[0].h->count >= 0)
+            to_zero = sampled * (p[0].h->count / h->count);
+        if (to_zero < to_start)
+            to_start = to_zero;
+    }
     if (to_end >= threshold)
         to_end = avg / 2;
     double factor = (sampled + to_start + to_end) / sampled;
@@ -941,29 +997,43 @@ static int instant_value(const struct ql_series *s, int is_rate, double *out)
     return 1;
 }
 
-/* irate/idelta over the last two samples when they are histograms. */
+/* irate/idelta over the last two samples (Prometheus' instantValue) when at least one of them
+ * is a histogram: both histograms give a histogram result, a float/histogram pair warns. */
 static int hist_instant(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
                         int is_rate)
 {
     if (s->n < 2)
         return 0;
     const struct mtd_ql_point *l = &s->p[s->n - 1], *p = &s->p[s->n - 2];
-    if (!l->h || !p->h)
-        return 0;
     const char *nm = ql_lget(s->l, "__name__");
-    if (is_rate && (l->h->crh == MTD_QL_CRH_GAUGE || p->h->crh == MTD_QL_CRH_GAUGE))
-        ql_warn(q, c->args[0]->pos, "PromQL warning: this native histogram metric is not a "
-                                    "counter: \"%s\"", nm ? nm : "");
-    if (!is_rate && (l->h->crh != MTD_QL_CRH_GAUGE || p->h->crh != MTD_QL_CRH_GAUGE))
-        ql_warn(q, c->args[0]->pos, "PromQL warning: this native histogram metric is not a "
-                                    "gauge: \"%s\"", nm ? nm : "");
-    const struct mtd_ql_hist *h;
-    if (is_rate && ql_hist_detect_reset(l->h, p->h))
-        h = l->h;
-    else
-        h = ql_hist_add(&q->sa, l->h, p->h, -1);
-    if (!h)
+    int pos = c->args[0]->pos;
+    if (l->t == p->t)
         return 0;
+    if (!l->h || !p->h) {
+        ql_warn(q, pos, "PromQL warning: encountered a mix of histograms and floats for metric "
+                        "name \"%s\"", nm ? nm : "");
+        return 0;
+    }
+    if (is_rate && (l->h->crh == MTD_QL_CRH_GAUGE || p->h->crh == MTD_QL_CRH_GAUGE))
+        ql_warn(q, pos, "PromQL warning: this native histogram metric is not a counter: \"%s\"",
+                nm ? nm : "");
+    if (!is_rate && (l->h->crh != MTD_QL_CRH_GAUGE || p->h->crh != MTD_QL_CRH_GAUGE))
+        ql_warn(q, pos, "PromQL warning: this native histogram metric is not a gauge: \"%s\"",
+                nm ? nm : "");
+    const struct mtd_ql_hist *h = l->h;
+    if (!is_rate || !ql_hist_detect_reset(&q->sa, l->h, p->h)) {
+        int rec = 0;
+        h = ql_hist_add_r(&q->sa, l->h, p->h, -1, &rec);
+        if (!h) {
+            ql_warn(q, pos, "PromQL warning: vector contains a mix of histograms with "
+                            "exponential and custom buckets schemas for metric name \"%s\"",
+                    nm ? nm : "");
+            return 0;
+        }
+        if (rec)
+            ql_info(q, pos, "PromQL info: mismatched custom buckets were reconciled during "
+                            "subtraction");
+    }
     int64_t dt = l->t - p->t;
     struct mtd_ql_hist *r = ql_hist_scale(&q->sa, h, is_rate ? 1000.0 / (double)dt : 1.0);
     r->crh = MTD_QL_CRH_GAUGE;
@@ -1051,7 +1121,7 @@ OVER(resets, 0)
     for (size_t i = 1; i < s->n; i++) {
         const struct mtd_ql_point *x = &s->p[i], *y = &s->p[i - 1];
         if (x->h && y->h) {
-            r += ql_hist_detect_reset(x->h, y->h);
+            r += x->h != y->h && ql_hist_detect_reset(&q->sa, x->h, y->h);
         } else if (!x->h && !y->h) {
             if (x->v < y->v)
                 r++;
@@ -1125,11 +1195,15 @@ static int hist_sum_over(struct ql_query *q, struct ql_node *c, const struct ql_
     if (k <= 0)
         return 0;
     const struct mtd_ql_hist *h = s->p[0].h;
+    int rec = 0;
     for (size_t i = 1; i < s->n; i++) {
-        h = ql_hist_add(&q->sa, h, s->p[i].h, 1);
+        h = ql_hist_add_r(&q->sa, h, s->p[i].h, 1, &rec);
         if (!h)
             return 0;
     }
+    if (rec)
+        ql_info(q, c->args[0]->pos, "PromQL info: mismatched custom buckets were reconciled "
+                                    "during aggregation");
     struct mtd_ql_hist *r = ql_hist_scale(&q->sa, h, avg ? 1.0 / (double)s->n : 1.0);
     r->crh = MTD_QL_CRH_GAUGE;
     q->hout = r;
@@ -1293,8 +1367,13 @@ OVER(mad_over_time, 0)
 {
     (void)c; (void)a; (void)t; (void)m;
     double *v = ql_alloc(&q->sa, s->n * sizeof(double));
-    for (size_t i = 0; i < s->n; i++)
+    for (size_t i = 0; i < s->n; i++) {
         v[i] = s->p[i].v;
+        if (isnan(v[i])) {
+            *out = NAN; /* a NaN sample makes the result NaN */
+            return 1;
+        }
+    }
     double med = ql_quantile(0.5, v, s->n);
     for (size_t i = 0; i < s->n; i++)
         v[i] = fabs(s->p[i].v - med);
@@ -1424,11 +1503,22 @@ struct hgroup {
     struct bucket *b;
     size_t n, cap;
     const char *name;
+    int dropped; /* a native histogram has the same labels: neither is evaluated */
 };
 
+static const char *group_key(struct ql_query *q, struct ql_labels gl)
+{
+    size_t kl;
+    const char *key = ql_lsig(&q->sa, gl, NULL, 0, 0, &kl);
+    const char *nm = ql_lget(gl, "__name__");
+    return ql_printf(&q->sa, "%.*s\x01%s", (int)kl, key, nm ? nm : "");
+}
+
 /* Group the float samples of in by their labels without "le" (warning about a missing or bad
- * le at vpos); native histograms are left out. */
-static struct hgroup *classic_groups(struct ql_query *q, struct ql_vec in, int vpos, size_t *ng)
+ * le at vpos). Native histograms are left out; *nskip (in.n flags) marks those that share
+ * their labels with a classic group: both are dropped with a warning, as Prometheus does. */
+static struct hgroup *classic_groups(struct ql_query *q, struct ql_vec in, int vpos, size_t *ng,
+                                     unsigned char **nskip)
 {
     struct ql_map gm;
     ql_map_init(&gm, &q->sa, in.n);
@@ -1448,10 +1538,8 @@ static struct hgroup *classic_groups(struct ql_query *q, struct ql_vec in, int v
             continue;
         }
         struct ql_labels gl = ql_ldel(&q->sa, in.s[i].l, "le");
-        size_t kl;
-        const char *key = ql_lsig(&q->sa, gl, NULL, 0, 0, &kl);
         const char *nm = ql_lget(gl, "__name__");
-        char *full = ql_printf(&q->sa, "%.*s\x01%s", (int)kl, key, nm ? nm : "");
+        const char *full = group_key(q, gl);
         int gi = ql_map_put(&gm, full, strlen(full), (int)*ng);
         if (gi < 0) {
             gi = (int)(*ng)++;
@@ -1460,6 +1548,20 @@ static struct hgroup *classic_groups(struct ql_query *q, struct ql_vec in, int v
         }
         struct bucket bk = {ub, in.s[i].v};
         QL_PUSH(&q->sa, g[gi].b, g[gi].n, g[gi].cap, bk);
+    }
+    *nskip = ql_alloc(&q->sa, in.n + 1);
+    for (size_t i = 0; i < in.n && *ng; i++) {
+        if (!in.s[i].h)
+            continue;
+        const char *full = group_key(q, in.s[i].l);
+        int gi = ql_map_get(&gm, full, strlen(full));
+        if (gi < 0)
+            continue;
+        const char *nm = ql_lget(in.s[i].l, "__name__");
+        ql_warn(q, vpos, "PromQL warning: vector contains a mix of classic and native histograms "
+                         "for metric name \"%s\"", nm ? nm : "");
+        g[gi].dropped = 1;
+        (*nskip)[i] = 1;
     }
     return g;
 }
@@ -1476,12 +1578,15 @@ static void hquantile(struct ql_query *q, double phi, struct ql_vec in, int qpos
                       int64_t t, struct ql_val *out)
 {
     quantile_range_warn(q, qpos, phi);
-    for (size_t i = 0; i < in.n; i++)
-        if (in.s[i].h)
-            push(out, in.s[i].l, ql_hist_quantile(&q->sa, phi, in.s[i].h), t, 1);
     size_t ng;
-    struct hgroup *g = classic_groups(q, in, vpos, &ng);
+    unsigned char *nskip;
+    struct hgroup *g = classic_groups(q, in, vpos, &ng, &nskip);
+    for (size_t i = 0; i < in.n; i++)
+        if (in.s[i].h && !nskip[i])
+            push(out, in.s[i].l, ql_hist_quantile(&q->sa, phi, in.s[i].h), t, 1);
     for (size_t i = 0; i < ng; i++) {
+        if (g[i].dropped)
+            continue;
         int forced;
         struct bucket *b = ql_alloc(&q->sa, (g[i].n + 1) * sizeof(*b));
         memcpy(b, g[i].b, g[i].n * sizeof(*b));
@@ -1621,15 +1726,18 @@ static struct ql_val fn_histogram_fraction(struct ql_query *q, struct ql_node *c
     struct ql_vec in = a[2].vec;
     double lo = a[0].scalar, hi = a[1].scalar;
     struct ql_val r = new_vec(q, in.n);
+    size_t ng;
+    unsigned char *nskip;
+    struct hgroup *g = classic_groups(q, in, c->args[2]->pos, &ng, &nskip);
     for (size_t i = 0; i < in.n; i++) {
         const struct mtd_ql_hist *h = in.s[i].h;
-        if (!h)
+        if (!h || nskip[i])
             continue;
         push(&r, in.s[i].l, ql_hist_fraction(&q->sa, lo, hi, h), t, 1);
     }
-    size_t ng;
-    struct hgroup *g = classic_groups(q, in, c->args[2]->pos, &ng);
     for (size_t i = 0; i < ng; i++) {
+        if (g[i].dropped)
+            continue;
         const struct mtd_ql_hist *h = classic_to_nhcb(q, g[i].b, g[i].n);
         double v = NAN;
         if (h && h->count != 0 && !isnan(lo) && !isnan(hi))

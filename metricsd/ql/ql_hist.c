@@ -8,9 +8,11 @@
  * Semantics follow Prometheus' model/histogram.FloatHistogram and promql/quantile.go.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/obs_sbuf.h"
 #include "metricsd/ql/ql_int.h"
 
 struct mtd_ql_hist *ql_hist_new(struct ql_arena *a)
@@ -148,11 +150,58 @@ static int custom_equal(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y
 int ql_hist_compatible(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y)
 {
     int cx = x->schema == MTD_QL_SCHEMA_CUSTOM, cy = y->schema == MTD_QL_SCHEMA_CUSTOM;
-    if (cx != cy)
-        return 0;
-    if (cx && !custom_equal(x, y))
-        return 0;
-    return 1;
+    return cx == cy;
+}
+
+/* Copy of custom-bucket histogram h with its buckets folded onto bounds b[0..nb), which are a
+ * subset of h->custom: each bucket goes to the first bound >= its upper bound (+Inf last). */
+static struct mtd_ql_hist *fold_custom(struct ql_arena *a, const struct mtd_ql_hist *h,
+                                       const double *b, size_t nb)
+{
+    struct mtd_ql_hist *r = ql_hist_copy(a, h);
+    r->custom = ql_alloc(a, (nb + 1) * sizeof(double));
+    if (nb)
+        memcpy(r->custom, b, nb * sizeof(double));
+    r->ncustom = nb;
+    size_t n = 0, j = 0;
+    for (size_t i = 0; i < h->np; i++) {
+        double ub = h->pidx[i] >= 0 && (size_t)h->pidx[i] < h->ncustom ? h->custom[h->pidx[i]]
+                                                                       : INFINITY;
+        while (j < nb && b[j] < ub)
+            j++;
+        int32_t idx = (int32_t)j;
+        if (n > 0 && r->pidx[n - 1] == idx) {
+            r->pcnt[n - 1] += h->pcnt[i];
+            continue;
+        }
+        r->pidx[n] = idx;
+        r->pcnt[n++] = h->pcnt[i];
+    }
+    r->np = n;
+    return r;
+}
+
+/* Fold two custom-bucket histograms with different bounds onto their common bounds
+ * (Prometheus' NHCB reconciliation). */
+static void reconcile_custom(struct ql_arena *a, const struct mtd_ql_hist *x,
+                             const struct mtd_ql_hist *y, const struct mtd_ql_hist **xo,
+                             const struct mtd_ql_hist **yo)
+{
+    size_t cap = x->ncustom < y->ncustom ? x->ncustom : y->ncustom, nb = 0;
+    double *b = ql_alloc(a, (cap + 1) * sizeof(double));
+    for (size_t i = 0, j = 0; i < x->ncustom && j < y->ncustom;) {
+        if (x->custom[i] == y->custom[j]) {
+            b[nb++] = x->custom[i];
+            i++;
+            j++;
+        } else if (x->custom[i] < y->custom[j]) {
+            i++;
+        } else {
+            j++;
+        }
+    }
+    *xo = fold_custom(a, x, b, nb);
+    *yo = fold_custom(a, y, b, nb);
 }
 
 /* x + f*y (f = 1 add, -1 subtract). Returns NULL when the schemas cannot be combined
@@ -160,8 +209,19 @@ int ql_hist_compatible(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y)
 struct mtd_ql_hist *ql_hist_add(struct ql_arena *a, const struct mtd_ql_hist *x,
                                 const struct mtd_ql_hist *y, double f)
 {
+    return ql_hist_add_r(a, x, y, f, NULL);
+}
+
+struct mtd_ql_hist *ql_hist_add_r(struct ql_arena *a, const struct mtd_ql_hist *x,
+                                  const struct mtd_ql_hist *y, double f, int *reconciled)
+{
     if (!ql_hist_compatible(x, y))
         return NULL;
+    if (x->schema == MTD_QL_SCHEMA_CUSTOM && !custom_equal(x, y)) {
+        reconcile_custom(a, x, y, &x, &y);
+        if (reconciled)
+            *reconciled = 1;
+    }
     struct mtd_ql_hist *xx = ql_hist_copy(a, x), *yy = ql_hist_copy(a, y);
     double zt = x->zero_threshold > y->zero_threshold ? x->zero_threshold : y->zero_threshold;
     widen_zero(a, xx, zt);
@@ -202,6 +262,28 @@ struct mtd_ql_hist *ql_hist_scale(struct ql_arena *a, const struct mtd_ql_hist *
         /* A negated histogram is a gauge: counts may be negative. */
         r->crh = MTD_QL_CRH_GAUGE;
     }
+    return r;
+}
+
+/* h / f as Prometheus' FloatHistogram.Div: each count divided; division by zero removes all
+ * buckets (count, sum and zero count become +-Inf or NaN). */
+struct mtd_ql_hist *ql_hist_div(struct ql_arena *a, const struct mtd_ql_hist *h, double f)
+{
+    struct mtd_ql_hist *r = ql_hist_copy(a, h);
+    r->count /= f;
+    r->sum /= f;
+    r->zero_count /= f;
+    if (f == 0) {
+        r->np = 0;
+        r->nn = 0;
+    } else {
+        for (size_t i = 0; i < r->np; i++)
+            r->pcnt[i] /= f;
+        for (size_t i = 0; i < r->nn; i++)
+            r->ncnt[i] /= f;
+    }
+    if (f < 0)
+        r->crh = MTD_QL_CRH_GAUGE;
     return r;
 }
 
@@ -384,7 +466,9 @@ double ql_hist_stdvar(struct ql_arena *a, const struct mtd_ql_hist *h)
     double mean = h->sum / h->count, var = 0, c = 0;
     for (size_t i = 0; i < n; i++) {
         double val;
-        if (h->schema != MTD_QL_SCHEMA_CUSTOM && b[i].lo < 0 && b[i].hi > 0) {
+        if (b[i].cnt == 0)
+            continue; /* empty buckets add nothing (and 0 * Inf would be NaN) */
+        if (h->schema != MTD_QL_SCHEMA_CUSTOM && b[i].lo <= 0 && b[i].hi >= 0) {
             val = 0;
         } else if (h->schema == MTD_QL_SCHEMA_CUSTOM) {
             double bl = b[i].lo, bu = b[i].hi;
@@ -405,7 +489,8 @@ double ql_hist_stdvar(struct ql_arena *a, const struct mtd_ql_hist *h)
 }
 
 /* Counter reset between consecutive samples prev -> cur. */
-int ql_hist_detect_reset(const struct mtd_ql_hist *cur, const struct mtd_ql_hist *prev)
+int ql_hist_detect_reset(struct ql_arena *a, const struct mtd_ql_hist *cur,
+                         const struct mtd_ql_hist *prev)
 {
     if (cur->crh == MTD_QL_CRH_RESET)
         return 1;
@@ -416,8 +501,12 @@ int ql_hist_detect_reset(const struct mtd_ql_hist *cur, const struct mtd_ql_hist
     if (cur->schema != prev->schema && (cur->schema == MTD_QL_SCHEMA_CUSTOM ||
                                         prev->schema == MTD_QL_SCHEMA_CUSTOM))
         return 1;
-    if (cur->schema == MTD_QL_SCHEMA_CUSTOM && !custom_equal(cur, prev))
-        return 1;
+    if (cur->schema == MTD_QL_SCHEMA_CUSTOM && !custom_equal(cur, prev)) {
+        /* compare on the common bounds */
+        const struct mtd_ql_hist *c2, *p2;
+        reconcile_custom(a, cur, prev, &c2, &p2);
+        return ql_hist_detect_reset(a, c2, p2);
+    }
     if (cur->schema > prev->schema)
         return 1;
     if (cur->zero_count < prev->zero_count)
@@ -442,4 +531,102 @@ int ql_hist_detect_reset(const struct mtd_ql_hist *cur, const struct mtd_ql_hist
         }
     }
     return 0;
+}
+
+/* Go's %g / %v for a float64: shortest round-trip digits, exponent form when the decimal
+ * exponent is < -4 or >= 6 (two-digit minimum exponent), +Inf/-Inf/NaN. */
+static void go_g(char *out, size_t cap, double v)
+{
+    if (isnan(v)) {
+        snprintf(out, cap, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(out, cap, "%s", v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    if (v == 0) {
+        snprintf(out, cap, "%s", signbit(v) ? "-0" : "0");
+        return;
+    }
+    char e[48];
+    for (int prec = 0; prec <= 17; prec++) {
+        snprintf(e, sizeof(e), "%.*e", prec, v);
+        if (strtod(e, NULL) == v)
+            break;
+    }
+    char *ep = strchr(e, 'e');
+    int x = atoi(ep + 1);
+    char d[32];
+    int nd = 0;
+    for (char *c = e; c < ep && nd < 30; c++)
+        if (*c >= '0' && *c <= '9')
+            d[nd++] = *c;
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    d[nd] = 0;
+    const char *sg = v < 0 ? "-" : "";
+    if (x < -4 || x >= 6) {
+        snprintf(out, cap, "%s%c%s%.*se%c%02d", sg, d[0], nd > 1 ? "." : "", nd - 1, d + 1,
+                 x < 0 ? '-' : '+', x < 0 ? -x : x);
+        return;
+    }
+    char buf[64];
+    size_t k = 0;
+    if (x < 0) {
+        buf[k++] = '0';
+        buf[k++] = '.';
+        for (int i = 0; i < -x - 1; i++)
+            buf[k++] = '0';
+        for (int i = 0; i < nd; i++)
+            buf[k++] = d[i];
+    } else {
+        for (int i = 0; i <= x; i++)
+            buf[k++] = i < nd ? d[i] : '0';
+        if (nd > x + 1) {
+            buf[k++] = '.';
+            for (int i = x + 1; i < nd; i++)
+                buf[k++] = d[i];
+        }
+    }
+    buf[k] = 0;
+    snprintf(out, cap, "%s%s", sg, buf);
+}
+
+static void put_bucket(struct obs_sbuf *b, char open, double lo, double hi, char close, double c)
+{
+    char l[40], u[40], n[40];
+    go_g(l, sizeof(l), lo);
+    go_g(u, sizeof(u), hi);
+    go_g(n, sizeof(n), c);
+    obs_sbuf_printf(b, ", %c%s,%s%c:%s", open, l, u, close, n);
+}
+
+const char *ql_hist_str(struct ql_arena *a, const struct mtd_ql_hist *h)
+{
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    char c[40], s[40];
+    go_g(c, sizeof(c), h->count);
+    go_g(s, sizeof(s), h->sum);
+    obs_sbuf_printf(&b, "{count:%s, sum:%s", c, s);
+    double lo, hi;
+    for (size_t i = h->nn; i-- > 0;) {
+        if (h->ncnt[i] == 0)
+            continue;
+        ql_hist_bucket_bounds(h, h->nidx[i], 1, &lo, &hi);
+        put_bucket(&b, '[', lo, hi, ')', h->ncnt[i]);
+    }
+    if (h->zero_count != 0)
+        put_bucket(&b, '[', -h->zero_threshold, h->zero_threshold, ']', h->zero_count);
+    for (size_t i = 0; i < h->np; i++) {
+        if (h->pcnt[i] == 0)
+            continue;
+        ql_hist_bucket_bounds(h, h->pidx[i], 0, &lo, &hi);
+        put_bucket(&b, '(', lo, hi, ']', h->pcnt[i]);
+    }
+    obs_sbuf_putc(&b, '}');
+    const char *r = b.oom ? "{}" : ql_strndup(a, b.p, b.len);
+    obs_sbuf_deinit(&b);
+    return r;
 }

@@ -102,6 +102,8 @@ const char *ql_lsig(struct ql_arena *a, struct ql_labels l, char **names, size_t
                     size_t *len);
 /* Prometheus' label set string: {a="b", c="d"} with the name in front. */
 const char *ql_lstr(struct ql_arena *a, struct ql_labels l);
+const char *ql_lstr_raw(struct ql_arena *a, struct ql_labels l); /* {__name__=..} form */
+const char *ql_go_quote(struct ql_arena *a, const char *s); /* Go's %q */
 
 /* ---------------------------------------------------------------- AST */
 enum ql_kind {
@@ -266,14 +268,22 @@ struct mtd_ql_hist *ql_hist_copy(struct ql_arena *a, const struct mtd_ql_hist *h
 void ql_hist_bucket_bounds(const struct mtd_ql_hist *h, int32_t idx, int neg, double *lo,
                            double *hi);
 int ql_hist_compatible(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y);
-/* x + f*y; NULL when exponential and custom schemas (or custom bounds) differ. */
+/* x + f*y; NULL when exponential and custom schemas mix (custom bounds are reconciled). */
 struct mtd_ql_hist *ql_hist_add(struct ql_arena *a, const struct mtd_ql_hist *x,
                                 const struct mtd_ql_hist *y, double f);
 struct mtd_ql_hist *ql_hist_scale(struct ql_arena *a, const struct mtd_ql_hist *h, double f);
+struct mtd_ql_hist *ql_hist_div(struct ql_arena *a, const struct mtd_ql_hist *h, double f);
 int ql_hist_equal(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y);
+/* Prometheus' FloatHistogram.String() (count_values label of a histogram). */
+const char *ql_hist_str(struct ql_arena *a, const struct mtd_ql_hist *h);
 double ql_hist_quantile(struct ql_arena *a, double q, const struct mtd_ql_hist *h);
 double ql_hist_fraction(struct ql_arena *a, double lo, double hi, const struct mtd_ql_hist *h);
 double ql_hist_stdvar(struct ql_arena *a, const struct mtd_ql_hist *h);
-int ql_hist_detect_reset(const struct mtd_ql_hist *cur, const struct mtd_ql_hist *prev);
+/* Counter reset between prev and cur (hint first, then buckets; custom bounds reconciled). */
+int ql_hist_detect_reset(struct ql_arena *a, const struct mtd_ql_hist *cur,
+                         const struct mtd_ql_hist *prev);
+/* ql_hist_add that sets *reconciled (if non-NULL) when custom bounds had to be reconciled. */
+struct mtd_ql_hist *ql_hist_add_r(struct ql_arena *a, const struct mtd_ql_hist *x,
+                                  const struct mtd_ql_hist *y, double f, int *reconciled);
 
 #endif

@@ -629,9 +629,7 @@ static struct ql_node *parse_aggr(struct parser *p, enum ql_agg agg, size_t pos)
             perr(p, n->param->pos, "expected type %s in aggregation parameter, got %s",
                  type_str(want), type_str(n->param->type));
     }
-    if (agg == QA_COUNT_VALUES && n->param->kind == QN_STR &&
-        !obs_label_name_valid(n->param->str, strlen(n->param->str)))
-        perr(p, n->param->pos, "invalid label name %s", n->param->str);
+    /* count_values' label name is checked at evaluation, as Prometheus does */
     (void)aname;
     n->type = MTD_QL_VECTOR;
     return n;

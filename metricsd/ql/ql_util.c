@@ -392,6 +392,77 @@ const char *ql_lstr(struct ql_arena *a, struct ql_labels l)
     return r;
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t k = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (s[0] >= 0xf8 || k == 0 || k > n)
+        return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return k;
+}
+
+/* s quoted as Go's %q: printable text kept, \", \\, \n.. escaped, invalid bytes as \xNN. */
+const char *ql_go_quote(struct ql_arena *a, const char *s)
+{
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_putc(&b, '"');
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t k = utf8_len((const unsigned char *)s + i, n - i);
+            if (k) {
+                for (size_t j = 0; j < k; j++)
+                    obs_sbuf_putc(&b, s[i + j]);
+                i += k;
+            } else {
+                obs_sbuf_printf(&b, "\\x%02x", c);
+                i++;
+            }
+            continue;
+        }
+        i++;
+        switch (c) {
+        case '"': obs_sbuf_puts(&b, "\\\""); break;
+        case '\\': obs_sbuf_puts(&b, "\\\\"); break;
+        case '\n': obs_sbuf_puts(&b, "\\n"); break;
+        case '\t': obs_sbuf_puts(&b, "\\t"); break;
+        case '\r': obs_sbuf_puts(&b, "\\r"); break;
+        default:
+            if (c < 0x20 || c == 0x7f)
+                obs_sbuf_printf(&b, "\\x%02x", c);
+            else
+                obs_sbuf_putc(&b, (char)c);
+        }
+    }
+    obs_sbuf_putc(&b, '"');
+    const char *r = b.oom ? "\"\"" : ql_strndup(a, b.p, b.len);
+    obs_sbuf_deinit(&b);
+    return r;
+}
+
+/* Label set as Prometheus' labels.String(): {k="v", ...} with __name__ as a plain label. */
+const char *ql_lstr_raw(struct ql_arena *a, struct ql_labels l)
+{
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_putc(&b, '{');
+    for (uint32_t i = 0; i < l.n; i++) {
+        if (i)
+            obs_sbuf_puts(&b, ", ");
+        obs_sbuf_printf(&b, "%s=", l.v[i].name);
+        obs_sbuf_json_str(&b, l.v[i].value, strlen(l.v[i].value));
+    }
+    obs_sbuf_putc(&b, '}');
+    const char *r = b.oom ? "{}" : ql_strndup(a, b.p, b.len);
+    obs_sbuf_deinit(&b);
+    return r;
+}
+
 int mtd_ql_labels_str(const struct obs_label *l, size_t n, char *buf, size_t cap)
 {
     size_t k = 0;

@@ -453,10 +453,40 @@ static void lit_merge(int32_t **oi, double **oc, size_t *on, const int32_t *xi,
     *on = n;
 }
 
+/* Bucket list (xi, xc, n) mapped to a schema lower by shift (Prometheus' schema reduction). */
+static void lit_reduce(int32_t **oi, double **oc, size_t *on, const int32_t *xi,
+                       const double *xc, size_t n, int shift)
+{
+    int32_t *ri = halloc((n + 1) * sizeof(int32_t));
+    double *rc = halloc((n + 1) * sizeof(double));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t idx = ((xi[i] - 1) >> shift) + 1;
+        if (k > 0 && ri[k - 1] == idx) {
+            rc[k - 1] += xc[i];
+            continue;
+        }
+        ri[k] = idx;
+        rc[k++] = xc[i];
+    }
+    *oi = ri;
+    *oc = rc;
+    *on = k;
+}
+
 static struct mtd_ql_hist *lit_add(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y,
                                    double f)
 {
     struct mtd_ql_hist *r = halloc(sizeof(*r));
+    if (y->schema > x->schema && x->schema != MTD_QL_SCHEMA_CUSTOM) {
+        struct mtd_ql_hist *yy = halloc(sizeof(*yy));
+        *yy = *y;
+        int shift = y->schema - x->schema;
+        lit_reduce(&yy->pidx, &yy->pcnt, &yy->np, y->pidx, y->pcnt, y->np, shift);
+        lit_reduce(&yy->nidx, &yy->ncnt, &yy->nn, y->nidx, y->ncnt, y->nn, shift);
+        yy->schema = x->schema;
+        y = yy;
+    }
     *r = *x;
     r->count = x->count + f * y->count;
     r->sum = x->sum + f * y->sum;
@@ -549,8 +579,12 @@ static int parse_values(const char *p, struct val **out)
             struct mtd_ql_hist *cur = h;
             for (long i = 0; i < reps; i++) {
                 if (inc) {
+                    int gauge = cur->crh == MTD_QL_CRH_GAUGE || inc->crh == MTD_QL_CRH_GAUGE;
                     cur = lit_add(cur, inc, f);
-                    cur->crh = f > 0 ? MTD_QL_CRH_NOT_RESET : cur->crh;
+                    if (gauge)
+                        cur->crh = MTD_QL_CRH_GAUGE;
+                    else if (f > 0)
+                        cur->crh = MTD_QL_CRH_NOT_RESET;
                 }
                 ADD(0, 0);
                 v[n - 1].h = cur;
@@ -935,6 +969,27 @@ static int hist_match(const struct mtd_ql_hist *e, const struct mtd_ql_hist *a, 
     return 1;
 }
 
+/* Short text of a value for failure messages (histograms in the test-file notation). */
+static const char *val_text(char *buf, size_t cap, double v, const struct mtd_ql_hist *h)
+{
+    if (!h) {
+        snprintf(buf, cap, "%.17g", v);
+        return buf;
+    }
+    size_t k = (size_t)snprintf(buf, cap, "{{schema:%d count:%.17g sum:%.17g z:%g/%g crh:%d",
+                                h->schema, h->count, h->sum, h->zero_count, h->zero_threshold,
+                                (int)h->crh);
+    for (size_t i = 0; i < h->np && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, " p%d:%.17g", h->pidx[i], h->pcnt[i]);
+    for (size_t i = 0; i < h->nn && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, " n%d:%.17g", h->nidx[i], h->ncnt[i]);
+    for (size_t i = 0; i < h->ncustom && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, " cv:%g", h->custom[i]);
+    if (k < cap)
+        snprintf(buf + k, cap - k, "}}");
+    return buf;
+}
+
 static int val_match(const struct val *e, const struct mtd_ql_point *p)
 {
     if (e->h || p->h)
@@ -1040,8 +1095,10 @@ static int check_instant(struct evalcmd *c, const struct mtd_ql_result *r)
         if (c->ex[i].nv < 1 || !val_match(&c->ex[i].v[0], &r->series[k].pts[0])) {
             char b[256];
             mtd_ql_labels_str(c->ex[i].l, c->ex[i].nl, b, sizeof(b));
-            FAIL("value of %s: expected %.17g, got %.17g", b, c->ex[i].nv ? c->ex[i].v[0].v : 0,
-                 r->series[k].pts[0].v);
+            char e1[400], e2[400];
+            FAIL("value of %s: expected %s, got %s", b,
+                 c->ex[i].nv ? val_text(e1, sizeof(e1), c->ex[i].v[0].v, c->ex[i].v[0].h) : "-",
+                 val_text(e2, sizeof(e2), r->series[k].pts[0].v, r->series[k].pts[0].h));
         }
     }
     return 1;
