@@ -15,6 +15,13 @@
  *
  * Threads: receivers, processors and the pipeline run on the event loop; each exporter sends
  * from its own thread through a bounded queue (exporter_queue.c).
+ *
+ * Durability (the suite's rule: a 2xx that accepts data has a WAL behind it): an exporter
+ * with `sending_queue: {storage: file_storage[/name]}` keeps its queue in a WAL under the
+ * extension's directory. A pipeline with such an exporter is "durable": the batch processor
+ * passes requests straight through, the exporter's process() appends and fsyncs the request
+ * before returning, and only then does the receiver answer 200/OK. Batching moves to the
+ * dequeue side (the queue merges queued requests with the batch processor's settings).
  */
 #ifndef CLD_H
 #define CLD_H
@@ -79,6 +86,13 @@ struct cld_instance {
     struct cld_pipeline **outs;
     size_t nouts;
     int started;
+    /* exporters: 1 when process() makes the data durable (persistent sending queue: the
+     * request is in the queue's WAL, fsynced, when process() returns 0). Set by init. */
+    int durable;
+    /* exporters in a durable pipeline: the batch processors' settings, applied when the
+     * queue is read (max over the pipelines feeding the exporter; 0 = no batching). */
+    size_t batch_items, batch_max_items;
+    int64_t batch_timeout_ms;
 };
 
 struct cld_pipeline {
@@ -88,6 +102,9 @@ struct cld_pipeline {
     size_t nprocs;
     struct cld_instance **exps;  /* shared (borrowed from the collector) */
     size_t nexps;
+    /* 1 when some exporter is durable: processors must not hold data (the batch processor
+     * passes requests straight through so the receiver acknowledges only durable data). */
+    int durable;
 };
 
 struct cld_collector {
@@ -145,6 +162,16 @@ struct cld_queue_cfg {
     int enabled;
     int64_t num_consumers;
     int64_t queue_size; /* batches */
+    char *storage;      /* storage extension id ("file_storage[/name]") or NULL = memory */
+};
+/* Queue options beyond the config (all zero = the in-memory queue of cld_equeue_new). */
+struct cld_equeue_opts {
+    const char *dir;         /* persistent queue directory (a WAL); NULL = in memory */
+    size_t segment_bytes;    /* WAL segment size, 0 = 8 MiB */
+    int no_fsync;            /* tests only */
+    size_t batch_items;      /* merge queued batches of a signal up to this many items ... */
+    size_t batch_max_items;  /* ... never more than this (0 = batch_items) ... */
+    int64_t batch_timeout_ms; /* ... waiting at most this long for batch_items (0 = no wait) */
 };
 /* send returns 0 (done), OBS_ERETRY (try again later) or OBS_EFATAL (drop). Runs on the
  * queue's thread. */
@@ -153,14 +180,43 @@ struct cld_equeue;
 struct cld_equeue *cld_equeue_new(const char *id, const struct cld_queue_cfg *qc,
                                   const struct cld_retry_cfg *rc, cld_send_fn send, void *arg,
                                   struct obs_metrics *m, struct obs_err *err);
-/* Queue b (takes ownership). OBS_ELIMIT (b freed) when the queue is full. Thread-safe. */
+/* Like cld_equeue_new with options; with o->dir the queue is persistent: batches left
+ * undelivered by a previous run are loaded from o->dir and sent again. NULL o = in memory. */
+struct cld_equeue *cld_equeue_open(const char *id, const struct cld_queue_cfg *qc,
+                                   const struct cld_retry_cfg *rc,
+                                   const struct cld_equeue_opts *o, cld_send_fn send, void *arg,
+                                   struct obs_metrics *m, struct obs_err *err);
+/* Queue b (takes ownership). OBS_ELIMIT (b freed) when the queue is full, or, for a
+ * persistent queue, when b could not be written and fsynced (the caller must not
+ * acknowledge it). For a persistent queue 0 means b is durable. Thread-safe. */
 int cld_equeue_push(struct cld_equeue *q, struct cld_batch *b);
+/* Batches queued or in flight (not yet delivered or dropped). Thread-safe. */
+size_t cld_equeue_pending(struct cld_equeue *q);
 /* Drain for up to drain_ms, then stop the thread and free. */
 void cld_equeue_free(struct cld_equeue *q, int drain_ms);
 
 /* cfmap tables shared by exporters */
 extern const struct obs_cfmap cld_retry_map[];
 extern const struct obs_cfmap cld_queue_map[];
+
+/* Exporter helpers (exporter_queue.c): resolve sending_queue.storage for exporter ins (in
+ * init): when the queue is enabled and names a storage extension, check that it is a
+ * file_storage listed in service.extensions, write the queue directory
+ * (<directory>/exporter_<id>, '/' in the id becomes '_') into dir and set ins->durable.
+ * dir[0] = 0 when the queue is in memory. Returns 0 or OBS_EINVAL with err at the node. */
+int cld_queue_storage(struct cld_instance *ins, const struct cld_queue_cfg *qc,
+                      char *dir, size_t cap, struct obs_err *err);
+/* Create the exporter's queue (in start): persistent when dir is non-empty, with the
+ * dequeue-side batching hints of ins. */
+struct cld_equeue *cld_queue_start(struct cld_instance *ins, const struct cld_queue_cfg *qc,
+                                   const struct cld_retry_cfg *rc, const char *dir,
+                                   cld_send_fn send, void *arg, struct obs_err *err);
+
+/* The file_storage extension's directory (storage_file.c); NULL when ext is not one. */
+const char *cld_file_storage_dir(const struct cld_instance *ext);
+/* The batch processor's settings; OBS_EINVAL when proc is not a batch processor. */
+int cld_batch_settings(const struct cld_instance *proc, size_t *items, size_t *max_items,
+                       int64_t *timeout_ms);
 
 /* Plugin registry (collector.c) and the plugins. */
 extern const struct cld_plugin cld_receiver_otlp;
@@ -171,6 +227,7 @@ extern const struct cld_plugin cld_exporter_otlphttp;
 extern const struct cld_plugin cld_exporter_debug;
 extern const struct cld_plugin cld_exporter_logging;
 extern const struct cld_plugin cld_extension_health_check;
+extern const struct cld_plugin cld_extension_file_storage;
 
 /* obs_app glue (collector.c). */
 extern const struct obs_component cld_components[];

@@ -32,7 +32,7 @@
 static const struct cld_plugin *const plugins[] = {
     &cld_receiver_otlp,      &cld_processor_batch,   &cld_processor_memory_limiter,
     &cld_exporter_otlp,      &cld_exporter_otlphttp, &cld_exporter_debug,
-    &cld_exporter_logging,   &cld_extension_health_check,
+    &cld_exporter_logging,   &cld_extension_health_check, &cld_extension_file_storage,
 };
 #define NPLUGINS (sizeof(plugins) / sizeof(plugins[0]))
 
@@ -480,6 +480,24 @@ struct cld_collector *cld_config_parse(const struct obs_cf_node *root, struct ob
             if (push_ptr((void ***)&pl->exps, &pl->nexps, ins) < 0) {
                 obs_err_set(err, OBS_ENOMEM, "out of memory");
                 goto fail;
+            }
+        }
+        for (size_t j = 0; j < pl->nexps; j++)
+            pl->durable |= pl->exps[j]->durable;
+        /* durable: the batch processors pass through; the exporters batch when sending */
+        for (size_t j = 0; pl->durable && j < pl->nprocs; j++) {
+            size_t items, max;
+            int64_t tmo;
+            if (cld_batch_settings(pl->procs[j], &items, &max, &tmo) < 0)
+                continue;
+            for (size_t k = 0; k < pl->nexps; k++) {
+                struct cld_instance *e = pl->exps[k];
+                if (items > e->batch_items)
+                    e->batch_items = items;
+                if (max > e->batch_max_items)
+                    e->batch_max_items = max;
+                if (tmo > e->batch_timeout_ms)
+                    e->batch_timeout_ms = tmo;
             }
         }
         for (size_t j = 0; j < rn->n; j++) {

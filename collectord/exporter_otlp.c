@@ -10,7 +10,8 @@
  * DEADLINE_EXCEEDED, CANCELLED, ABORTED (10), OUT_OF_RANGE (11), DATA_LOSS (15), and calls
  * that could not be made at all; anything else drops the batch. Only plaintext gRPC is
  * implemented: tls.insecure must be true (a config asking for TLS fails to load rather than
- * silently sending in the clear).
+ * silently sending in the clear). sending_queue.storage: file_storage[/name] makes the queue
+ * persistent (exporter_queue.c): process() returns 0 only once the request is fsynced.
  */
 #include <stdio.h>
 #include <string.h>
@@ -70,6 +71,7 @@ struct otlp_exp {
     const char **md; /* key, value, ..., NULL */
     struct obs_grpc_channel *ch;
     struct cld_equeue *q;
+    char qdir[1024]; /* persistent queue directory, "" = in memory */
 };
 
 static int exp_init(struct cld_instance *ins, struct obs_err *err)
@@ -111,7 +113,7 @@ static int exp_init(struct cld_instance *ins, struct obs_err *err)
         e->md[2 * i] = h->items[i]->key;
         e->md[2 * i + 1] = h->items[i]->value;
     }
-    return 0;
+    return cld_queue_storage(ins, &e->cfg.queue, e->qdir, sizeof e->qdir, err);
 }
 
 static int send_batch(void *arg, const struct cld_batch *b)
@@ -153,8 +155,7 @@ static int exp_start(struct cld_instance *ins, struct obs_err *err)
     if (!e->ch)
         return obs_err_set(err, OBS_EIO, "%s: cannot create gRPC channel to %s", ins->id,
                            e->target);
-    e->q = cld_equeue_new(ins->id, &e->cfg.queue, &e->cfg.retry, send_batch, e,
-                          ins->col->ctx->metrics, err);
+    e->q = cld_queue_start(ins, &e->cfg.queue, &e->cfg.retry, e->qdir, send_batch, e, err);
     return e->q ? 0 : OBS_EIO;
 }
 

@@ -9,7 +9,8 @@
  * The per-signal URL is <endpoint>/v1/<signal> unless given explicitly. Bodies are
  * Content-Type application/x-protobuf, gzip-compressed by default as in the Collector.
  * 429, 502, 503, 504 and connection errors are retried (OTLP/HTTP spec); other statuses drop
- * the batch. Only encoding: proto is implemented.
+ * the batch. Only encoding: proto is implemented. sending_queue.storage: file_storage[/name]
+ * makes the queue persistent (exporter_queue.c): process() returns 0 once fsynced.
  */
 #include <stdio.h>
 #include <string.h>
@@ -56,6 +57,7 @@ struct ohttp {
     char **hdrs; /* "Name: value", NULL-terminated */
     int gzip;
     struct cld_equeue *q;
+    char qdir[1024]; /* persistent queue directory, "" = in memory */
 };
 
 static int oh_init(struct cld_instance *ins, struct obs_err *err)
@@ -120,7 +122,7 @@ static int oh_init(struct cld_instance *ins, struct obs_err *err)
     for (size_t i = 0; i < k; i++)
         if (!o->hdrs[i])
             return obs_err_set(err, OBS_ENOMEM, "out of memory");
-    return 0;
+    return cld_queue_storage(ins, &o->cfg.queue, o->qdir, sizeof o->qdir, err);
 }
 
 static int oh_send(void *arg, const struct cld_batch *b)
@@ -162,8 +164,7 @@ static int oh_send(void *arg, const struct cld_batch *b)
 static int oh_start(struct cld_instance *ins, struct obs_err *err)
 {
     struct ohttp *o = ins->data;
-    o->q = cld_equeue_new(ins->id, &o->cfg.queue, &o->cfg.retry, oh_send, o,
-                          ins->col->ctx->metrics, err);
+    o->q = cld_queue_start(ins, &o->cfg.queue, &o->cfg.retry, o->qdir, oh_send, o, err);
     return o->q ? 0 : OBS_EIO;
 }
 

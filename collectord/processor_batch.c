@@ -9,6 +9,10 @@
  * the batch past send_batch_max_size (when set) first flushes what is held; requests are never
  * split. Runs on the loop thread; the timer is a libevent timer on the same loop. Items held
  * here when the process stops are flushed by the collector before exporters drain.
+ *
+ * In a durable pipeline (an exporter with a persistent sending queue) the processor holds
+ * nothing: a request is forwarded at once so the receiver's 2xx comes after the fsync, and
+ * the exporters' queues merge requests when sending, with these settings (see cld.h).
  */
 #include <event2/event.h>
 #include <string.h>
@@ -108,7 +112,10 @@ static int batch_start(struct cld_instance *ins, struct obs_err *err)
 static int batch_process(struct cld_instance *ins, struct cld_batch *in)
 {
     struct batcher *b = ins->data;
-    if (!b->timer) /* not started (config-only use): pass through */
+    /* not started (config-only use), or a durable pipeline: the receiver may acknowledge
+     * only once the exporters' persistent queues hold the request, so pass it straight on;
+     * the queues batch on the sending side with this processor's settings. */
+    if (!b->timer || (ins->pl && ins->pl->durable))
         return cld_forward(ins, in);
     if (b->cfg.send_batch_max_size && b->items &&
         b->items + in->items > (size_t)b->cfg.send_batch_max_size)
@@ -147,6 +154,18 @@ static void batch_exit(struct cld_instance *ins)
     obs_cf_unbind(batch_map, &b->cfg);
     obs_free(b);
     ins->data = NULL;
+}
+
+int cld_batch_settings(const struct cld_instance *proc, size_t *items, size_t *max_items,
+                       int64_t *timeout_ms)
+{
+    if (!proc || proc->p != &cld_processor_batch || !proc->data)
+        return OBS_EINVAL;
+    const struct batcher *b = proc->data;
+    *items = (size_t)b->cfg.send_batch_size;
+    *max_items = (size_t)b->cfg.send_batch_max_size;
+    *timeout_ms = b->cfg.timeout_ms;
+    return 0;
 }
 
 const struct cld_plugin cld_processor_batch = {

@@ -190,6 +190,63 @@ def test_retry_until_traced_up():
             traced.cleanup()
 
 
+def test_persistent_queue_survives_kill9():
+    """file_storage + sending_queue.storage: every 200/OK is on disk. Spans sent while traced
+    is down are acknowledged; collectord is stopped (SIGTERM), restarted, sent more, then
+    killed with SIGKILL; after traced and collectord start again every acknowledged trace
+    arrives in traced."""
+    tg, th = free_port(), free_port()
+    exporters = ("  otlp:\n    endpoint: 127.0.0.1:%d\n    tls: {insecure: true}\n"
+                 "    retry_on_failure: {initial_interval: 200ms, max_interval: 1s}\n"
+                 "    sending_queue: {enabled: true, storage: file_storage, queue_size: 100}\n"
+                 % tg)
+    extra = "  file_storage:\n    directory: ./data/queue\n"
+    p = dict(grpc=free_port(), http=free_port(), health=free_port(), metrics=free_port())
+    cfg = collector_config(p, exporters, "otlp").replace(
+        "extensions:\n", "extensions:\n" + extra, 1).replace(
+        "  extensions: [health_check]", "  extensions: [health_check, file_storage]")
+    col = Daemon("collectord", cfg, http_port=p["metrics"]).start()
+    traced = None
+    try:
+        sent = []
+        for i, (kind, url) in enumerate([
+                ("grpc", "http://127.0.0.1:%d" % p["grpc"]),
+                ("proto", "http://127.0.0.1:%d/v1/traces" % p["http"]),
+                ("json", "http://127.0.0.1:%d/v1/traces" % p["http"]),
+                ("proto", "http://127.0.0.1:%d/v1/traces" % p["http"])]):
+            res = send(kind, url, "svc-durable-%d" % i, n=3)  # asserts every export got OK
+            assert res["ok"], res
+            sent.append(res)
+        st, body, _ = http("GET", col.url("/metrics"))
+        qsize = [ln for ln in body.decode().splitlines()
+                 if ln.startswith('otelcol_exporter_queue_size{exporter="otlp"}')]
+        assert st == 200 and qsize and float(qsize[0].split()[-1]) >= 1, qsize or body[:500]
+        qdir = os.path.join(col.dir, "data", "queue", "exporter_otlp")
+        assert os.listdir(qdir), "no queue segments in %s" % qdir
+        # a graceful stop with traced still down is prompt and keeps the queue on disk ...
+        t0 = time.time()
+        assert col.stop() == 0, col.tail()
+        assert time.time() - t0 < 5, "shutdown took %.1fs" % (time.time() - t0)
+        col = Daemon("collectord", cfg, http_port=p["metrics"], workdir=col.dir).start()
+        res = send("grpc", "http://127.0.0.1:%d" % p["grpc"], "svc-durable-late", n=2)
+        sent.append(res)
+        # ... and so does SIGKILL: every request answered OK is in the fsynced queue
+        col.kill9()
+        port = free_port()
+        traced = Daemon("traced", traced_config(tg, th, port), http_port=port).start()
+        col = Daemon("collectord", cfg, http_port=p["metrics"], workdir=col.dir).start()
+        for res in sent:
+            assert_trace_arrives(traced, res)
+        # the restarted collector keeps serving, durably
+        res = send("proto", "http://127.0.0.1:%d/v1/traces" % p["http"], "svc-after", n=2)
+        assert_trace_arrives(traced, res)
+        assert col.stop() == 0, col.tail()
+    finally:
+        col.cleanup()
+        if traced:
+            traced.cleanup()
+
+
 def test_bad_payloads():
     col = start_collector("  otlp:\n    endpoint: 127.0.0.1:%d\n    tls: {insecure: true}\n"
                           % free_port(), "otlp")
