@@ -1102,7 +1102,7 @@ static size_t rd_buckets(struct rd *r, struct obs_arena *ar, int32_t **idx, doub
     }
     int64_t prev = 0;
     for (uint64_t i = 0; i < n && !r->bad; i++) {
-        prev += rd_v(r);
+        prev = (int64_t)((uint64_t)prev + (uint64_t)rd_v(r));
         (*idx)[i] = (int32_t)prev;
         (*cnt)[i] = rd_cnt(r);
     }
@@ -1224,7 +1224,7 @@ static int replay_samples(struct replay *rp, struct rd *r)
     int64_t t = 0;
     for (uint64_t i = 0; i < cnt && !r->bad; i++) {
         uint64_t ref = rd_uv(r);
-        t += rd_v(r);
+        t = (int64_t)((uint64_t)t + (uint64_t)rd_v(r)); /* deltas wrap */
         double v = rd_f64(r);
         if (r->bad)
             break;
@@ -1773,7 +1773,7 @@ static int checkpoint_write(struct mtd_head *h)
                 if (rd.cnt == 0)
                     prev = 0;
                 obs_sbuf_uvarint(&rd.body, s->ref);
-                obs_sbuf_varint(&rd.body, s->x->ooo[k].t - prev);
+                obs_sbuf_varint(&rd.body, (int64_t)((uint64_t)s->x->ooo[k].t - (uint64_t)prev));
                 prev = s->x->ooo[k].t;
                 put_f64(&rd.body, s->x->ooo[k].v);
                 recb_done(&rd);
@@ -2734,7 +2734,7 @@ static int appender_log(struct mtd_appender *a, int excap_change, struct obs_err
             if (a->p[i].kind != P_FLOAT && a->p[i].kind != P_FLOAT_OOO)
                 continue;
             obs_sbuf_uvarint(&b, a->p[i].s->ref);
-            obs_sbuf_varint(&b, a->p[i].t - prev);
+            obs_sbuf_varint(&b, (int64_t)((uint64_t)a->p[i].t - (uint64_t)prev));
             prev = a->p[i].t;
             put_f64(&b, a->p[i].v);
         }

@@ -64,6 +64,7 @@ struct obs_http_req {
     const char *encoding;
     struct param *params;
     size_t nparams;
+    size_t cparams; /* capacity of params (grown by doubling: linear in the query size) */
     char peer[64];
     int replied;
 };
@@ -268,12 +269,17 @@ static int parse_params(struct obs_http_req *r, const char *q, size_t len)
         if (seg_end > p) {
             const char *eq = memchr(p, '=', (size_t)(seg_end - p));
             const char *kend = eq ? eq : seg_end;
-            struct param *np = obs_arena_alloc(r->arena, (r->nparams + 1) * sizeof(*np));
-            if (np == NULL)
-                return OBS_ENOMEM;
-            if (r->nparams)
-                memcpy(np, r->params, r->nparams * sizeof(*np));
-            r->params = np;
+            if (r->nparams == r->cparams) {
+                size_t nc = r->cparams ? r->cparams * 2 : 16;
+                struct param *grown = obs_arena_alloc(r->arena, nc * sizeof(*grown));
+                if (grown == NULL)
+                    return OBS_ENOMEM;
+                if (r->nparams)
+                    memcpy(grown, r->params, r->nparams * sizeof(*grown));
+                r->params = grown;
+                r->cparams = nc;
+            }
+            struct param *np = r->params;
             np[r->nparams].name = url_decode(r->arena, p, (size_t)(kend - p), 1);
             np[r->nparams].value =
                 eq ? url_decode(r->arena, eq + 1, (size_t)(seg_end - eq - 1), 1) : "";
@@ -286,9 +292,16 @@ static int parse_params(struct obs_http_req *r, const char *q, size_t len)
     return OBS_OK;
 }
 
+/* A response to HEAD carries no body (RFC 9110 9.3.2); libevent 2.1 would send it anyway,
+ * and a keep-alive client would then read it as the start of the next response. */
+static int is_head(struct evhttp_request *ev)
+{
+    return evhttp_request_get_command(ev) == EVHTTP_REQ_HEAD;
+}
+
 static void send_plain(struct evhttp_request *ev, int status, const char *msg)
 {
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = is_head(ev) ? NULL : evbuffer_new();
     if (b)
         evbuffer_add_printf(b, "%s\n", msg);
     evhttp_add_header(evhttp_request_get_output_headers(ev), "Content-Type",
@@ -513,7 +526,7 @@ void obs_http_reply(struct obs_http_req *r, int status, const char *content_type
         return;
     }
     r->replied = 1;
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = is_head(r->ev) ? NULL : evbuffer_new();
     if (b && len)
         evbuffer_add(b, body, len);
     if (content_type)
@@ -541,7 +554,7 @@ void obs_http_reply_sbuf(struct obs_http_req *r, int status, const char *content
     r->replied = 1;
     size_t len;
     char *p = obs_sbuf_take(body, &len);
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = is_head(r->ev) ? NULL : evbuffer_new();
     if (b && p) {
         if (len == 0 || evbuffer_add_reference(b, p, len, free_sbuf_mem, p) != 0)
             obs_free(p);
