@@ -217,8 +217,35 @@ static int cmp_str(const void *a, const void *b)
 
 #define TRUNCATED_WARNING "results truncated due to limit"
 
+/* Append [","]"s" as JSON: plain printable ASCII is copied in one step, anything else goes
+ * through obs_sbuf_json_str (escapes, UTF-8 repair). */
+static void json_item(struct obs_sbuf *b, const char *s, int comma)
+{
+    size_t n = 0;
+    int plain = 1;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            plain = 0;
+    }
+    if (obs_sbuf_reserve(b, n + 3) != 0)
+        return;
+    if (comma)
+        b->p[b->len++] = ',';
+    if (!plain) {
+        obs_sbuf_json_str(b, s, n);
+        return;
+    }
+    b->p[b->len++] = '"';
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len++] = '"';
+    b->p[b->len] = '\0';
+}
+
 /* Reply with a sorted, de-duplicated JSON string array made from v (consumed), cut to
- * limit entries (0 = all) with Prometheus' warning when something was cut. */
+ * limit entries (0 = all) with Prometheus' warning when something was cut. sorted: v is one
+ * storage answer, already sorted and de-duplicated. */
 static void reply_strings(struct obs_http_req *r, char **v, size_t n, long limit, int sorted)
 {
     struct obs_sbuf b;
@@ -230,15 +257,13 @@ static void reply_strings(struct obs_http_req *r, char **v, size_t n, long limit
     size_t out = 0;
     int truncated = 0;
     for (size_t i = 0; i < n; i++) {
-        if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
-            continue;
+        if (!sorted && i > 0 && strcmp(v[i], v[i - 1]) == 0)
+            continue; /* a sorted answer comes de-duplicated (storage.h) */
         if (limit > 0 && out >= (size_t)limit) {
             truncated = 1;
             break;
         }
-        if (out++)
-            obs_sbuf_putc(&b, ',');
-        obs_sbuf_json_str(&b, v[i], strlen(v[i]));
+        json_item(&b, v[i], out++ > 0);
     }
     obs_sbuf_puts(&b, truncated ? "],\"warnings\":[\"" TRUNCATED_WARNING "\"]}" : "]}");
     mtd_strings_free(v, n);

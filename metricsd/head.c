@@ -875,19 +875,120 @@ static size_t series_bound(const struct mseries *s, int64_t mint, int64_t maxt)
     return n;
 }
 
+/* Bit reader for decode_into(): MSB-first, word loads instead of one byte at a time. */
+struct fbits {
+    const uint8_t *b;
+    size_t len, nbits, pos;
+    int err;
+};
+
+/* The next n (1..64) bits; past the end sets err and returns 0. */
+static inline uint64_t fb_read(struct fbits *r, int n)
+{
+    if (r->pos + (size_t)n > r->nbits) {
+        r->err = 1;
+        return 0;
+    }
+    size_t byte = r->pos >> 3;
+    int off = (int)(r->pos & 7);
+    uint64_t w;
+    if (byte + 8 <= r->len) {
+        memcpy(&w, r->b + byte, 8);
+        w = __builtin_bswap64(w);
+    } else {
+        w = 0;
+        for (size_t i = 0; byte + i < r->len; i++)
+            w |= (uint64_t)r->b[byte + i] << (56 - 8 * i);
+    }
+    uint64_t res = (w << off) >> (64 - n);
+    if (off + n > 64) /* the last 1..7 bits are in the ninth byte */
+        res |= (uint64_t)(r->b[byte + 8] >> (8 - (off + n - 64)));
+    r->pos += (size_t)n;
+    return res;
+}
+
+static inline uint64_t fb_uvarint(struct fbits *r)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        uint64_t byte = fb_read(r, 8);
+        if (r->err)
+            return 0;
+        v |= (byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return v;
+    }
+    r->err = 1;
+    return 0;
+}
+
+/*
+ * Decode the XOR chunk b[0..len) (chunkenc.h layout) keeping the samples in [mint, maxt];
+ * stops at the first sample after maxt or at corruption (keeping what was decoded), exactly
+ * as iterating with mtd_xor_iter_next() would, in one tight loop.
+ */
 static size_t decode_into(const uint8_t *b, size_t len, int64_t mint, int64_t maxt,
                           struct mtd_sample *out)
 {
-    struct mtd_xor_iter it;
+    if (len < 2)
+        return 0;
+    struct fbits r = {b, len, len * 8, 16, 0};
+    unsigned total = (unsigned)(b[0] << 8 | b[1]);
+    int64_t t = 0;
+    uint64_t tdelta = 0, vb = 0;
+    int leading = 0, trailing = 0;
     size_t n = 0;
-    mtd_xor_iter_init(&it, b, len);
-    while (mtd_xor_iter_next(&it) == 1) {
-        if (it.t < mint)
-            continue;
-        if (it.t > maxt)
+    for (unsigned i = 0; i < total; i++) {
+        if (i == 0) {
+            uint64_t z = fb_uvarint(&r);
+            t = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            vb = fb_read(&r, 64);
+        } else {
+            if (i == 1) {
+                tdelta = fb_uvarint(&r);
+                t += (int64_t)tdelta;
+            } else {
+                /* delta-of-delta prefix: up to four 1 bits */
+                int d = 0;
+                while (d < 4 && fb_read(&r, 1) == 1)
+                    d++;
+                static const int sizes[] = {0, 14, 17, 20, 64};
+                int sz = sizes[d];
+                int64_t dod = 0;
+                if (sz) {
+                    uint64_t bits = fb_read(&r, sz);
+                    if (sz != 64 && bits > (1ULL << (sz - 1)))
+                        bits -= 1ULL << sz;
+                    dod = (int64_t)bits;
+                }
+                tdelta = tdelta + (uint64_t)dod;
+                if (__builtin_add_overflow(t, (int64_t)tdelta, &t))
+                    r.err = 1;
+            }
+            if (fb_read(&r, 1) != 0) {
+                if (fb_read(&r, 1) == 1) {
+                    leading = (int)fb_read(&r, 5);
+                    int sig = (int)fb_read(&r, 6);
+                    if (sig == 0)
+                        sig = 64;
+                    if (leading + sig > 64)
+                        r.err = 1;
+                    else
+                        trailing = 64 - leading - sig;
+                }
+                int mbits = 64 - leading - trailing;
+                if (!r.err && mbits > 0)
+                    vb ^= fb_read(&r, mbits) << trailing;
+            }
+        }
+        if (r.err)
             break;
-        out[n].t = it.t;
-        out[n].v = it.v;
+        if (t < mint)
+            continue;
+        if (t > maxt)
+            break;
+        out[n].t = t;
+        memcpy(&out[n].v, &vb, 8);
         n++;
     }
     return n;
@@ -3114,10 +3215,85 @@ static int postings_live(const struct tenant *t, const roaring_bitmap_t *bm,
     return 0;
 }
 
-/* Sort the borrowed strings v[0..k) and return owned copies in *out. Frees v. */
+/* A string with its first 16 bytes as two big-endian integers (zero-padded), so that
+ * integer order is strcmp order of the prefixes. */
+struct skey {
+    uint64_t k[2];
+    const char *s;
+};
+
+static int cmp_skey_tail(const void *a, const void *b)
+{
+    return strcmp(((const struct skey *)a)->s + 16, ((const struct skey *)b)->s + 16);
+}
+
+/*
+ * Sort v[0..n) in strcmp order: LSD radix sort on the 16-byte prefix (byte passes where every
+ * key has the same byte are skipped), then strcmp on the rest within runs of equal full
+ * prefixes. Label values such as "id-012345" differ inside the first 16 bytes, so 100k
+ * values sort in a few linear passes. Returns 0 or OBS_ENOMEM (v left unsorted).
+ */
+static int strings_sort(const char **v, size_t n)
+{
+    if (n < 2)
+        return 0;
+    struct skey *a = obs_malloc(2 * n * sizeof *a);
+    if (a == NULL)
+        return OBS_ENOMEM;
+    struct skey *b = a + n, *block = a;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *c = (const unsigned char *)v[i];
+        int end = 0;
+        for (int w = 0; w < 2; w++) {
+            uint64_t k = 0;
+            for (int j = 0; j < 8; j++) {
+                unsigned char x = end ? 0 : c[w * 8 + j];
+                end |= x == 0;
+                k = k << 8 | x;
+            }
+            a[i].k[w] = k;
+        }
+        a[i].s = v[i];
+    }
+    for (int pass = 0; pass < 16; pass++) {
+        int w = pass < 8 ? 1 : 0, sh = 8 * (pass & 7);
+        size_t cnt[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            cnt[(a[i].k[w] >> sh) & 0xff]++;
+        if (cnt[(a[0].k[w] >> sh) & 0xff] == n)
+            continue;
+        size_t pos = 0;
+        for (int d = 0; d < 256; d++) {
+            size_t c = cnt[d];
+            cnt[d] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            b[cnt[(a[i].k[w] >> sh) & 0xff]++] = a[i];
+        struct skey *t = a;
+        a = b;
+        b = t;
+    }
+    /* Equal 16-byte prefixes whose 16th byte is set may differ further on. */
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && a[j].k[0] == a[i].k[0] && a[j].k[1] == a[i].k[1])
+            j++;
+        if (j - i > 1 && (a[i].k[1] & 0xff) != 0)
+            qsort(a + i, j - i, sizeof *a, cmp_skey_tail);
+        i = j;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = a[i].s;
+    obs_free(block);
+    return 0;
+}
+
+/* Sort the borrowed strings v[0..k) and return owned copies in *out. Frees v. The copies
+ * are made in sorted order, so later passes over the answer walk memory mostly forward. */
 static int strings_out(const char **v, size_t k, char ***out, size_t *n)
 {
-    if (k > 1)
+    if (k > 1 && strings_sort(v, k) != 0)
         qsort(v, k, sizeof *v, cmp_strp);
     char **o = obs_calloc(k ? k : 1, sizeof *o);
     if (o == NULL) {
@@ -3125,12 +3301,14 @@ static int strings_out(const char **v, size_t k, char ***out, size_t *n)
         return OBS_ENOMEM;
     }
     for (size_t i = 0; i < k; i++) {
-        o[i] = obs_strdup(v[i]);
+        size_t len = strlen(v[i]) + 1;
+        o[i] = obs_malloc(len);
         if (o[i] == NULL) {
             obs_free(v);
             mtd_strings_free(o, i);
             return OBS_ENOMEM;
         }
+        memcpy(o[i], v[i], len);
     }
     obs_free(v);
     *out = o;
@@ -3194,14 +3372,39 @@ static int head_label_values(struct mtd_storage *st, const char *tenant, const c
             roaring_bitmap_free(match);
         return obs_err_set(err, OBS_ENOMEM, "out of memory");
     }
+    /* The index's keys are scattered over the heap: read each live one once, into one
+     * contiguous pool that the sort and the copies then walk. */
+    struct obs_sbuf pool;
+    obs_sbuf_init(&pool);
+    if (obs_sbuf_reserve(&pool, vals->n * 16) != 0) /* a guess: the appends decide */
+        pool.oom = 0;
+    size_t *off = obs_malloc(vals->n * sizeof *off); /* pointers once the pool is final */
     size_t k = 0;
-    for (size_t j = 0; j < vals->cap; j++)
+    for (size_t j = 0; off != NULL && j < vals->cap; j++) {
+        if (j + 8 < vals->cap && vals->e[j + 8].key) { /* overlap the cache misses */
+            __builtin_prefetch(vals->e[j + 8].key);
+            __builtin_prefetch(vals->e[j + 8].val);
+        }
         if (vals->e[j].key && vals->e[j].key[0] &&
-            postings_live(t, vals->e[j].val, match, mint, maxt))
-            v[k++] = vals->e[j].key;
+            postings_live(t, vals->e[j].val, match, mint, maxt)) {
+            off[k++] = pool.len;
+            obs_sbuf_append(&pool, vals->e[j].key, strlen(vals->e[j].key) + 1);
+        }
+    }
     if (match)
         roaring_bitmap_free(match);
-    return strings_out(v, k, out, n) ? obs_err_set(err, OBS_ENOMEM, "out of memory") : 0;
+    if (pool.oom || off == NULL) {
+        obs_sbuf_deinit(&pool);
+        obs_free(off);
+        obs_free(v);
+        return obs_err_set(err, OBS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < k; i++)
+        v[i] = pool.p + off[i];
+    obs_free(off);
+    int rc = strings_out(v, k, out, n);
+    obs_sbuf_deinit(&pool);
+    return rc ? obs_err_set(err, OBS_ENOMEM, "out of memory") : 0;
 }
 
 static int head_tenants(struct mtd_storage *st, char ***out, size_t *n)

@@ -29,6 +29,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -119,34 +120,211 @@ static const struct obs_cfmap querier_map[] = {
 };
 
 /* ---------------------------------------------------------------- JSON */
-int mtd_json_ts(struct obs_sbuf *b, int64_t ms)
+/*
+ * fmt_value: byte-identical to mtd_ql_fmt_value() (shortest round-trip digits, Go 'f' -1
+ * layout, exponent form below 1e-6 / from 1e21) without printf/strtod on the common path.
+ * The 15-, 16- and 17-digit correctly rounded (half-even, as printf) decimals of |v| are
+ * computed exactly with 128-bit integers; the first that reads back as v (checked exactly
+ * with one IEEE division/multiplication when the decimal is below 2^53 -- Clinger's fast
+ * path -- else with strtod) gives the digits. A decimal of at most 15 significant digits
+ * that round-trips is unique, so the 15-digit rounding stripped of trailing zeros is the
+ * shortest form whenever that has 15 digits or fewer.
+ */
+static const double pow10_dbl[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static unsigned __int128 pow10_u128(int k)
 {
-    const char *sign = "";
-    uint64_t u = (uint64_t)ms;
-    if (ms < 0) {
-        sign = "-";
-        u = (uint64_t)(-(ms + 1)) + 1;
-    }
-    uint64_t sec = u / 1000, frac = u % 1000;
-    if (frac == 0)
-        return obs_sbuf_printf(b, "%s%llu", sign, (unsigned long long)sec);
-    char f[4];
-    snprintf(f, sizeof(f), "%03u", (unsigned)frac);
-    int n = 3;
-    while (n > 0 && f[n - 1] == '0')
-        f[--n] = 0;
-    return obs_sbuf_printf(b, "%s%llu.%s", sign, (unsigned long long)sec, f);
+    unsigned __int128 p = 1;
+    while (k-- > 0)
+        p *= 10;
+    return p;
 }
 
+/* round_half_even(m * 2^e * 10^k) for the ranges used here (0 <= k <= 22 or -22 <= k < 0). */
+static uint64_t scaled_round(uint64_t m, int e, int k, int round)
+{
+    unsigned __int128 q, r, half2, d;
+    if (k >= 0) {
+        unsigned __int128 p = (unsigned __int128)m * pow10_u128(k);
+        if (e >= 0)
+            return (uint64_t)(p << e);
+        int s = -e;
+        if (s >= 127)
+            return 0;
+        q = p >> s;
+        r = p - (q << s);
+        d = (unsigned __int128)1 << s;
+    } else if (e >= 0) {
+        unsigned __int128 x = (unsigned __int128)m << e;
+        d = pow10_u128(-k);
+        q = x / d;
+        r = x % d;
+    } else {
+        d = pow10_u128(-k) << (-e);
+        q = m / d;
+        r = m % d;
+    }
+    half2 = r * 2;
+    if (round && (half2 > d || (half2 == d && (q & 1))))
+        q++;
+    return (uint64_t)q;
+}
+
+/* Does n * 10^-k read back as a? */
+static int reads_back(uint64_t n, int k, double a)
+{
+    if (n < (1ULL << 53) && k >= -22 && k <= 22)
+        return (k >= 0 ? (double)n / pow10_dbl[k] : (double)n * pow10_dbl[-k]) == a;
+    char s[48];
+    snprintf(s, sizeof s, "%llue%d", (unsigned long long)n, -k);
+    return strtod(s, NULL) == a;
+}
+
+/* Shortest digits of a in [1e-6, 1e21): digits into dig, count returned, *e10 = exponent of
+ * the first digit. Returns 0 when out of the exact ranges (caller falls back). */
+static int fast_digits(double a, char *dig, int *e10)
+{
+    int ex;
+    double fr = frexp(a, &ex);
+    uint64_t m = (uint64_t)ldexp(fr, 53);
+    int e = ex - 53;
+    int E = (int)floor(log10(a));
+    static const uint64_t p10[18] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL,
+        1000000ULL, 10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+        100000000000ULL, 1000000000000ULL, 10000000000000ULL, 100000000000000ULL,
+        1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL};
+    /* Fix E so that 10^E <= a < 10^(E+1): floor(a * 10^(16-E)) has exactly 17 digits. */
+    for (int fix = 0;; fix++) {
+        int k = 16 - E;
+        if (k > 22 || k < -22 || fix > 3)
+            return 0;
+        uint64_t f = scaled_round(m, e, k, 0);
+        if (f >= p10[17])
+            E++;
+        else if (f < p10[16])
+            E--;
+        else
+            break;
+    }
+    uint64_t n = 0;
+    int k = 0, p;
+    for (p = 15; p <= 17; p++) {
+        k = p - 1 - E;
+        if (k > 22 || k < -22)
+            return 0;
+        n = scaled_round(m, e, k, 1);
+        if (n >= p10[p]) { /* rounded up to 10^p: one digit more in the exponent */
+            n /= 10;
+            k--;
+        }
+        if (p == 17 || reads_back(n, k, a))
+            break;
+    }
+    if (p > 17)
+        p = 17;
+    int nd = 0;
+    char tmp[24];
+    while (n > 0) {
+        tmp[nd++] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    /* first digit exponent: n had nd digits, value = n * 10^-k */
+    *e10 = nd - 1 - k;
+    int z = 0;
+    while (z < nd - 1 && tmp[z] == '0')
+        z++;
+    int out = 0;
+    for (int i = nd - 1; i >= z; i--)
+        dig[out++] = tmp[i];
+    return out;
+}
+
+/* mtd_ql_fmt_value() equivalent; returns the length written into out (cap >= 64). */
+static size_t fmt_value(char *out, size_t cap, double v)
+{
+    double a = fabs(v);
+    char dig[24];
+    int e10, nd;
+    if (!isfinite(v) || a == 0 || a < 1e-6 || a >= 1e21 ||
+        (nd = fast_digits(a, dig, &e10)) == 0) {
+        int r = mtd_ql_fmt_value(out, cap, v);
+        return r < 0 ? 0 : (size_t)r < cap ? (size_t)r : cap - 1;
+    }
+    size_t k = 0;
+    if (v < 0)
+        out[k++] = '-';
+    if (e10 < 0) {
+        out[k++] = '0';
+        out[k++] = '.';
+        for (int i = -1; i > e10; i--)
+            out[k++] = '0';
+        for (int i = 0; i < nd; i++)
+            out[k++] = dig[i];
+    } else {
+        for (int i = 0; i <= e10; i++)
+            out[k++] = i < nd ? dig[i] : '0';
+        if (nd > e10 + 1) {
+            out[k++] = '.';
+            for (int i = e10 + 1; i < nd; i++)
+                out[k++] = dig[i];
+        }
+    }
+    out[k] = 0;
+    return k;
+}
+
+/* Timestamp ms as Prometheus' JSON number of seconds ("1700000000", "1700000000.5",
+ * "-0.25"): into out (>= 32 bytes), returns the length. */
+static size_t fmt_ts(char *out, int64_t ms)
+{
+    char tmp[32];
+    size_t n = 0, k = 0;
+    uint64_t u = (uint64_t)ms;
+    if (ms < 0) {
+        out[k++] = '-';
+        u = (uint64_t)(-(ms + 1)) + 1;
+    }
+    uint64_t sec = u / 1000;
+    unsigned frac = (unsigned)(u % 1000);
+    do {
+        tmp[n++] = (char)('0' + sec % 10);
+        sec /= 10;
+    } while (sec > 0);
+    while (n > 0)
+        out[k++] = tmp[--n];
+    if (frac != 0) {
+        out[k++] = '.';
+        out[k++] = (char)('0' + frac / 100);
+        if (frac % 100 != 0) {
+            out[k++] = (char)('0' + frac / 10 % 10);
+            if (frac % 10 != 0)
+                out[k++] = (char)('0' + frac % 10);
+        }
+    }
+    return k;
+}
+
+int mtd_json_ts(struct obs_sbuf *b, int64_t ms)
+{
+    char t[32];
+    return obs_sbuf_append(b, t, fmt_ts(t, ms));
+}
+
+/* [<ts>,"<value>"] in one append. */
 static void json_point(struct obs_sbuf *b, int64_t t, double v)
 {
-    char num[64];
-    obs_sbuf_putc(b, '[');
-    mtd_json_ts(b, t);
-    obs_sbuf_puts(b, ",\"");
-    mtd_ql_fmt_value(num, sizeof(num), v);
-    obs_sbuf_puts(b, num);
-    obs_sbuf_puts(b, "\"]");
+    char buf[128];
+    size_t k = 0;
+    buf[k++] = '[';
+    k += fmt_ts(buf + k, t);
+    buf[k++] = ',';
+    buf[k++] = '"';
+    k += fmt_value(buf + k, sizeof buf - k - 3, v);
+    buf[k++] = '"';
+    buf[k++] = ']';
+    obs_sbuf_append(b, buf, k);
 }
 
 static void json_metric(struct obs_sbuf *b, const struct mtd_ql_series *s)
@@ -300,6 +478,13 @@ static void reply_result(struct obs_http_req *r, const struct mtd_ql_result *res
 {
     struct obs_sbuf b;
     obs_sbuf_init(&b);
+    size_t guess = 256;
+    if (res->type == MTD_QL_VECTOR || res->type == MTD_QL_MATRIX)
+        for (size_t i = 0; i < res->nseries; i++)
+            guess += 64 + res->series[i].nlabels * 32 +
+                     (res->type == MTD_QL_MATRIX ? res->series[i].npts * 32 : 40);
+    if (obs_sbuf_reserve(&b, guess) != 0) /* a guess only: the appends below decide */
+        b.oom = 0;
     obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":");
     mtd_ql_result_json(&b, res);
     json_annos(&b, res);
