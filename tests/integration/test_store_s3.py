@@ -121,7 +121,7 @@ def run_tool(args, env_extra=None, timeout=900):
     for line in out.splitlines():
         if line.startswith("conformance:") or re.match(r"^\d+%: Checks", line) or ":F:" in line \
                 or ":E:" in line:
-            print("    " + line)
+            print("    store-conformance> " + line)
     print("    (%s: %.1fs)" % (" ".join(args[:4]), time.time() - t0))
     return p.returncode, out
 
