@@ -38,6 +38,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from obslib import BIN, Daemon, TestRun, free_port, http, wait_until  # noqa: E402
+from pbutil import uvarint  # noqa: E402
 
 SEED = int(os.environ.get("BAD_SEED", "20261122"))
 MAX_REQ = min(int(os.environ.get("BAD_MAX", "3000")), 3000)
@@ -130,16 +131,6 @@ def raw_request(port, method, target, headers=(), body=b"", declared_len=None, t
 
 
 # ---- encoders (just enough protobuf + snappy for valid and near-valid payloads) -----------
-
-def uvarint(n):
-    out = bytearray()
-    n &= (1 << 64) - 1
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
 
 def f_bytes(num, data):
     if isinstance(data, str):

@@ -14,23 +14,12 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from obslib import Daemon, TestRun, free_port, http, http_json  # noqa: E402
+from pbutil import snappy_literal, uvarint  # noqa: E402
 
 NS = 1_000_000_000
 
 
 # --- wire helpers --------------------------------------------------------------------------
-
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
 
 def pb_field(num, wtype, payload):
     key = uvarint((num << 3) | wtype)
@@ -58,26 +47,6 @@ def pb_push(streams):
             sa += pb_field(2, 2, ea)
         req += pb_field(1, 2, sa)
     return req
-
-
-def snappy_literal(data):
-    """Snappy block format using literals only (valid, just not compressed)."""
-    out = bytearray(uvarint(len(data)))
-    i = 0
-    while i < len(data):
-        chunk = data[i:i + 65536]
-        n = len(chunk) - 1
-        if n < 60:
-            out.append(n << 2)
-        elif n < 256:
-            out.append(60 << 2)
-            out.append(n)
-        else:
-            out.append(61 << 2)
-            out += n.to_bytes(2, "little")
-        out += chunk
-        i += len(chunk)
-    return bytes(out)
 
 
 # --- daemon helpers ------------------------------------------------------------------------

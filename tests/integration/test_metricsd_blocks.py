@@ -17,6 +17,7 @@ import time
 import urllib.parse
 
 from obslib import Daemon, TestRun, free_port, http, http_json, wait_until
+from pbutil import snappy_literal, uvarint  # noqa: E402
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
@@ -24,18 +25,6 @@ H = 3600 * 1000
 
 
 # ---- remote write encoding (protobuf + snappy literals; as in test_metricsd_write) -------
-
-
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def field_bytes(num, data):
@@ -55,21 +44,6 @@ def pb_write(series):
                               uvarint(2 << 3) + uvarint(t & ((1 << 64) - 1)))
         out += field_bytes(1, ts)
     return out
-
-
-def snappy_literal(data):
-    out = bytearray(uvarint(len(data)))
-    for i in range(0, len(data), 65536):
-        chunk = data[i:i + 65536]
-        n = len(chunk) - 1
-        if n < 60:
-            out.append(n << 2)
-        elif n < 256:
-            out += bytes([60 << 2, n])
-        else:
-            out += bytes([61 << 2]) + struct.pack("<H", n)
-        out += chunk
-    return bytes(out)
 
 
 def push(d, series, tenant):

@@ -17,26 +17,10 @@ import time
 import urllib.parse
 
 from obslib import Daemon, TestRun, free_port, http, http_json, wait_until
+from pbutil import fbytes, snappy_literal, uvarint  # noqa: E402
 
 
 # ---- remote-write payload encoders ---------------------------------------------------------
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def fbytes(num, data):
-    data = data.encode() if isinstance(data, str) else data
-    return uvarint(num << 3 | 2) + uvarint(len(data)) + data
-
-
 def pb_write(series):
     out = b""
     for labels, samples in series:
@@ -47,21 +31,6 @@ def pb_write(series):
             ts += fbytes(2, uvarint(1 << 3 | 1) + struct.pack("<d", v) + uvarint(2 << 3) + uvarint(t))
         out += fbytes(1, ts)
     return out
-
-
-def snappy_literal(data):
-    out = bytearray(uvarint(len(data)))
-    for i in range(0, len(data), 65536):
-        chunk = data[i:i + 65536]
-        n = len(chunk) - 1
-        if n < 60:
-            out.append(n << 2)
-        elif n < 256:
-            out += bytes([60 << 2, n])
-        else:
-            out += bytes([61 << 2]) + struct.pack("<H", n)
-        out += chunk
-    return bytes(out)
 
 
 def push(d, series):

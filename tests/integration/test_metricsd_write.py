@@ -18,23 +18,11 @@ import time
 import urllib.parse
 
 from obslib import Daemon, TestRun, free_port, http, http_json, wait_until
+from pbutil import snappy_literal, uvarint  # noqa: E402
 
 PROMETHEUS = "/usr/bin/prometheus"
 
 # ---- protobuf + snappy encoders (just enough for prometheus.WriteRequest) ------------------
-
-
-def uvarint(n):
-    out = bytearray()
-    n &= (1 << 64) - 1
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def field_bytes(num, data):
@@ -127,24 +115,6 @@ def pb_write(series, metadata=()):
         out += field_bytes(3, field_varint(1, mtype) + field_bytes(2, fam) +
                            field_bytes(4, help_) + field_bytes(5, unit))
     return out
-
-
-def snappy_literal(data):
-    """Valid snappy block format using only literal elements."""
-    out = bytearray(uvarint(len(data)))
-    i = 0
-    while i < len(data):
-        chunk = data[i:i + 65536]
-        n = len(chunk) - 1
-        if n < 60:
-            out.append(n << 2)
-        elif n < 256:
-            out += bytes([60 << 2, n])
-        else:
-            out += bytes([61 << 2]) + struct.pack("<H", n)
-        out += chunk
-        i += len(chunk)
-    return bytes(out)
 
 
 def snappy_decode(buf):

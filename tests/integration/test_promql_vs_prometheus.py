@@ -37,6 +37,7 @@ import time
 import urllib.parse
 
 from obslib import Daemon, TestRun, free_port, http, wait_until
+from pbutil import fbytes, snappy_literal, uvarint  # noqa: E402
 
 PROM_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 VERBOSE = os.environ.get("PROMQL_DIFF_VERBOSE") == "1"
@@ -46,23 +47,6 @@ ABS_TOL = 1e-12   # values that should be 0 but come out as 1e-17 from a differe
 
 
 # ---- remote-write payload encoders ---------------------------------------------------------
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def fbytes(num, data):
-    data = data.encode() if isinstance(data, str) else data
-    return uvarint(num << 3 | 2) + uvarint(len(data)) + data
-
-
 def pb_write(series):
     """prometheus.WriteRequest: repeated TimeSeries timeseries = 1 {Label labels = 1
     {name = 1, value = 2}; Sample samples = 2 {double value = 1; int64 timestamp = 2}}."""
@@ -75,22 +59,6 @@ def pb_write(series):
             ts += fbytes(2, uvarint(1 << 3 | 1) + struct.pack("<d", v) + uvarint(2 << 3) +
                          uvarint(t & 0xFFFFFFFFFFFFFFFF))
         out += fbytes(1, bytes(ts))
-    return bytes(out)
-
-
-def snappy_literal(data):
-    """Snappy block format with literal elements only (valid input for any decoder)."""
-    out = bytearray(uvarint(len(data)))
-    for i in range(0, len(data), 65536):
-        chunk = data[i:i + 65536]
-        n = len(chunk) - 1
-        if n < 60:
-            out.append(n << 2)
-        elif n < 256:
-            out += bytes([60 << 2, n])
-        else:
-            out += bytes([61 << 2]) + struct.pack("<H", n)
-        out += chunk
     return bytes(out)
 
 
