@@ -4,7 +4,7 @@
  *   rwgen -url=http://127.0.0.1:9090/api/v1/write [-series=100000] [-samples=20]
  *         [-batch=2000] [-conns=16] [-interval=15] [-values=mixed|walk] [-seed=1]
  *         [-end-ms=<ms>] [-jitter-ms=2] [-encode-threads=<ncpu>] [-max-seconds=600]
- *         [-timeout-ms=60000] [-retries=0] [-quiet]
+ *         [-timeout-ms=60000] [-retries=0] [-mix=exporters|promql] [-quiet]
  *
  * What it sends. N series, each with a realistic label set: __name__ from 50 metric
  * names (exporter-style counters and gauges), one per-metric dimension label (code, cpu,
@@ -17,6 +17,10 @@
  * Values: -values=mixed (default) mixes integer counters, float second-counters, random-walk
  * float gauges, random-walk integer gauges and constants (per metric name, the way real
  * exporters do); -values=walk makes every series a float random walk.
+ * -mix=promql (the PromQL benchmark's data): 24% of the series are http_requests_total
+ * (10 code values per target), 48% classic histogram buckets bench_latency_seconds_bucket
+ * (12 le values per histogram, one histogram per target, cumulative in le), the rest the
+ * exporter mix without http_requests_total.
  *
  * How it sends. Everything is encoded before the clock starts: WriteRequest protobufs
  * (protobuf-c, proto/prometheus_remote.proto) of -batch series with one sample each,
@@ -32,9 +36,9 @@
  * Exit status 0 when every request got a 2xx, 1 otherwise, 2 for bad arguments.
  *
  * Timestamps: Prometheus 2.42 rejects ("out of bounds") samples older than the head's max
- * time minus half the block range (1 h by default), so keep (M-1)*interval under an hour;
- * rwgen warns when it is not. With sharded sending all connections move round by round at
- * about the same speed, so the spread between them stays far below that bound.
+ * time minus half the block range (1 h by default). Rounds are sent in time order and all
+ * connections move round by round at about the same speed, so the spread between them stays
+ * far below that bound and spans of several hours load fine.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -54,7 +58,7 @@
 
 /* ---------------------------------------------------------------- series model */
 
-enum value_kind { V_COUNTER_INT, V_COUNTER_FLOAT, V_GAUGE_FLOAT, V_GAUGE_INT, V_CONST };
+enum value_kind { V_COUNTER_INT, V_COUNTER_FLOAT, V_GAUGE_FLOAT, V_GAUGE_INT, V_CONST, V_BUCKET };
 
 struct metric_def {
     const char *name;
@@ -137,6 +141,11 @@ static const char *const namespaces[25] = {
     "tracing",       "storage",     "mesh",        "billing",       "reports",
     "notifications", "mobile-api",  "partner-api", "staging-tools", "sandbox",
 };
+/* -mix=promql: classic histogram buckets (cumulative share of observations per le). */
+static const char *const le_values[12] = {"0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+                                          "0.5",   "1",    "2.5",   "5",    "10",  "+Inf"};
+static const double le_share[12] = {0.02, 0.05, 0.1,  0.2,  0.35, 0.55,
+                                    0.7,  0.82, 0.9, 0.95, 0.98, 1.0};
 static const char *const envs[3] = {"prod", "staging", "dev"};
 static const char *const regions[4] = {"us-east-1", "us-west-2", "eu-west-1", "ap-south-1"};
 
@@ -167,6 +176,7 @@ struct opts {
     uint32_t conns;
     uint32_t interval_s;
     int walk_only;
+    int mix_promql;
     uint64_t seed;
     int64_t end_ms;
     uint32_t jitter_ms;
@@ -222,6 +232,8 @@ struct series_state {
     uint64_t rng;
     enum value_kind kind;
     int64_t t0; /* first timestamp (ms), offset included */
+    uint64_t hist; /* V_BUCKET: histogram id and bucket index */
+    uint32_t le;
 };
 
 struct enc_series {
@@ -246,6 +258,25 @@ static void series_init(const struct opts *o, uint64_t i, struct enc_series *es,
 {
     uint32_t m = (uint32_t)(i % 50);
     uint64_t t = i / 50;
+    int bucket = 0;
+    if (o->mix_promql) {
+        /* 24% http_requests_total (10 codes per target), 48% histogram buckets (12 le per
+         * histogram, one histogram per target), the rest the exporter mix below. */
+        uint64_t nhttp = o->series * 24 / 100;
+        uint64_t nbucket = o->series * 48 / 100 / 12 * 12;
+        if (i < nhttp) {
+            m = 0;
+            t = i;
+        } else if (i < nhttp + nbucket) {
+            bucket = 1;
+            t = (i - nhttp) / 12 * 10; /* target = histogram id */
+            st->hist = (i - nhttp) / 12;
+            st->le = (uint32_t)((i - nhttp) % 12);
+        } else {
+            m = (uint32_t)((i - nhttp - nbucket) % 49) + 1; /* not http_requests_total */
+            t = (i - nhttp - nbucket) / 49;
+        }
+    }
     uint32_t sub = (uint32_t)(t % 10);
     uint64_t target = t / 10;
     uint32_t job = (uint32_t)(target % 12);
@@ -258,10 +289,10 @@ static void series_init(const struct opts *o, uint64_t i, struct enc_series *es,
              9100u + (unsigned)(job * 10));
     snprintf(es->pod, sizeof es->pod, "%s-%05" PRIx64 "-%05" PRIx64, jobs[job], (h >> 8) & 0xfffff,
              (h >> 40) & 0xfffff);
-    const char *names[NLABELS] = {"__name__", dim_names[m % 5], "instance", "job",
+    const char *names[NLABELS] = {"__name__", bucket ? "le" : dim_names[m % 5], "instance", "job",
                                   "pod",      "namespace",      "env",      "region"};
-    const char *vals[NLABELS] = {metrics[m].name,
-                                 dim_values[m % 5][sub],
+    const char *vals[NLABELS] = {bucket ? "bench_latency_seconds_bucket" : metrics[m].name,
+                                 bucket ? le_values[st->le] : dim_values[m % 5][sub],
                                  es->inst,
                                  jobs[job],
                                  es->pod,
@@ -284,9 +315,16 @@ static void series_init(const struct opts *o, uint64_t i, struct enc_series *es,
     es->ts.samples = &es->smpp;
 
     st->rng = o->seed * 0x100000001B3ull + i * 0x9E3779B97F4A7C15ull + 1;
-    st->kind = o->walk_only ? V_GAUGE_FLOAT : metrics[m].kind;
+    st->kind = bucket ? V_BUCKET : o->walk_only ? V_GAUGE_FLOAT : metrics[m].kind;
     double u = rng_unit(&st->rng);
     switch (st->kind) {
+    case V_BUCKET: {
+        /* Same count and rate for every bucket of one histogram: seeded by the histogram. */
+        uint64_t hr = o->seed * 0x2545F4914F6CDD1Dull + st->hist + 7;
+        st->v = floor(floor(rng_unit(&hr) * 1e5) * le_share[st->le]);
+        st->step = floor(20 + rng_unit(&hr) * 400) * o->interval_s; /* observations/interval */
+        break;
+    }
     case V_COUNTER_INT:
         st->v = floor(u * 1e6);
         st->step = floor(1 + rng_unit(&st->rng) * 200) * o->interval_s; /* events/interval */
@@ -319,6 +357,13 @@ static void series_next(const struct opts *o, struct series_state *st, uint32_t 
 {
     double u = rng_unit(&st->rng);
     switch (st->kind) {
+    case V_BUCKET: {
+        /* One draw per histogram and round, so buckets stay cumulative (monotone in le). */
+        uint64_t hr = o->seed * 0x9E3779B97F4A7C15ull + st->hist * 1000003u + round;
+        double obs = floor(st->step * (0.5 + rng_unit(&hr)));
+        st->v += floor(obs * le_share[st->le]);
+        break;
+    }
     case V_COUNTER_INT:
         st->v += floor(st->step * (0.5 + u));
         break;
@@ -525,7 +570,7 @@ static void usage(void)
     fprintf(stderr, "usage: rwgen -url=URL [-series=N] [-samples=M] [-batch=B] [-conns=K]\n"
                     "             [-interval=SECONDS] [-values=mixed|walk] [-seed=S] [-end-ms=MS]\n"
                     "             [-jitter-ms=J] [-encode-threads=T] [-max-seconds=S]\n"
-                    "             [-timeout-ms=MS] [-retries=R] [-quiet]\n");
+                    "             [-timeout-ms=MS] [-retries=R] [-mix=exporters|promql] [-quiet]\n");
 }
 
 static int parse_u64(const char *name, const char *v, uint64_t min, uint64_t max, uint64_t *out)
@@ -588,6 +633,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 o->walk_only = 0;
             else {
                 fprintf(stderr, "rwgen: -values must be mixed or walk\n");
+                return -1;
+            }
+        } else if (strcmp(name, "mix") == 0) {
+            if (strcmp(v, "promql") == 0)
+                o->mix_promql = 1;
+            else if (strcmp(v, "exporters") == 0)
+                o->mix_promql = 0;
+            else {
+                fprintf(stderr, "rwgen: -mix must be exporters or promql\n");
                 return -1;
             }
         } else if (strcmp(name, "series") == 0) {
@@ -664,11 +718,6 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_REALTIME, &ts);
         o->end_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     }
-    if ((uint64_t)(o->samples - 1) * o->interval_s > 3300)
-        fprintf(stderr,
-                "rwgen: warning: samples span %us; Prometheus rejects samples more "
-                "than 1h older than its newest as out of bounds\n",
-                (o->samples - 1) * o->interval_s);
     b->nbatch = (o->series + o->batch - 1) / o->batch;
     uint64_t nreq = b->nbatch * o->samples;
     b->reqs = xcalloc(nreq, sizeof *b->reqs);

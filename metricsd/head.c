@@ -301,11 +301,12 @@ static int label_set_cmp(const struct obs_label *a, size_t na, const struct obs_
                          size_t nb)
 {
     size_t n = na < nb ? na : nb;
+    /* A tenant's series share interned strings: equal pointers are equal strings. */
     for (size_t i = 0; i < n; i++) {
-        int c = strcmp(a[i].name, b[i].name);
+        int c = a[i].name == b[i].name ? 0 : strcmp(a[i].name, b[i].name);
         if (c)
             return c;
-        c = strcmp(a[i].value, b[i].value);
+        c = a[i].value == b[i].value ? 0 : strcmp(a[i].value, b[i].value);
         if (c)
             return c;
     }
@@ -3030,9 +3031,11 @@ static int cmp_series_ptr(const void *a, const void *b)
     return label_set_cmp(x->labels, x->nlabels, y->labels, y->nlabels);
 }
 
-/* Matching series with samples in range, sorted by labels (array obs_malloc'd). */
+/* Matching series with samples in range (hist_only: with native-histogram samples at all),
+ * sorted by labels (array obs_malloc'd). */
 static int collect(struct mtd_head *h, const char *tenant, const struct obs_matcher *ms,
-                   size_t nms, int64_t mint, int64_t maxt, struct mseries ***out, size_t *n)
+                   size_t nms, int64_t mint, int64_t maxt, struct mseries ***out, size_t *n,
+                   int hist_only)
 {
     *out = NULL;
     *n = 0;
@@ -3060,7 +3063,7 @@ static int collect(struct mtd_head *h, const char *tenant, const struct obs_matc
         if (id >= t->nseries)
             continue;
         struct mseries *s = t->series[id];
-        if (!series_overlaps(s, mint, maxt))
+        if (hist_only ? (s->x == NULL || s->x->nhs == 0) : !series_overlaps(s, mint, maxt))
             continue;
         v[k++] = s;
     }
@@ -3080,7 +3083,7 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
     struct mseries **v;
     size_t n;
     int64_t mint = o ? o->mint : INT64_MIN, maxt = o ? o->maxt : INT64_MAX;
-    int rc = collect(h, tenant, ms, nms, mint, maxt, &v, &n);
+    int rc = collect(h, tenant, ms, nms, mint, maxt, &v, &n, 0);
     if (rc != 0)
         return obs_err_set(err, rc, "out of memory");
     if (o && o->max_series && n > o->max_series) {
@@ -3090,6 +3093,8 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
     }
     size_t total = 0, kept = 0;
     int with_samples = !(o && o->no_samples);
+    struct mtd_sample *scratch = NULL;
+    size_t scratch_cap = 0;
     struct mtd_series_set *set = obs_calloc(1, sizeof *set);
     struct obs_arena *ar = obs_arena_new(64 * 1024);
     if (set == NULL || ar == NULL)
@@ -3098,20 +3103,33 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
     set->series = obs_arena_calloc(ar, (n ? n : 1) * sizeof *set->series);
     if (set->series == NULL)
         goto oom;
+    /* Whole chunks are decoded (bound samples) but usually only part of them is in range:
+     * decode into one reused scratch buffer and keep exactly what is in range, so the set
+     * stays dense (fewer fresh pages to fault in). */
     for (size_t i = 0; i < n; i++) {
         const struct mseries *s = v[i];
         struct mtd_series *d = &set->series[kept];
         if (with_samples) {
             size_t bound = series_bound(s, mint, maxt);
-            struct mtd_sample *sm = obs_arena_alloc(ar, (bound ? bound : 1) * sizeof *sm);
-            if (sm == NULL)
-                goto oom;
-            size_t cnt = series_decode(s, mint, maxt, sm);
+            if (bound > scratch_cap) {
+                size_t nc = bound < 256 ? 256 : bound * 2;
+                struct mtd_sample *ns = obs_realloc(scratch, nc * sizeof *ns);
+                if (ns == NULL)
+                    goto oom;
+                scratch = ns;
+                scratch_cap = nc;
+            }
+            size_t cnt = bound ? series_decode(s, mint, maxt, scratch) : 0;
             if (cnt == 0)
                 continue; /* overlapped the range but had no sample inside it */
+            struct mtd_sample *sm = obs_arena_alloc(ar, cnt * sizeof *sm);
+            if (sm == NULL)
+                goto oom;
+            memcpy(sm, scratch, cnt * sizeof *sm);
             total += cnt;
             if (o && o->max_samples && total > o->max_samples) {
                 obs_free(v);
+                obs_free(scratch);
                 mtd_series_set_free(set);
                 return obs_err_set(err, OBS_ELIMIT, "query processing would load too many "
                                    "samples into memory in query execution");
@@ -3119,14 +3137,29 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
             d->samples = sm;
             d->nsamples = cnt;
         }
-        struct obs_label *l = obs_arena_alloc(ar, (s->nlabels ? s->nlabels : 1) * sizeof *l);
+        /* the label array and its strings in one block */
+        size_t ls[2 * 64], bytes = (s->nlabels ? s->nlabels : 1) * sizeof(struct obs_label);
+        for (size_t k = 0; k < s->nlabels; k++) {
+            size_t a = strlen(s->labels[k].name) + 1, b = strlen(s->labels[k].value) + 1;
+            if (k < 64) {
+                ls[2 * k] = a;
+                ls[2 * k + 1] = b;
+            }
+            bytes += a + b;
+        }
+        struct obs_label *l = obs_arena_alloc(ar, bytes);
         if (l == NULL)
             goto oom;
+        char *sp = (char *)(l + (s->nlabels ? s->nlabels : 1));
         for (size_t k = 0; k < s->nlabels; k++) {
-            l[k].name = obs_arena_strdup(ar, s->labels[k].name);
-            l[k].value = obs_arena_strdup(ar, s->labels[k].value);
-            if (l[k].name == NULL || l[k].value == NULL)
-                goto oom;
+            size_t a = k < 64 ? ls[2 * k] : strlen(s->labels[k].name) + 1;
+            size_t b = k < 64 ? ls[2 * k + 1] : strlen(s->labels[k].value) + 1;
+            memcpy(sp, s->labels[k].name, a);
+            l[k].name = sp;
+            sp += a;
+            memcpy(sp, s->labels[k].value, b);
+            l[k].value = sp;
+            sp += b;
         }
         d->labels = l;
         d->nlabels = s->nlabels;
@@ -3137,10 +3170,12 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
     set->nseries = n;
     set->nsamples_total = with_samples ? total : 0;
     obs_free(v);
+    obs_free(scratch);
     *out = set;
     return 0;
 oom:
     obs_free(v);
+    obs_free(scratch);
     if (set) {
         set->arena = ar;
         mtd_series_set_free(set);
@@ -3459,7 +3494,7 @@ static int head_hist_select(struct mtd_storage *st, const char *tenant,
     size_t nv;
     *out = NULL;
     *n = 0;
-    int rc = collect(h, tenant, ms, nms, mint, maxt, &v, &nv);
+    int rc = collect(h, tenant, ms, nms, mint, maxt, &v, &nv, 1);
     if (rc != 0)
         return obs_err_set(err, rc, "out of memory");
     struct mtd_ql_hseries *res = obs_arena_calloc(ar, (nv ? nv : 1) * sizeof *res);

@@ -382,12 +382,14 @@ static int m_labels(struct merge_storage *m, const char *tenant, const char *nam
         if (c.n > 1 && nv > 4096) /* keep the array small on label-heavy blocks */
             strings_finish(v, &nv);
     }
+    size_t from_blocks = c.n;
     coll_free(&c);
     if (rc != 0) {
         mtd_strings_free(v, nv);
         return rc;
     }
-    strings_finish(v, &nv);
+    if (from_blocks) /* the head's answer alone is sorted and unique already */
+        strings_finish(v, &nv);
     if (v == NULL && (v = obs_calloc(1, sizeof *v)) == NULL)
         return obs_err_set(err, OBS_ENOMEM, "out of memory");
     *out = v;

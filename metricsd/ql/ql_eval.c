@@ -30,12 +30,17 @@ struct ql_sseries {
     struct ql_labels l;
     const struct mtd_ql_point *p; /* float and histogram samples merged by t */
     size_t n;
+    int nostale;                  /* no stale marker among p: ranges may point into p */
+    int nohist;                   /* no histogram among p */
+    const struct mtd_sample *raw; /* float-only series: storage's samples; p is made from
+                                   * them on the first load_sel after the preload */
 };
 
 struct ql_sel_data {
     int loaded;
     int64_t mint, maxt;
     int want;               /* selector is evaluated at all */
+    int mat;                /* every series has p (see ql_sseries.raw) */
     struct ql_sseries *s;
     size_t ns;
 };
@@ -137,6 +142,52 @@ static void widen(struct ql_query *q, const struct ql_node *v, int64_t lo, int64
     }
 }
 
+/* info(): the instant its info series are looked up at when the call is evaluated at t --
+ * the time the first selector under n reads (its @ and offset, and those of enclosing
+ * subqueries, whose last step is used). *found tells whether n holds a selector. */
+static int64_t info_ref(struct ql_query *q, const struct ql_node *n, int64_t t, int *found)
+{
+    if (!n)
+        return t;
+    switch (n->kind) {
+    case QN_VSEL:
+        *found = 1;
+        return ql_sel_time(q, n, t);
+    case QN_MSEL:
+        *found = 1;
+        return ql_sel_time(q, n->lhs, t);
+    case QN_SUBQ: {
+        int64_t b = ql_sel_time(q, n, t);
+        int64_t step = n->step > 0 ? n->step : q->default_step;
+        if (step > 0)
+            b -= ((b % step) + step) % step;
+        return info_ref(q, n->lhs, b, found);
+    }
+    case QN_CALL:
+        for (size_t i = 0; i < n->nargs; i++) {
+            int64_t r = info_ref(q, n->args[i], t, found);
+            if (*found)
+                return r;
+        }
+        return t;
+    default: {
+        const struct ql_node *kids[3] = {n->lhs, n->rhs, n->param};
+        for (int i = 0; i < 3; i++) {
+            int64_t r = info_ref(q, kids[i], t, found);
+            if (*found)
+                return r;
+        }
+        return t;
+    }
+    }
+}
+
+int64_t ql_info_ref_time(struct ql_query *q, const struct ql_node *n, int64_t t)
+{
+    int found = 0;
+    return info_ref(q, n, t, &found);
+}
+
 /* Evaluation instants of node n span [s, e]: record the sample window each selector needs. */
 static void selector_windows(struct ql_query *q, struct ql_node *n, int64_t s, int64_t e)
 {
@@ -146,14 +197,15 @@ static void selector_windows(struct ql_query *q, struct ql_node *n, int64_t s, i
     case QN_VSEL: {
         int64_t lo = n->at_kind ? ql_sel_time(q, n, s) : s - n->offset;
         int64_t hi = n->at_kind ? lo : e - n->offset;
-        widen(q, n, lo - q->lookback, hi);
+        widen(q, n, lo - q->lookback, n->smoothed ? hi + q->lookback : hi);
         return;
     }
     case QN_MSEL: {
         struct ql_node *v = n->lhs;
         int64_t lo = v->at_kind ? ql_sel_time(q, v, s) : s - v->offset;
         int64_t hi = v->at_kind ? lo : e - v->offset;
-        widen(q, v, lo - n->range, hi);
+        int ext = v->anchored || v->smoothed;
+        widen(q, v, lo - n->range - (ext ? q->lookback : 0), v->smoothed ? hi + q->lookback : hi);
         return;
     }
     case QN_SUBQ: {
@@ -165,6 +217,10 @@ static void selector_windows(struct ql_query *q, struct ql_node *n, int64_t s, i
     case QN_CALL:
         for (size_t i = 0; i < n->nargs; i++)
             selector_windows(q, n->args[i], s, e);
+        if (n->nargs == 2 && n->args[1]->info_sel) { /* info series at the reference times */
+            int64_t a = ql_info_ref_time(q, n->args[0], s), b = ql_info_ref_time(q, n->args[0], e);
+            widen(q, n->args[1], (a < b ? a : b) - q->lookback, a < b ? b : a);
+        }
         return;
     default:
         selector_windows(q, n->lhs, s, e);
@@ -172,6 +228,31 @@ static void selector_windows(struct ql_query *q, struct ql_node *n, int64_t s, i
         selector_windows(q, n->param, s, e);
         return;
     }
+}
+
+static int pt_stale(const struct mtd_ql_point *p);
+static void lid_assign(struct ql_query *q, struct ql_labels *l);
+
+/* Convert the points in[0..n) of a float-only series (p[n] zeroed as well). */
+static void raw_to_points(const struct mtd_sample *in, size_t n, struct mtd_ql_point *p)
+{
+    for (size_t k = 0; k < n; k++) {
+        p[k].t = in[k].t;
+        p[k].v = in[k].v;
+        p[k].h = NULL;
+    }
+    memset(&p[n], 0, sizeof(*p));
+}
+
+/* The points of s, converted from the storage's samples on first use (query arena). */
+static const struct mtd_ql_point *sel_points(struct ql_query *q, struct ql_sseries *s)
+{
+    if (!s->p) {
+        struct mtd_ql_point *p = ql_alloc_raw(&q->qa, (s->n + 1) * sizeof(*p));
+        raw_to_points(s->raw, s->n, p);
+        s->p = p;
+    }
+    return s->p;
 }
 
 static void set_free_cb(void *arg)
@@ -187,7 +268,9 @@ static int sseries_cmp(const void *x, const void *y)
     return ql_lcmp(a->l, b->l);
 }
 
-static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
+/* Select v's series from storage once (the preload); float-only series keep the storage's
+ * samples (raw) until load_sel converts them. */
+static struct ql_sel_data *load_sel_data(struct ql_query *q, struct ql_node *v)
 {
     struct ql_sel_data *d = &q->sel[v->sel_id];
     if (d->loaded)
@@ -235,12 +318,8 @@ static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
         struct ql_sseries *o2 = &d->s[d->ns];
         o2->l.v = ss->labels;
         o2->l.n = (uint32_t)ss->nlabels;
-        struct mtd_ql_point *p = ql_alloc(&q->qa, (ss->nsamples + 1) * sizeof(*p));
-        for (size_t k = 0; k < ss->nsamples; k++) {
-            p[k].t = ss->samples[k].t;
-            p[k].v = ss->samples[k].v;
-        }
-        o2->p = p;
+        o2->raw = ss->samples; /* converted to points only where needed */
+        o2->p = NULL;
         o2->n = ss->nsamples;
         total += ss->nsamples;
         if (nhs) {
@@ -267,7 +346,7 @@ static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
         size_t nold = 0;
         if (idx >= 0) {
             dst = &d->s[idx];
-            old = dst->p;
+            old = sel_points(q, dst);
             nold = dst->n;
         } else {
             dst = &d->s[d->ns++];
@@ -296,13 +375,42 @@ static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
         while (a2 < nold)
             p[o3++] = old[a2++];
         dst->p = p;
+        dst->raw = NULL;
         dst->n = o3;
         total += cnt;
     }
     if (resort)
         qsort(d->s, d->ns, sizeof(*d->s), sseries_cmp);
+    for (size_t i = 0; i < d->ns; i++) {
+        struct ql_sseries *x = &d->s[i];
+        x->nostale = 1;
+        x->nohist = 1;
+        for (size_t k = 0; x->p && k < x->n; k++) {
+            if (x->p[k].h)
+                x->nohist = 0;
+            else if (pt_stale(&x->p[k]))
+                x->nostale = 0;
+        }
+        for (size_t k = 0; !x->p && k < x->n; k++)
+            if (mtd_value_is_stale(x->raw[k].v)) {
+                x->nostale = 0;
+                break;
+            }
+        lid_assign(q, &x->l);
+    }
     d->loaded = 1;
     count_samples(q, total);
+    return d;
+}
+
+/* v's series with points, for evaluation (calls computed series by series read the raw
+ * samples directly instead: pre_compute). */
+static struct ql_sel_data *load_sel(struct ql_query *q, struct ql_node *v)
+{
+    struct ql_sel_data *d = load_sel_data(q, v);
+    for (size_t i = 0; !d->mat && i < d->ns; i++)
+        sel_points(q, &d->s[i]);
+    d->mat = 1;
     return d;
 }
 
@@ -327,8 +435,12 @@ static int pt_stale(const struct mtd_ql_point *p)
     return !p->h && mtd_value_is_stale(p->v);
 }
 
+static struct ql_val eval_vsel_smoothed(struct ql_query *q, struct ql_node *n, int64_t t);
+
 static struct ql_val eval_vsel(struct ql_query *q, struct ql_node *n, int64_t t)
 {
+    if (n->smoothed)
+        return eval_vsel_smoothed(q, n, t);
     struct ql_sel_data *d = load_sel(q, n);
     int64_t ts = ql_sel_time(q, n, t);
     struct ql_val r = {.type = MTD_QL_VECTOR};
@@ -347,8 +459,12 @@ static struct ql_val eval_vsel(struct ql_query *q, struct ql_node *n, int64_t t)
     return r;
 }
 
+static struct ql_val eval_msel_ext(struct ql_query *q, struct ql_node *m, int64_t t);
+
 static struct ql_val eval_msel(struct ql_query *q, struct ql_node *m, int64_t t)
 {
+    if (m->lhs->anchored || m->lhs->smoothed)
+        return eval_msel_ext(q, m, t);
     struct ql_node *n = m->lhs;
     struct ql_sel_data *d = load_sel(q, n);
     int64_t ts = ql_sel_time(q, n, t);
@@ -365,6 +481,13 @@ static struct ql_val eval_msel(struct ql_query *q, struct ql_node *m, int64_t t)
             continue;
         struct ql_series *o = &r.mat.s[r.mat.n];
         o->l = s->l;
+        o->nohist = s->nohist;
+        if (s->nostale) { /* read-only view into the selected samples */
+            o->p = (struct mtd_ql_point *)&s->p[lo];
+            o->n = (size_t)(hi - lo + 1);
+            r.mat.n++;
+            continue;
+        }
         o->p = ql_alloc(&q->sa, (size_t)(hi - lo + 1) * sizeof(struct mtd_ql_point));
         for (long k = lo; k <= hi; k++) {
             if (pt_stale(&s->p[k]))
@@ -377,6 +500,475 @@ static struct ql_val eval_msel(struct ql_query *q, struct ql_node *m, int64_t t)
     return r;
 }
 
+/* ---------------------------------------------------------------- anchored / smoothed */
+/* Prometheus 3's extended range selectors (experimental). x[r] anchored reads the range
+ * (t-r, t] plus the last sample at or before t-r (within the lookback delta) and gives the
+ * series synthetic points at both ends: at t-r that earlier sample (else the first one in
+ * range), at t the last one. x[r] smoothed does the same with values linearly interpolated
+ * at both ends, using the first sample after t (within the lookback delta) too (floats only).
+ * Under rate/increase/delta (bit 2 of the flag) the widened window is passed on raw and the
+ * function does the boundary work (ql_funcs.c). x smoothed interpolates an instant vector. */
+static double ext_interp(const struct mtd_ql_point *a, const struct mtd_ql_point *b, int64_t t,
+                         int counter)
+{
+    double y1 = a->v, y2 = b->v;
+    if (counter && y2 < y1)
+        y1 = 0;
+    return y1 + (y2 - y1) * (double)(t - a->t) / (double)(b->t - a->t);
+}
+
+/* Extended points of one series (floats f[0..n), no stale markers) for the range (rs, re]:
+ * returns the count written to out (0 when nothing is left), which holds n + 2 points. */
+static size_t ext_points(const struct mtd_ql_point *f, size_t n, int64_t rs, int64_t re,
+                         int smoothed, int counter, struct mtd_ql_point *out)
+{
+    if (n == 0)
+        return 0;
+    size_t last = n - 1, first = 0;
+    while (first < last && f[first].t <= rs) /* first index with t > rs among [0, last) */
+        first++;
+    first = first > 0 ? first - 1 : 0;
+    if (smoothed) {
+        size_t k = 0;
+        while (k < n - 1 && f[k].t < re)
+            k++;
+        last = k;
+    }
+    if (f[last].t <= rs || (smoothed && f[first].t > re)) /* no data in or before range */
+        return 0;
+    struct mtd_ql_point left = f[first], right = f[last]; /* anchored: the samples */
+    if (smoothed && f[first].t < rs && first + 1 < n)
+        left.v = ext_interp(&f[first], &f[first + 1], rs, counter);
+    if (smoothed && last > 0 && f[last].t > re)
+        right.v = ext_interp(&f[last - 1], &f[last], re, counter);
+    size_t a = first, b = last;
+    if (f[a].t <= rs)
+        a++;
+    size_t k = 0;
+    left.t = rs;
+    out[k++] = left;
+    int drop_last = f[b].t >= re;
+    for (size_t i = a; i <= b && i < n; i++) {
+        if (i == b && drop_last)
+            break;
+        out[k++] = f[i];
+    }
+    right.t = re;
+    out[k++] = right;
+    return k;
+}
+
+static struct ql_val eval_msel_ext(struct ql_query *q, struct ql_node *m, int64_t t)
+{
+    struct ql_node *n = m->lhs;
+    struct ql_sel_data *d = load_sel(q, n);
+    int64_t re = ql_sel_time(q, n, t), rs = re - m->range;
+    int64_t lo = rs - q->lookback, hi = n->smoothed ? re + q->lookback : re;
+    int raw = (n->anchored | n->smoothed) & 2;
+    struct ql_val r = {.type = MTD_QL_MATRIX};
+    r.mat.range_end = re;
+    r.mat.range_start = rs;
+    r.mat.range = m->range;
+    r.mat.s = ql_alloc(&q->sa, (d->ns + 1) * sizeof(struct ql_series));
+    for (size_t i = 0; i < d->ns; i++) {
+        const struct ql_sseries *s = &d->s[i];
+        long b = last_le(s->p, s->n, hi);
+        long a = last_le(s->p, s->n, lo) + 1;
+        if (b < a)
+            continue;
+        struct mtd_ql_point *f = ql_alloc(&q->sa, (size_t)(b - a + 1) * sizeof(*f));
+        size_t nf = 0;
+        int hist = 0;
+        for (long k = a; k <= b; k++) {
+            if (pt_stale(&s->p[k]))
+                continue;
+            hist |= s->p[k].h != NULL;
+            f[nf++] = s->p[k];
+        }
+        if (nf == 0 || (hist && n->smoothed && !raw))
+            continue;
+        struct ql_series *o = &r.mat.s[r.mat.n];
+        if (raw) {
+            o->p = f;
+            o->n = nf;
+        } else {
+            o->p = ql_alloc(&q->sa, (nf + 2) * sizeof(struct mtd_ql_point));
+            o->n = ext_points(f, nf, rs, re, n->smoothed, 0, o->p);
+        }
+        if (o->n == 0)
+            continue;
+        o->l = s->l;
+        o->nohist = !hist;
+        r.mat.n++;
+    }
+    return r;
+}
+
+static struct ql_val eval_vsel_smoothed(struct ql_query *q, struct ql_node *n, int64_t t)
+{
+    struct ql_sel_data *d = load_sel(q, n);
+    int64_t ts = ql_sel_time(q, n, t);
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    r.vec.s = ql_alloc(&q->sa, (d->ns + 1) * sizeof(struct ql_sample));
+    for (size_t i = 0; i < d->ns; i++) {
+        const struct ql_sseries *s = &d->s[i];
+        long k = last_le(s->p, s->n, ts);
+        if (k < 0 || s->p[k].t <= ts - q->lookback || pt_stale(&s->p[k]))
+            continue;
+        const struct mtd_ql_point *pv = &s->p[k];
+        double v = pv->v;
+        const struct mtd_ql_hist *h = pv->h;
+        const struct mtd_ql_point *nx = (size_t)(k + 1) < s->n ? &s->p[k + 1] : NULL;
+        if (pv->t < ts && nx && nx->t <= ts + q->lookback && !pt_stale(nx)) {
+            const char *nm = ql_lget(s->l, "__name__");
+            if (!pv->h != !nx->h) {
+                ql_warn(q, n->pos, "PromQL warning: encountered a mix of histograms and floats "
+                                   "for metric name \"%s\"", nm ? nm : "");
+                continue;
+            }
+            if (h) {
+                h = ql_ext_hinterp(&q->sa, pv->h, pv->t, nx->h, nx->t, ts,
+                                   nx->h->crh != MTD_QL_CRH_GAUGE);
+                if (!h) {
+                    ql_warn(q, n->pos, "PromQL warning: vector contains a mix of histograms "
+                                       "with exponential and custom buckets schemas for metric "
+                                       "name \"%s\"", nm ? nm : "");
+                    continue;
+                }
+            } else {
+                v = ext_interp(pv, nx, ts, 0);
+            }
+        }
+        struct ql_sample *o = &r.vec.s[r.vec.n++];
+        o->l = s->l;
+        o->t = ts;
+        o->v = v;
+        o->h = h;
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------- series-at-a-time */
+/* A range query evaluates the tree step by step; for a range-vector function applied to a
+ * matrix selector (rate(x[5m]), max_over_time(x[1h])...) that would visit every series once
+ * per step, jumping between series' samples. Instead such calls are computed before the
+ * steps, one series at a time across all steps with two cursors sliding over its samples
+ * (what Prometheus' engine does for them too), and each step reads its vector from the
+ * table. Only calls evaluated at the query's own steps qualify (not inside subqueries),
+ * with literal scalar arguments, over float-only series. */
+struct ql_pre {
+    const struct ql_node *n;
+    const struct ql_sel_data *d;
+    size_t nsteps;
+    double *v;   /* [step * ns + series] */
+    uint8_t *has;
+    int drop;    /* output drop flag (the function removes __name__) */
+};
+
+static int pre_eligible(struct ql_query *q, struct ql_node *n, ql_over_fn *f, int *keep,
+                        int *mi)
+{
+    if (n->kind != QN_CALL || !ql_over_info(n->fn, f, keep) || n->nargs > 8)
+        return 0;
+    int m = -1;
+    for (size_t i = 0; i < n->nargs; i++) {
+        struct ql_node *a = n->args[i];
+        if (a->kind == QN_MSEL && m < 0 && a->lhs->kind == QN_VSEL && !a->lhs->anchored &&
+            !a->lhs->smoothed)
+            m = (int)i;
+        else if (a->kind != QN_NUM)
+            return 0;
+    }
+    if (m < 0)
+        return 0;
+    struct ql_sel_data *d = &q->sel[n->args[m]->lhs->sel_id];
+    if (!d->loaded)
+        return 0;
+    for (size_t i = 0; i < d->ns; i++)
+        if (!d->s[i].nohist)
+            return 0;
+    *mi = m;
+    return 1;
+}
+
+static void pre_compute(struct ql_query *q, struct ql_node *n, ql_over_fn f, int keep, int mi,
+                        int64_t start, int64_t end, int64_t step)
+{
+    struct ql_node *msel = n->args[mi];
+    struct ql_node *vsel = msel->lhs;
+    const struct ql_sel_data *d = &q->sel[vsel->sel_id];
+    size_t nsteps = (size_t)((end - start) / step) + 1;
+    size_t ns = d->ns;
+    struct ql_pre *p;
+    q->pre = ql_grow(&q->qa, q->pre, q->npre * sizeof(*q->pre), (q->npre + 1) * sizeof(*q->pre));
+    p = &q->pre[q->npre];
+    p->n = n;
+    p->d = d;
+    p->nsteps = nsteps;
+    p->drop = !keep;
+    p->v = ql_alloc_raw(&q->qa, nsteps * ns * sizeof(double) + 1); /* read where has[] */
+    p->has = ql_alloc(&q->qa, nsteps * ns + 1);
+    struct ql_val args[8];
+    memset(args, 0, sizeof(args));
+    for (size_t i = 0; i < n->nargs; i++)
+        if ((int)i != mi)
+            args[i] = ql_eval(q, n->args[i], start);
+    args[mi].type = MTD_QL_MATRIX;
+    struct mtd_ql_point *buf = NULL;
+    size_t bufcap = 0;
+    uint32_t *nres = NULL; /* prefix counts of counter resets of the series */
+    size_t nres_cap = 0;
+    struct mtd_ql_point *conv = NULL; /* a float-only series' points, converted here */
+    size_t conv_cap = 0;
+    for (size_t i = 0; i < ns; i++) {
+        ql_check_deadline(q);
+        struct ql_sseries sc = d->s[i];
+        const struct ql_sseries *s = &sc;
+        if (!sc.p) {
+            if (sc.n + 1 > conv_cap) {
+                conv_cap = (sc.n + 1) * 2;
+                conv = ql_alloc_raw(&q->qa, conv_cap * sizeof(*conv));
+            }
+            raw_to_points(sc.raw, sc.n, conv);
+            sc.p = conv;
+        }
+        struct ql_mark mk = ql_arena_mark(&q->sa);
+        long lo = 0, hi = -1;
+        int info_done = 0;
+        if (s->nostale) {
+            if (s->n + 1 > nres_cap) {
+                nres_cap = (s->n + 1) * 2;
+                nres = ql_alloc(&q->qa, nres_cap * sizeof(*nres));
+            }
+            nres[0] = 0;
+            for (size_t j = 1; j < s->n; j++)
+                nres[j] = nres[j - 1] + (s->p[j].v < s->p[j - 1].v);
+        }
+        for (size_t k = 0; k < nsteps; k++) {
+            int64_t t = start + (int64_t)k * step;
+            int64_t ts = ql_sel_time(q, vsel, t);
+            int64_t from = ts - msel->range;
+            if (k == 0 || ts < ql_sel_time(q, vsel, t - step)) { /* not monotonic: search */
+                hi = last_le(s->p, s->n, ts);
+                lo = last_le(s->p, s->n, from) + 1;
+            } else {
+                while (hi + 1 < (long)s->n && s->p[hi + 1].t <= ts)
+                    hi++;
+                while (lo < (long)s->n && s->p[lo].t <= from)
+                    lo++;
+            }
+            if (hi < lo)
+                continue;
+            struct ql_series w = {0};
+            w.l = s->l;
+            w.nohist = 1;
+            w.info_done = info_done;
+            if (s->nostale) {
+                w.p = (struct mtd_ql_point *)&s->p[lo];
+                w.n = (size_t)(hi - lo + 1);
+                w.noreset = nres[hi] == nres[lo];
+            } else {
+                if ((size_t)(hi - lo + 1) > bufcap) {
+                    bufcap = (size_t)(hi - lo + 1) * 2;
+                    buf = ql_alloc(&q->qa, bufcap * sizeof(*buf));
+                }
+                for (long j = lo; j <= hi; j++)
+                    if (!pt_stale(&s->p[j]))
+                        buf[w.n++] = s->p[j];
+                w.p = buf;
+                if (w.n == 0)
+                    continue;
+            }
+            struct ql_mat *m = &args[mi].mat;
+            m->s = &w;
+            m->n = 1;
+            m->range_start = from;
+            m->range_end = ts;
+            m->range = msel->range;
+            double v = 0;
+            q->hout = NULL;
+            if (f(q, n, args, &w, m, t, &v) && !q->hout) {
+                p->v[k * ns + i] = v;
+                p->has[k * ns + i] = 1;
+            }
+            info_done = 1; /* annotations about the series itself are in after one call */
+        }
+        ql_arena_release(&q->sa, mk);
+    }
+    q->npre++;
+}
+
+/* Walk the tree of a range query and precompute the qualifying calls (not below a
+ * subquery: those are evaluated at the subquery's steps). */
+static void pre_walk(struct ql_query *q, struct ql_node *n, int64_t start, int64_t end,
+                     int64_t step)
+{
+    if (!n || n->kind == QN_SUBQ)
+        return;
+    ql_over_fn f;
+    int keep, mi;
+    if (pre_eligible(q, n, &f, &keep, &mi)) {
+        pre_compute(q, n, f, keep, mi, start, end, step);
+        return;
+    }
+    if (n->kind == QN_CALL) {
+        for (size_t i = 0; i < n->nargs; i++)
+            pre_walk(q, n->args[i], start, end, step);
+        return;
+    }
+    pre_walk(q, n->lhs, start, end, step);
+    pre_walk(q, n->rhs, start, end, step);
+    pre_walk(q, n->param, start, end, step);
+}
+
+/* The precomputed vector of call n at step time t, or 0 when n is not precomputed or t is
+ * not one of the query's steps. */
+static int pre_lookup(struct ql_query *q, const struct ql_node *n, int64_t t, struct ql_val *out)
+{
+    for (size_t j = 0; j < q->npre; j++) {
+        const struct ql_pre *p = &q->pre[j];
+        if (p->n != n)
+            continue;
+        if (q->interval <= 0 || t < q->start || (t - q->start) % q->interval)
+            return 0;
+        size_t k = (size_t)((t - q->start) / q->interval);
+        if (k >= p->nsteps)
+            return 0;
+        size_t ns = p->d->ns;
+        struct ql_val r = {.type = MTD_QL_VECTOR};
+        r.vec.s = ql_alloc(&q->sa, (ns + 1) * sizeof(struct ql_sample));
+        const double *v = &p->v[k * ns];
+        const uint8_t *h = &p->has[k * ns];
+        for (size_t i = 0; i < ns; i++) {
+            if (!h[i])
+                continue;
+            struct ql_sample *o = &r.vec.s[r.vec.n++];
+            o->l = p->d->s[i].l;
+            o->t = t;
+            o->v = v[i];
+            o->drop = p->drop;
+        }
+        *out = r;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- label-set ids */
+/* Range queries evaluate the tree once per step; without ids every step would rebuild and
+ * hash the label strings of every sample (grouping, name dropping, stitching). Label sets
+ * that live as long as the query get an id (struct ql_labels.id) and the per-step work
+ * becomes array lookups by id. */
+
+/* Make room for id in an id-indexed array of elem-sized entries (zero-filled, qa). */
+static void *lid_grow(struct ql_query *q, void *arr, size_t *cap, size_t elem, uint32_t id)
+{
+    if (id < *cap)
+        return arr;
+    size_t nc = *cap ? *cap : 64;
+    while (nc <= id)
+        nc *= 2;
+    arr = ql_grow(&q->qa, arr, *cap * elem, nc * elem);
+    *cap = nc;
+    return arr;
+}
+
+/* Give l (which lives as long as the query) a fresh id. Not canonical: two selectors may
+ * give the same series two ids. */
+static void lid_assign(struct ql_query *q, struct ql_labels *l)
+{
+    uint32_t id = ++q->nlid;
+    q->lids = lid_grow(q, q->lids, &q->lids_cap, sizeof(*q->lids), id);
+    l->id = id;
+    q->lids[id] = *l;
+}
+
+/* Canonical id of l's label set: looked up by content, else l is copied into the query
+ * arena (the array always; the strings unless strings_stable) and registered. Sets l->id
+ * and repoints l at the registered copy. */
+static void ql_intern(struct ql_query *q, struct ql_labels *l, int strings_stable)
+{
+    if (q->imap.cap == 0)
+        ql_map_init(&q->imap, &q->qa, 256);
+    size_t kl;
+    struct ql_mark mk = ql_arena_mark(&q->sa);
+    const char *k = label_key(&q->sa, *l, 0, &kl);
+    int id = ql_map_get(&q->imap, k, (size_t)kl);
+    if (id > 0) {
+        ql_arena_release(&q->sa, mk);
+        *l = q->lids[id];
+        return;
+    }
+    struct obs_label *v = ql_alloc(&q->qa, (l->n ? l->n : 1) * sizeof(*v));
+    for (uint32_t i = 0; i < l->n; i++) {
+        v[i].name = strings_stable ? l->v[i].name : ql_strdup(&q->qa, l->v[i].name);
+        v[i].value = strings_stable ? l->v[i].value : ql_strdup(&q->qa, l->v[i].value);
+    }
+    struct ql_labels c = {v, l->n, 0};
+    lid_assign(q, &c);
+    ql_map_put(&q->imap, ql_strndup(&q->qa, k, kl), kl, (int)c.id);
+    ql_arena_release(&q->sa, mk);
+    *l = c;
+}
+
+/* Interned id of the set with __name__ removed (cached per id). */
+static struct ql_labels lid_drop_name(struct ql_query *q, struct ql_labels l)
+{
+    q->drop_of = lid_grow(q, q->drop_of, &q->drop_cap, sizeof(*q->drop_of), l.id);
+    uint32_t d = q->drop_of[l.id];
+    if (d)
+        return q->lids[d];
+    struct ql_labels r = ql_ldel(&q->sa, l, "__name__");
+    if (r.v == l.v && r.n == l.n) { /* no name: the set itself, made canonical */
+        r.id = 0;
+    }
+    ql_intern(q, &r, 1);
+    q->drop_of = lid_grow(q, q->drop_of, &q->drop_cap, sizeof(*q->drop_of), r.id);
+    q->drop_of[l.id] = r.id;
+    return r;
+}
+
+/* Per-step duplicate detection over canonical ids: returns 1 when id was already seen in
+ * the current generation (start one with lid_seen_reset). */
+static void lid_seen_reset(struct ql_query *q)
+{
+    q->seen_gen++;
+}
+
+static int lid_seen(struct ql_query *q, uint32_t id)
+{
+    q->seen = lid_grow(q, q->seen, &q->seen_cap, sizeof(*q->seen), id);
+    if (q->seen[id] == q->seen_gen)
+        return 1;
+    q->seen[id] = q->seen_gen;
+    return 0;
+}
+
+/* Aggregation grouping cache of one QN_AGG node: input id -> canonical group id, and the
+ * per-evaluation slot of each group id. */
+struct ql_agg_cache {
+    const struct ql_node *n;
+    uint32_t *gid_of; /* [input id] -> group id (0: not yet) */
+    size_t gid_cap;
+    uint32_t *slot;   /* [group id] -> index into this evaluation's groups */
+    uint32_t *gen;    /* [group id] -> evaluation generation that set slot */
+    size_t slot_cap, gen_cap;
+    uint32_t cur;
+};
+
+static struct ql_agg_cache *agg_cache(struct ql_query *q, const struct ql_node *n)
+{
+    for (size_t i = 0; i < q->naggc; i++)
+        if (q->aggc[i].n == n)
+            return &q->aggc[i];
+    size_t cap = q->naggc;
+    q->aggc = ql_grow(&q->qa, q->aggc, cap * sizeof(*q->aggc), (cap + 1) * sizeof(*q->aggc));
+    struct ql_agg_cache *c = &q->aggc[q->naggc++];
+    memset(c, 0, sizeof(*c));
+    c->n = n;
+    return c;
+}
+
 /* ---------------------------------------------------------------- stitching */
 /* Collects per-step vectors into series keyed by label set (+ drop flag). */
 struct stitch {
@@ -384,6 +976,8 @@ struct stitch {
     struct ql_map map;
     struct ql_series *s;
     size_t n, cap;
+    uint32_t *idx_of; /* [id * 2 + drop] -> series index + 1 (0: not yet) */
+    size_t idx_cap;
 };
 
 static void stitch_init(struct stitch *st, struct ql_arena *a)
@@ -431,12 +1025,40 @@ static void stitch_add(struct ql_query *q, struct stitch *st, struct ql_vec v, i
                        int copy)
 {
     for (size_t i = 0; i < v.n; i++) {
+        uint32_t id = v.s[i].l.id;
+        uint32_t slot = id * 2 + (v.s[i].drop != 0);
+        if (id && st->a == &q->qa) { /* ids index arrays in the query arena only */
+            if (slot >= st->idx_cap) {
+                size_t nc = st->idx_cap ? st->idx_cap : 64;
+                while (nc <= slot)
+                    nc *= 2;
+                st->idx_of = ql_grow(st->a, st->idx_of, st->idx_cap * sizeof(*st->idx_of),
+                                     nc * sizeof(*st->idx_of));
+                st->idx_cap = nc;
+            }
+            if (st->idx_of[slot]) {
+                struct ql_series *s = &st->s[st->idx_of[slot] - 1];
+                if (s->n > 0 && s->p[s->n - 1].t == t)
+                    ql_throw(&q->qa, OBS_EINVAL,
+                             "vector cannot contain metrics with the same labelset");
+                struct mtd_ql_point pt = {t, v.s[i].v, v.s[i].h};
+                if (copy && pt.h)
+                    pt.h = ql_hist_copy(st->a, pt.h);
+                QL_PUSH(st->a, s->p, s->n, s->cap, pt);
+                continue;
+            }
+        } else {
+            id = 0;
+        }
         size_t kl;
         const char *k = label_key(&q->sa, v.s[i].l, v.s[i].drop, &kl);
         int idx = ql_map_get(&st->map, k, kl);
+        if (id)
+            st->idx_of[slot] = (uint32_t)(idx >= 0 ? idx : (int)st->n) + 1;
         if (idx < 0) {
             struct ql_series ns = {0};
-            ns.l = copy ? copy_labels(st->a, v.s[i].l) : v.s[i].l;
+            /* labels with an id already live as long as the query */
+            ns.l = copy && !id ? copy_labels(st->a, v.s[i].l) : v.s[i].l;
             ns.drop = v.s[i].drop;
             idx = (int)st->n;
             QL_PUSH(st->a, st->s, st->n, st->cap, ns);
@@ -509,6 +1131,7 @@ static double binop(enum ql_op op, double l, double r, int *keep)
     case QOP_LSS: *keep = l < r; return l;
     case QOP_GTE: *keep = l >= r; return l;
     case QOP_LTE: *keep = l <= r; return l;
+    case QOP_TRIM_UPPER: case QOP_TRIM_LOWER: *keep = 0; return l; /* floats: no result */
     default: return NAN;
     }
 }
@@ -524,7 +1147,7 @@ static int hist_binop(struct ql_query *q, struct ql_node *n, const struct mtd_ql
     *ov = 0;
     *keep = 1;
     const char *opname[] = {"", "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">", "<",
-                            ">=", "<=", "and", "or", "unless"};
+                            ">=", "<=", "and", "or", "unless", "</", ">/"};
     if (lh && rh) {
         switch (n->op) {
         case QOP_ADD: case QOP_SUB: {
@@ -553,6 +1176,10 @@ static int hist_binop(struct ql_query *q, struct ql_node *n, const struct mtd_ql
             break;
         }
     } else if (lh) {
+        if (n->op == QOP_TRIM_UPPER || n->op == QOP_TRIM_LOWER) {
+            *oh = ql_hist_trim(&q->sa, lh, rv, n->op == QOP_TRIM_UPPER);
+            return 1;
+        }
         if (n->op == QOP_MUL || n->op == QOP_DIV) {
             *oh = n->op == QOP_MUL ? ql_hist_scale(&q->sa, lh, rv) : ql_hist_div(&q->sa, lh, rv);
             return 1;
@@ -574,7 +1201,8 @@ static struct ql_val vec_scalar(struct ql_query *q, struct ql_node *n, struct ql
 {
     struct ql_val r = {.type = MTD_QL_VECTOR};
     r.vec.s = ql_alloc(&q->sa, (v.n + 1) * sizeof(struct ql_sample));
-    int cmp = op_is_cmp(n->op);
+    /* trim operators keep the metric name as comparisons do */
+    int cmp = op_is_cmp(n->op) || n->op == QOP_TRIM_UPPER || n->op == QOP_TRIM_LOWER;
     for (size_t i = 0; i < v.n; i++) {
         double lv = v.s[i].v, rv = sc;
         if (swap) {
@@ -671,13 +1299,61 @@ static struct ql_labels result_labels(struct ql_query *q, struct ql_node *n, str
     return out;
 }
 
+/* fill_left / fill: right-hand samples without a match on the left meet a left sample of
+ * value fill_lv whose labels are the match group's. With group_right the sides are swapped
+ * before this (as Prometheus: the fill values are not). Appends to out. */
+static void fill_left_pass(struct ql_query *q, struct ql_node *n, struct ql_vec rv,
+                           const char *rmatched, int swapped, struct ql_vec *out, int64_t t)
+{
+    int cmp = op_is_cmp(n->op) || n->op == QOP_TRIM_UPPER || n->op == QOP_TRIM_LOWER;
+    for (size_t j = 0; j < rv.n; j++) {
+        if (rmatched[j])
+            continue;
+        struct ql_labels gl = n->on ? ql_lfilter(&q->sa, rv.s[j].l, n->mlabels, n->nmlabels, 1, 0)
+                                    : ql_lfilter(&q->sa, rv.s[j].l, n->mlabels, n->nmlabels, 0, 1);
+        double fl = n->fill_lv, fr = rv.s[j].v;
+        const struct mtd_ql_hist *lh = NULL, *rh = rv.s[j].h, *oh = NULL;
+        if (swapped) {
+            double tmp = fl;
+            fl = fr;
+            fr = tmp;
+            lh = rh;
+            rh = NULL;
+        }
+        int keep;
+        double val;
+        if (lh || rh) {
+            if (!hist_binop(q, n, lh, fl, rh, fr, &oh, &val, &keep))
+                continue;
+            if (n->bool_mod) {
+                oh = NULL;
+                val = keep ? 1 : 0;
+            }
+            if (oh && cmp && !keep)
+                continue;
+        } else {
+            val = binop(n->op, fl, fr, &keep);
+        }
+        if (n->bool_mod)
+            val = keep ? 1 : 0;
+        else if (!keep)
+            continue;
+        struct ql_sample *o = &out->s[out->n++];
+        o->l = result_labels(q, n, gl, rv.s[j].l);
+        o->t = t;
+        o->v = val;
+        o->h = oh;
+        o->drop = !cmp || n->bool_mod;
+    }
+}
+
 static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_vec l,
                              struct ql_vec rv, int64_t t)
 {
     if (n->card == QC_MANY_MANY)
         return set_op(q, n, l, rv);
     struct ql_val r = {.type = MTD_QL_VECTOR};
-    if (l.n == 0 || rv.n == 0)
+    if ((l.n == 0 || rv.n == 0) && !n->fill_l && !n->fill_r)
         return r;
     int swapped = n->card == QC_ONE_MANY;
     if (swapped) {
@@ -710,24 +1386,29 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
                      ql_lstr_raw(&q->sa, ml), swapped ? "left" : "right", d1, d2);
         }
     }
-    r.vec.s = ql_alloc(&q->sa, (l.n + 1) * sizeof(struct ql_sample));
+    r.vec.s = ql_alloc(&q->sa, (l.n + rv.n + 1) * sizeof(struct ql_sample));
+    char *rmatched = ql_alloc(&q->sa, rv.n + 1); /* fill_left: right samples with a match */
+    struct ql_sample fill_s = {.v = n->fill_rv}; /* fill_right's stand-in right sample */
     struct ql_map matched, inserted;
     ql_map_init(&matched, &q->sa, l.n);
     ql_map_init(&inserted, &q->sa, l.n);
-    int cmp = op_is_cmp(n->op);
+    int cmp = op_is_cmp(n->op) || n->op == QOP_TRIM_UPPER || n->op == QOP_TRIM_LOWER;
     for (size_t i = 0; i < l.n; i++) {
         const char *k = sig_of(q, n, l.s[i].l, &kl);
         int ri = ql_map_get(&rs, k, kl);
-        if (ri < 0)
+        if (ri < 0 && !n->fill_r)
             continue;
-        double fl = l.s[i].v, fr = rv.s[ri].v;
+        if (ri >= 0)
+            rmatched[ri] = 1;
+        const struct ql_sample *rsm = ri >= 0 ? &rv.s[ri] : &fill_s;
+        double fl = l.s[i].v, fr = rsm->v;
         if (swapped) {
             double tmp = fl;
             fl = fr;
             fr = tmp;
         }
         int keep;
-        const struct mtd_ql_hist *lh = l.s[i].h, *rh = rv.s[ri].h, *oh = NULL;
+        const struct mtd_ql_hist *lh = l.s[i].h, *rh = rsm->h, *oh = NULL;
         if (swapped) {
             const struct mtd_ql_hist *tmp = lh;
             lh = rh;
@@ -755,7 +1436,7 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
         } else if (!keep) {
             continue;
         }
-        struct ql_labels ml = result_labels(q, n, l.s[i].l, rv.s[ri].l);
+        struct ql_labels ml = result_labels(q, n, l.s[i].l, rsm->l);
         int drop = !cmp || n->bool_mod || l.s[i].drop;
         if (n->card != QC_ONE_ONE) {
             size_t ikl;
@@ -775,6 +1456,8 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
         o->h = oh;
         o->drop = drop;
     }
+    if (n->fill_l)
+        fill_left_pass(q, n, rv, rmatched, swapped, &r.vec, t);
     return r;
 }
 
@@ -809,6 +1492,7 @@ struct group {
     int has;
     int drop;          /* some input's __name__ is to be dropped (by (__name__) groups) */
     const struct mtd_ql_hist *h; /* sum/avg of histogram inputs */
+    struct ql_hacc *hacc;        /* their compensated sum/mean (ql_hist.c) */
     size_t nh, nall;
     int hbad;          /* incompatible histogram schemas */
 };
@@ -887,8 +1571,19 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
                    "capping to %d", pv, pv < 0 ? -1 : 1);
         pv = pv < 0 ? -1 : 1;
     }
+    /* Fast grouping when every input has a label-set id (see agg_cache); pays off when the
+     * node is evaluated more than once. */
+    int fast = n->agg != QA_COUNT_VALUES && q->multi;
+    for (size_t i = 0; fast && i < in.vec.n; i++)
+        fast = in.vec.s[i].l.id != 0;
+    struct ql_agg_cache *ac = NULL;
     struct ql_map gm;
-    ql_map_init(&gm, &q->sa, in.vec.n);
+    if (fast) {
+        ac = agg_cache(q, n);
+        ac->cur++;
+    } else {
+        ql_map_init(&gm, &q->sa, in.vec.n);
+    }
     struct group *g = ql_alloc(&q->sa, (in.vec.n + 1) * sizeof(*g));
     size_t ng = 0;
     int keep_labels = n->agg == QA_TOPK || n->agg == QA_BOTTOMK || n->agg == QA_LIMITK ||
@@ -913,6 +1608,30 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
         struct ql_labels sl = s->l;
         (void)keep_labels;
         struct ql_labels gl;
+        int gi;
+        if (fast) {
+            uint32_t id = sl.id;
+            ac->gid_of = lid_grow(q, ac->gid_of, &ac->gid_cap, sizeof(*ac->gid_of), id);
+            uint32_t gid = ac->gid_of[id];
+            if (!gid) {
+                gl = n->without ? ql_lfilter(&q->sa, sl, n->grouping, n->ngrouping, 0, 1)
+                                : ql_lfilter(&q->sa, sl, n->grouping, n->ngrouping, 1, 0);
+                ql_intern(q, &gl, 1);
+                gid = gl.id;
+                ac->gid_of[id] = gid;
+            }
+            gl = q->lids[gid];
+            ac->gen = lid_grow(q, ac->gen, &ac->gen_cap, sizeof(*ac->gen), gid);
+            ac->slot = lid_grow(q, ac->slot, &ac->slot_cap, sizeof(*ac->slot), gid);
+            if (ac->gen[gid] == ac->cur) {
+                gi = (int)ac->slot[gid];
+            } else {
+                ac->gen[gid] = ac->cur;
+                ac->slot[gid] = (uint32_t)ng;
+                gi = -1;
+            }
+            goto grouped;
+        }
         if (n->without)
             gl = ql_lfilter(&q->sa, sl, n->grouping, n->ngrouping, 0, 1);
         else
@@ -928,7 +1647,8 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
         }
         size_t kl;
         const char *key = label_key(&q->sa, gl, 0, &kl);
-        int gi = ql_map_put(&gm, key, kl, (int)ng);
+        gi = ql_map_put(&gm, key, kl, (int)ng);
+grouped:;
         struct group *G;
         if (s->h && (n->agg == QA_SUM || n->agg == QA_AVG)) {
             if (gi < 0) {
@@ -942,14 +1662,15 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
             }
             G->nall++;
             G->nh++;
-            if (!G->h) {
-                G->h = s->h;
-            } else if (!G->hbad) {
-                int rec = 0;
-                G->h = ql_hist_add_r(&q->sa, G->h, s->h, 1, &rec);
-                if (!G->h)
+            if (!G->hacc) {
+                G->hacc = ql_alloc(&q->sa, sizeof(*G->hacc));
+                ql_hacc_init(G->hacc);
+            }
+            if (!G->hbad) {
+                int rec = G->hacc->reconciled;
+                if (ql_hacc_add(&q->sa, G->hacc, s->h, n->agg == QA_AVG) < 0)
                     G->hbad = 1;
-                else if (rec)
+                else if (!rec && G->hacc->reconciled)
                     ql_info(q, n->pos, "PromQL info: mismatched custom buckets were reconciled "
                                        "during aggregation");
             }
@@ -1060,9 +1781,10 @@ static struct ql_val eval_agg(struct ql_query *q, struct ql_node *n, int64_t t)
                                    "\"%s\"", nm ? nm : "");
                 continue;
             }
-            struct mtd_ql_hist *h = ql_hist_scale(&q->sa, G->h, n->agg == QA_AVG ?
-                                                  1.0 / (double)G->nh : 1.0);
-            h->crh = MTD_QL_CRH_GAUGE;
+            if (G->hacc->crh_conflict)
+                ql_warn(q, n->lhs->pos, "PromQL warning: conflicting counter resets during "
+                                        "histogram aggregation");
+            struct mtd_ql_hist *h = ql_hacc_finish(&q->sa, G->hacc, n->agg == QA_AVG);
             struct ql_sample *o = &r.vec.s[r.vec.n++];
             o->l = G->l;
             o->t = t;
@@ -1138,6 +1860,22 @@ static struct ql_val drop_now(struct ql_query *q, struct ql_val v, int check)
 {
     if (q->delayed || v.type != MTD_QL_VECTOR)
         return v;
+    /* Fast path: every sample drops its name and has an id: cached canonical ids, and the
+     * duplicate check compares ids. */
+    size_t nfast = 0;
+    for (size_t i = 0; q->multi && i < v.vec.n && v.vec.s[i].drop && v.vec.s[i].l.id; i++)
+        nfast++;
+    if (nfast == v.vec.n && nfast > 0) {
+        lid_seen_reset(q);
+        for (size_t i = 0; i < v.vec.n; i++) {
+            v.vec.s[i].l = lid_drop_name(q, v.vec.s[i].l);
+            v.vec.s[i].drop = 0;
+            if (check && lid_seen(q, v.vec.s[i].l.id))
+                ql_throw(&q->qa, OBS_EINVAL,
+                         "vector cannot contain metrics with the same labelset");
+        }
+        return v;
+    }
     int any = 0;
     for (size_t i = 0; i < v.vec.n; i++) {
         if (!v.vec.s[i].drop)
@@ -1221,6 +1959,8 @@ static struct ql_val eval_node(struct ql_query *q, struct ql_node *n, int64_t t)
     case QN_AGG:
         return eval_agg(q, n, t);
     case QN_CALL: {
+        if (q->npre && pre_lookup(q, n, t, &r))
+            return r;
         struct ql_val args[8];
         struct ql_val *av = n->nargs <= 8 ? args : ql_alloc(&q->sa, n->nargs * sizeof(*av));
         for (size_t i = 0; i < n->nargs; i++)
@@ -1275,6 +2015,60 @@ static void fmt_thousands(char *buf, size_t cap, long long v)
         buf[o++] = raw[i];
     }
     buf[o] = 0;
+}
+
+/* Value of a query-dependent duration expression in ms (step() is the query step, range()
+ * its end - start). */
+static int64_t dur_ms(struct ql_query *q, const struct ql_dur *d, int positive)
+{
+    double v;
+    const char *why = NULL;
+    if (ql_dur_eval(d, (double)q->interval / 1000.0, (double)(q->end - q->start) / 1000.0, &v,
+                    &why) < 0)
+        ql_throw(&q->qa, OBS_EINVAL, "%s", why);
+    if (positive && v <= 0)
+        ql_throw(&q->qa, OBS_EINVAL, "duration must be greater than 0");
+    if (!isfinite(v) || fabs(v) > 9e15)
+        ql_throw(&q->qa, OBS_EINVAL, "duration is out of range");
+    return (int64_t)(v * 1000.0);
+}
+
+/* Functions an anchored / smoothed range may be passed to (Prometheus' wording). */
+static void ext_check(struct ql_query *q, const char *fn, int anchored)
+{
+    static const char *anch[] = {"changes", "delta", "increase", "rate", "resets", NULL};
+    static const char *smooth[] = {"delta", "increase", "rate", NULL};
+    const char **ok = anchored ? anch : smooth;
+    for (int i = 0; ok[i]; i++)
+        if (strcmp(ok[i], fn) == 0)
+            return;
+    ql_throw(&q->qa, OBS_EINVAL, "%s modifier can only be used with: %s - not with %s",
+             anchored ? "anchored" : "smoothed",
+             anchored ? "changes, delta, increase, rate, resets" : "delta, increase, rate", fn);
+}
+
+void ql_resolve_durations(struct ql_query *q, struct ql_node *n)
+{
+    if (!n)
+        return;
+    if (n->offset_expr)
+        n->offset = dur_ms(q, n->offset_expr, 0);
+    if (n->range_expr)
+        n->range = dur_ms(q, n->range_expr, 1);
+    if (n->step_expr)
+        n->step = dur_ms(q, n->step_expr, 1);
+    if (n->kind == QN_CALL) {
+        for (size_t i = 0; i < n->nargs; i++) {
+            const struct ql_node *a = n->args[i];
+            if (a->kind == QN_MSEL && (a->lhs->anchored || a->lhs->smoothed))
+                ext_check(q, n->fn->name, a->lhs->anchored);
+            ql_resolve_durations(q, n->args[i]);
+        }
+        return;
+    }
+    ql_resolve_durations(q, n->lhs);
+    ql_resolve_durations(q, n->rhs);
+    ql_resolve_durations(q, n->param);
 }
 
 /* Checks that need no data: subquery resolution. */
@@ -1344,7 +2138,7 @@ static void preload(struct ql_query *q, struct ql_node *n)
     if (n->kind == QN_VSEL) {
         if (q->sel[n->sel_id].want) {
             check_regexes(q, n);
-            load_sel(q, n);
+            load_sel_data(q, n);
         }
         return;
     }
@@ -1411,6 +2205,12 @@ static void finish_matrix(struct ql_query *q, struct ql_series *s, size_t *n)
     *n = out;
 }
 
+static int series_lcmp(const void *x, const void *y)
+{
+    const struct ql_series *a = x, *b = y;
+    return ql_lcmp(a->l, b->l);
+}
+
 static struct mtd_ql_result *new_result(struct ql_query *q)
 {
     struct mtd_ql_result *r = ql_alloc(&q->qa, sizeof(*r));
@@ -1450,6 +2250,18 @@ static int top_is_ordered(const struct ql_node *n)
     return 0;
 }
 
+static int tree_has_subq(const struct ql_node *n)
+{
+    if (!n)
+        return 0;
+    if (n->kind == QN_SUBQ)
+        return 1;
+    for (size_t i = 0; n->kind == QN_CALL && i < n->nargs; i++)
+        if (tree_has_subq(n->args[i]))
+            return 1;
+    return tree_has_subq(n->lhs) || tree_has_subq(n->rhs) || tree_has_subq(n->param);
+}
+
 static int prepare(struct mtd_ql_query *pq)
 {
     struct ql_query *q = &pq->q;
@@ -1471,7 +2283,9 @@ static int prepare(struct mtd_ql_query *pq)
         ql_throw(qa, OBS_EINVAL, "invalid expression type \"%s\" for range query, must be "
                                  "Scalar or instant Vector",
                  root->type == MTD_QL_MATRIX ? "range vector" : mtd_ql_type_name(root->type));
+    ql_resolve_durations(q, root);
     static_checks(q, root);
+    q->multi = (pq->range && pq->end > pq->start) || tree_has_subq(root);
     q->sel = ql_alloc(qa, ((size_t)q->e->nsel + 1) * sizeof(*q->sel));
     selector_windows(q, root, pq->start, pq->end);
     preload(q, root);
@@ -1545,6 +2359,8 @@ static int run(struct mtd_ql_query *pq, struct mtd_ql_result **out)
     } else {
         struct stitch st;
         stitch_init(&st, qa);
+        if (end > start)
+            pre_walk(q, root, start, end, step);
         for (int64_t ts = start; ts <= end; ts += step) {
             struct ql_mark mk = ql_arena_mark(&q->sa);
             struct ql_val v = ql_eval(q, root, ts);
@@ -1560,16 +2376,9 @@ static int run(struct mtd_ql_query *pq, struct mtd_ql_result **out)
             ql_arena_release(&q->sa, mk);
         }
         finish_matrix(q, st.s, &st.n);
-        /* Sort series by labels, as Prometheus does for matrix results. */
-        for (size_t i = 1; i < st.n; i++) {
-            struct ql_series x = st.s[i];
-            size_t j = i;
-            while (j > 0 && ql_lcmp(st.s[j - 1].l, x.l) > 0) {
-                st.s[j] = st.s[j - 1];
-                j--;
-            }
-            st.s[j] = x;
-        }
+        /* Sort series by labels, as Prometheus does for matrix results (label sets are
+         * unique after finish_matrix). */
+        qsort(st.s, st.n, sizeof(*st.s), series_lcmp);
         r->type = MTD_QL_MATRIX;
         set_series(r, st.s, st.n, q);
     }

@@ -734,7 +734,7 @@ static struct ql_val over_time(struct ql_query *q, struct ql_node *c, struct ql_
         if (fs.n == 0)
             continue;
         size_t nh = 0;
-        for (size_t k = 0; k < fs.n; k++)
+        for (size_t k = 0; k < fs.n && !fs.nohist; k++)
             nh += fs.p[k].h != NULL;
         if (nh && !aware) {
             /* floats only: drop histogram samples */
@@ -797,6 +797,8 @@ static int hist_kind(struct ql_query *q, struct ql_node *c, const struct ql_seri
 
 static void counter_info(struct ql_query *q, const struct ql_series *s, int israte, int pos)
 {
+    if (s->info_done)
+        return;
     const char *name = ql_lget(s->l, "__name__");
     if (!israte || !name || !*name)
         return;
@@ -820,7 +822,7 @@ static int extrapolated(const struct ql_series *s, const struct ql_mat *m, int i
     const struct mtd_ql_point *p = s->p;
     size_t last = s->n - 1;
     double result = p[last].v - p[0].v;
-    if (is_counter) {
+    if (is_counter && !s->noreset) {
         double prev = p[0].v;
         for (size_t i = 1; i < s->n; i++) {
             if (p[i].v < prev)
@@ -854,9 +856,33 @@ static int extrapolated(const struct ql_series *s, const struct ql_mat *m, int i
 /* Histogram flavour of extrapolatedRate (Prometheus' histogramRate): last - first (+ resets
  * for counters), scaled by the same extrapolation factor as floats; the zero point of a counter
  * comes from the observation count. Sets q->hout. */
+/* Whether a range function's argument is a subquery (maybe in parentheses). */
+static int arg_is_subquery(const struct ql_node *n)
+{
+    while (n && n->kind == QN_PAREN)
+        n = n->lhs;
+    return n && n->kind == QN_SUBQ;
+}
+
+/* Counter reset between prev and cur. A subquery's samples are re-evaluated at its own steps,
+ * so their stored not_reset/reset hints say nothing about the step before: detect explicitly
+ * (as Prometheus does) unless the hint marks a gauge. */
+static int hist_reset(struct ql_query *q, const struct mtd_ql_hist *cur,
+                      const struct mtd_ql_hist *prev, int subq)
+{
+    if (subq && cur->crh != MTD_QL_CRH_GAUGE && cur->crh != MTD_QL_CRH_UNKNOWN) {
+        struct mtd_ql_hist *c2 = ql_alloc(&q->sa, sizeof(*c2));
+        *c2 = *cur;
+        c2->crh = MTD_QL_CRH_UNKNOWN;
+        cur = c2;
+    }
+    return ql_hist_detect_reset(&q->sa, cur, prev);
+}
+
 static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
                              const struct ql_mat *m, int is_counter, int is_rate)
 {
+    int subq = arg_is_subquery(c->args[0]);
     int k = hist_kind(q, c, s);
     if (k < 0 || s->n < 2)
         return 0;
@@ -868,7 +894,7 @@ static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct
     int not_counter = is_counter && (prev->crh == MTD_QL_CRH_GAUGE ||
                                      lh->crh == MTD_QL_CRH_GAUGE);
     /* A reset between the 1st and 2nd sample: the 1st only matters through its count. */
-    if (is_counter && ql_hist_detect_reset(&q->sa, p[1].h, prev)) {
+    if (is_counter && hist_reset(q, p[1].h, prev, subq)) {
         struct mtd_ql_hist *z = ql_hist_new(&q->sa);
         z->schema = p[1].h->schema;
         z->custom = p[1].h->custom;
@@ -906,7 +932,7 @@ static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct
         const struct mtd_ql_hist *pv = prev; /* the emptied 1st sample after an early reset */
         for (size_t i = 1; i < s->n; i++) {
             /* a subquery repeats one stored sample over steps: its reset counts once */
-            if (p[i].h != pv && ql_hist_detect_reset(&q->sa, p[i].h, pv)) {
+            if (p[i].h != pv && hist_reset(q, p[i].h, pv, subq)) {
                 h = ql_hist_add_r(&q->sa, h, pv, 1, &arec);
                 if (!h)
                     return 0;
@@ -948,8 +974,153 @@ static int hist_extrapolated(struct ql_query *q, struct ql_node *c, const struct
 static int hist_sum_over(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
                          int avg);
 
+/* rate/increase/delta over an anchored or smoothed range (Prometheus' extendedRate and
+ * extendedHistogramRate). The series holds the samples of the widened window (ql_eval.c):
+ * the value at each end of (range_start, range_end] is the sample at or before the start
+ * (anchored) or one interpolated across the boundary (smoothed; a counter reset there counts
+ * up from zero); counter resets inside the range add the value before the reset. */
+static int ext_range(const struct ql_node *c)
+{
+    const struct ql_node *a = c->args[0];
+    return a->kind == QN_MSEL && (a->lhs->anchored || a->lhs->smoothed);
+}
+
+static double ext_finterp(const struct mtd_ql_point *a, const struct mtd_ql_point *b, int64_t t,
+                          int counter)
+{
+    double y1 = a->v, y2 = b->v;
+    if (counter && y2 < y1)
+        y1 = 0;
+    return y1 + (y2 - y1) * (double)(t - a->t) / (double)(b->t - a->t);
+}
+
+static int ext_hrate(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
+                     const struct ql_mat *m, long first, long last, int smoothed,
+                     int is_counter, int is_rate)
+{
+    const struct mtd_ql_point *p = s->p;
+    const char *nm = ql_lget(s->l, "__name__");
+    nm = nm ? nm : "";
+    int pos = c->args[0]->pos;
+    int64_t rs = m->range_start, re = m->range_end;
+    int custom = p[first].h->schema == MTD_QL_SCHEMA_CUSTOM, gauge = 0;
+    for (long i = first; i <= last; i++) {
+        if ((p[i].h->schema == MTD_QL_SCHEMA_CUSTOM) != custom)
+            goto mixed;
+        gauge |= p[i].h->crh == MTD_QL_CRH_GAUGE;
+    }
+    if (is_counter && gauge)
+        ql_warn(q, pos, "PromQL warning: this native histogram metric is not a counter: \"%s\"",
+                nm);
+    const struct mtd_ql_hist *left = p[first].h, *right = p[last].h;
+    if (smoothed && p[first].t < rs &&
+        !(left = ql_ext_hinterp(&q->sa, p[first].h, p[first].t, p[first + 1].h,
+                                p[first + 1].t, rs, is_counter)))
+        goto mixed;
+    if (smoothed && last > 0 && p[last].t > re &&
+        !(right = ql_ext_hinterp(&q->sa, p[last - 1].h, p[last - 1].t, p[last].h, p[last].t,
+                                 re, is_counter)))
+        goto mixed;
+    if (!is_counter && (left->crh != MTD_QL_CRH_GAUGE || right->crh != MTD_QL_CRH_GAUGE))
+        ql_warn(q, pos, "PromQL warning: this native histogram metric is not a gauge: \"%s\"",
+                nm);
+    struct mtd_ql_hist *r = ql_hist_add(&q->sa, right, left, -1);
+    if (!r)
+        goto mixed;
+    if (is_counter) {
+        long a = first + 1, b = last - 1;
+        const struct mtd_ql_hist *prev = left;
+        if (smoothed && p[first].t < rs &&
+            ql_hist_detect_reset(&q->sa, p[first + 1].h, p[first].h)) {
+            prev = p[first + 1].h; /* the left interpolation already spans that reset */
+            a++;
+        }
+        if (a <= b + 1) {
+            for (long i = a; i <= b && r; i++) {
+                if (ql_hist_detect_reset(&q->sa, p[i].h, prev))
+                    r = ql_hist_add(&q->sa, r, prev, 1);
+                prev = p[i].h;
+            }
+            if (r && ql_hist_detect_reset(&q->sa, right, prev))
+                r = ql_hist_add(&q->sa, r, prev, 1);
+            if (!r)
+                goto mixed;
+        }
+    }
+    if (is_rate)
+        r = ql_hist_div(&q->sa, r, (double)m->range / 1000.0);
+    r->crh = MTD_QL_CRH_GAUGE;
+    q->hout = r;
+    return 1;
+mixed:
+    ql_warn(q, pos, "PromQL warning: vector contains a mix of histograms with exponential and "
+                    "custom buckets schemas for metric name \"%s\"", nm);
+    return 0;
+}
+
+static int ext_rate(struct ql_query *q, struct ql_node *c, const struct ql_series *s,
+                    const struct ql_mat *m, int is_counter, int is_rate, double *out)
+{
+    const struct mtd_ql_point *p = s->p;
+    long n = (long)s->n;
+    int smoothed = c->args[0]->lhs->smoothed != 0;
+    int64_t rs = m->range_start, re = m->range_end;
+    long nh = 0;
+    for (long i = 0; i < n; i++)
+        nh += p[i].h != NULL;
+    if (nh && nh != n) {
+        const char *nm = ql_lget(s->l, "__name__");
+        ql_warn(q, c->args[0]->pos, "PromQL warning: encountered a mix of histograms and floats "
+                                    "for metric name \"%s\"", nm ? nm : "");
+        return 0;
+    }
+    if (n == 0)
+        return 0;
+    long last = n - 1, first = 0;
+    while (first < last && p[first].t <= rs)
+        first++;
+    first = first > 0 ? first - 1 : 0;
+    if (smoothed) {
+        long k = 0;
+        while (k < n - 1 && p[k].t < re)
+            k++;
+        last = k;
+    }
+    if (p[last].t <= rs || (smoothed && p[first].t > re))
+        return 0;
+    if (nh)
+        return ext_hrate(q, c, s, m, first, last, smoothed, is_counter, is_rate);
+    double left = p[first].v, right = p[last].v;
+    if (smoothed && p[first].t < rs)
+        left = ext_finterp(&p[first], &p[first + 1], rs, is_counter);
+    if (smoothed && last > 0 && p[last].t > re)
+        right = ext_finterp(&p[last - 1], &p[last], re, is_counter);
+    double r = right - left;
+    if (is_counter) {
+        long a = first, b = last;
+        if (p[a].t <= rs)
+            a++;
+        if (p[b].t >= re)
+            b--;
+        double prev = left;
+        for (long i = a; i <= b; i++) {
+            if (p[i].v < prev)
+                r += prev;
+            prev = p[i].v;
+        }
+        if (right < prev)
+            r += prev;
+    }
+    if (is_rate)
+        r /= (double)m->range / 1000.0;
+    *out = r;
+    return 1;
+}
+
 static int any_hist(const struct ql_series *s)
 {
+    if (s->nohist)
+        return 0;
     for (size_t k = 0; k < s->n; k++)
         if (s->p[k].h)
             return 1;
@@ -959,6 +1130,8 @@ static int any_hist(const struct ql_series *s)
 OVER(rate, 0)
 {
     (void)a; (void)t;
+    if (ext_range(c))
+        return ext_rate(q, c, s, m, 1, 1, out);
     if (any_hist(s))
         return hist_extrapolated(q, c, s, m, 1, 1);
     counter_info(q, s, 1, c->args[0]->pos);
@@ -968,6 +1141,8 @@ OVER(rate, 0)
 OVER(increase, 0)
 {
     (void)a; (void)t;
+    if (ext_range(c))
+        return ext_rate(q, c, s, m, 1, 0, out);
     if (any_hist(s))
         return hist_extrapolated(q, c, s, m, 1, 0);
     counter_info(q, s, 1, c->args[0]->pos);
@@ -977,6 +1152,8 @@ OVER(increase, 0)
 OVER(delta, 0)
 {
     (void)a; (void)t;
+    if (ext_range(c))
+        return ext_rate(q, c, s, m, 0, 0, out);
     if (any_hist(s))
         return hist_extrapolated(q, c, s, m, 0, 0);
     return extrapolated(s, m, 0, 0, out);
@@ -1194,20 +1371,31 @@ static int hist_sum_over(struct ql_query *q, struct ql_node *c, const struct ql_
     int k = hist_kind(q, c, s);
     if (k <= 0)
         return 0;
-    const struct mtd_ql_hist *h = s->p[0].h;
-    int rec = 0;
-    for (size_t i = 1; i < s->n; i++) {
-        h = ql_hist_add_r(&q->sa, h, s->p[i].h, 1, &rec);
-        if (!h)
+    struct ql_hacc acc;
+    ql_hacc_init(&acc);
+    const struct ql_node *sel = c->args[0];
+    while (sel && sel->kind == QN_PAREN)
+        sel = sel->lhs;
+    int stats = sel && sel->kind == QN_MSEL && q->e && ql_hist_stats_sel(q->e->root, sel);
+    for (size_t i = 0; i < s->n; i++) {
+        const struct mtd_ql_hist *h = s->p[i].h;
+        if (stats && i > 0 && h->crh == MTD_QL_CRH_UNKNOWN) {
+            struct mtd_ql_hist *h2 = ql_alloc(&q->sa, sizeof(*h2));
+            *h2 = *h;
+            h2->crh = ql_hist_stats_hint(&q->sa, h, s->p[i - 1].h);
+            h = h2;
+        }
+        if (ql_hacc_add(&q->sa, &acc, h, avg) < 0)
             return 0;
     }
-    if (rec)
+    if (acc.reconciled)
         ql_info(q, c->args[0]->pos, "PromQL info: mismatched custom buckets were reconciled "
                                     "during aggregation");
-    struct mtd_ql_hist *r = ql_hist_scale(&q->sa, h, avg ? 1.0 / (double)s->n : 1.0);
-    r->crh = MTD_QL_CRH_GAUGE;
-    q->hout = r;
-    return 1;
+    if (acc.crh_conflict)
+        ql_warn(q, c->args[0]->pos, "PromQL warning: conflicting counter resets during "
+                                    "histogram aggregation");
+    q->hout = ql_hacc_finish(&q->sa, &acc, avg);
+    return q->hout != NULL;
 }
 
 OVER(sum_over_time, 0)
@@ -1581,9 +1769,18 @@ static void hquantile(struct ql_query *q, double phi, struct ql_vec in, int qpos
     size_t ng;
     unsigned char *nskip;
     struct hgroup *g = classic_groups(q, in, vpos, &ng, &nskip);
-    for (size_t i = 0; i < in.n; i++)
-        if (in.s[i].h && !nskip[i])
-            push(out, in.s[i].l, ql_hist_quantile(&q->sa, phi, in.s[i].h), t, 1);
+    for (size_t i = 0; i < in.n; i++) {
+        if (!in.s[i].h || nskip[i])
+            continue;
+        double v = ql_hist_quantile(&q->sa, phi, in.s[i].h);
+        if (ql_hist_nan_obs(in.s[i].h) > 0) {
+            const char *nm = ql_lget(in.s[i].l, "__name__");
+            ql_info(q, vpos, "PromQL info: input to histogram_quantile has NaN observations, "
+                             "result is %s for metric name \"%s\"",
+                    isnan(v) ? "NaN" : "skewed higher", nm ? nm : "");
+        }
+        push(out, in.s[i].l, v, t, 1);
+    }
     for (size_t i = 0; i < ng; i++) {
         if (g[i].dropped)
             continue;
@@ -1733,6 +1930,12 @@ static struct ql_val fn_histogram_fraction(struct ql_query *q, struct ql_node *c
         const struct mtd_ql_hist *h = in.s[i].h;
         if (!h || nskip[i])
             continue;
+        if (ql_hist_nan_obs(h) > 0) {
+            const char *nm = ql_lget(in.s[i].l, "__name__");
+            ql_info(q, c->args[2]->pos, "PromQL info: input to histogram_fraction has NaN "
+                                        "observations, which are excluded from all fractions "
+                                        "for metric name \"%s\"", nm ? nm : "");
+        }
         push(&r, in.s[i].l, ql_hist_fraction(&q->sa, lo, hi, h), t, 1);
     }
     for (size_t i = 0; i < ng; i++) {
@@ -1747,11 +1950,199 @@ static struct ql_val fn_histogram_fraction(struct ql_query *q, struct ql_node *c
     return r;
 }
 
-static struct ql_val fn_identity(struct ql_query *q, struct ql_node *c, struct ql_val *a,
-                                 int64_t t)
+/* ---------------------------------------------------------------- info() */
+/* info(v [, {selector}]) (Prometheus 3, experimental): each sample of v gets the data labels
+ * of the info series (target_info unless the selector names others) that share its
+ * identifying labels (instance, job). The info series are looked up as of the time the
+ * argument's first selector reads (its @ and offset). Data-label matchers in the selector
+ * restrict which labels are added; when one of them cannot match an absent label, samples
+ * with no info series are dropped. Info series themselves (their name matches the selector's
+ * positive __name__ matchers) pass through unchanged. Conflicting values for one label from
+ * two info metrics are an error; two series of one info metric keep the newer sample. */
+static const char *info_id_labels[2] = {"instance", "job"};
+
+static const char *info_sig(struct ql_arena *a, const char *name, struct ql_labels l)
 {
-    (void)q; (void)c; (void)t;
-    return a[0];
+    const char *i = ql_lget(l, info_id_labels[0]), *j = ql_lget(l, info_id_labels[1]);
+    return ql_printf(a, "%s\x01%s\x01%s", name, i ? i : "", j ? j : "");
+}
+
+static struct ql_val fn_info(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                             int64_t t)
+{
+    struct ql_arena *sa = &q->sa;
+    const struct ql_node *sel = c->args[1];
+    struct ql_vec base = a[0].vec;
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    r.vec.s = ql_alloc(sa, (base.n + 1) * sizeof(struct ql_sample));
+    if (base.n == 0)
+        return r;
+    const struct obs_matcher *ms = sel->ms;
+    size_t nu = sel->nms_user;
+    int positive = 0, ndata = 0, data_empty_ok = 1;
+    for (size_t i = 0; i < nu; i++) {
+        if (strcmp(ms[i].name, "__name__") == 0) {
+            positive |= ms[i].type == OBS_MATCH_EQ || ms[i].type == OBS_MATCH_RE;
+        } else {
+            ndata++;
+            if (!obs_matcher_matches_empty(&ms[i]))
+                data_empty_ok = 0;
+        }
+    }
+    /* which base samples are info series themselves; identifying values of the others */
+    int *ignore = ql_alloc(sa, base.n * sizeof(int));
+    struct ql_map idv[2];
+    ql_map_init(&idv[0], sa, 16);
+    ql_map_init(&idv[1], sa, 16);
+    int any_id = 0;
+    for (size_t i = 0; i < base.n; i++) {
+        struct ql_labels l = base.s[i].l;
+        const char *name = ql_lget(l, "__name__");
+        int ign = positive;
+        for (size_t k = 0; k < nu && ign; k++)
+            if (strcmp(ms[k].name, "__name__") == 0 && !obs_matcher_matches(&ms[k], name ? name : ""))
+                ign = 0;
+        ignore[i] = ign;
+        if (ign)
+            continue;
+        for (int k = 0; k < 2; k++) {
+            const char *v = ql_lget(l, info_id_labels[k]);
+            if (v && *v) {
+                ql_map_put(&idv[k], v, strlen(v), 1);
+                any_id = 1;
+            }
+        }
+    }
+    /* info series at the reference time, newest per (name, identifying labels) */
+    struct ql_map sigs;
+    ql_map_init(&sigs, sa, 16);
+    const struct ql_sample **pick = NULL;
+    size_t npick = 0, cpick = 0;
+    const char **names = NULL;
+    size_t nnames = 0, cnames = 0;
+    if (any_id) {
+        int64_t ref = ql_info_ref_time(q, c->args[0], t);
+        struct ql_val iv = ql_eval(q, (struct ql_node *)sel, ref);
+        for (size_t i = 0; i < iv.vec.n; i++) {
+            const struct ql_sample *s = &iv.vec.s[i];
+            int ok = 1;
+            for (int k = 0; k < 2 && ok; k++) {
+                if (idv[k].n == 0)
+                    continue;
+                const char *v = ql_lget(s->l, info_id_labels[k]);
+                ok = v && *v && ql_map_get(&idv[k], v, strlen(v)) >= 0;
+            }
+            if (!ok)
+                continue;
+            if (s->h)
+                ql_throw(sa, OBS_EINVAL, "info sample should be float");
+            const char *name = ql_lget(s->l, "__name__");
+            name = name ? name : "";
+            const char *sig = info_sig(sa, name, s->l);
+            int prev = ql_map_put(&sigs, sig, strlen(sig), (int)npick);
+            if (prev >= 0) {
+                const struct ql_sample *e = pick[prev];
+                if (e->t == s->t)
+                    ql_throw(sa, OBS_EINVAL, "found duplicate series for info metric: existing "
+                             "%s @ %lld, new %s @ %lld", ql_lstr(sa, e->l), (long long)e->t,
+                             ql_lstr(sa, s->l), (long long)s->t);
+                if (s->t > e->t)
+                    pick[prev] = s;
+                continue;
+            }
+            QL_PUSH(sa, pick, npick, cpick, s);
+            size_t k = 0;
+            while (k < nnames && strcmp(names[k], name) != 0)
+                k++;
+            if (k == nnames)
+                QL_PUSH(sa, names, nnames, cnames, name);
+        }
+    }
+    for (size_t i = 0; i < base.n; i++) {
+        struct ql_sample o = base.s[i];
+        if (ignore[i]) {
+            r.vec.s[r.vec.n++] = o;
+            continue;
+        }
+        struct ql_labels add = {NULL, 0, 0};
+        int seen = 0;
+        for (size_t k = 0; k < nnames; k++) {
+            const char *sig = info_sig(sa, names[k], o.l);
+            int idx = ql_map_get(&sigs, sig, strlen(sig));
+            if (idx < 0)
+                continue;
+            struct ql_labels il = pick[idx]->l;
+            for (uint32_t j = 0; j < il.n; j++) {
+                const char *ln = il.v[j].name, *lv = il.v[j].value;
+                if (strcmp(ln, "__name__") == 0)
+                    continue;
+                if (ndata) {
+                    int listed = 0;
+                    for (size_t m = 0; m < nu && !listed; m++)
+                        listed = strcmp(ms[m].name, ln) == 0;
+                    if (!listed)
+                        continue;
+                }
+                const char *have = ql_lget(add, ln);
+                if (have && strcmp(have, lv) != 0)
+                    ql_throw(sa, OBS_EINVAL, "conflicting label: %s", ln);
+                if (have || ql_lget(o.l, ln))
+                    continue;
+                add = ql_lset(sa, add, ln, lv);
+            }
+            seen++;
+        }
+        if (seen == 0 && !data_empty_ok)
+            continue;
+        for (uint32_t j = 0; j < add.n; j++)
+            o.l = ql_lset(sa, o.l, add.v[j].name, add.v[j].value);
+        r.vec.s[r.vec.n++] = o;
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------- series-at-a-time */
+int ql_over_info(const struct ql_func *fn, ql_over_fn *f, int *keep_name)
+{
+    static const struct {
+        ql_fn_impl impl;
+        ql_over_fn over;
+        int keep;
+    } tab[] = {
+        {fn_rate, o_rate, 0},
+        {fn_increase, o_increase, 0},
+        {fn_delta, o_delta, 0},
+        {fn_irate, o_irate, 0},
+        {fn_idelta, o_idelta, 0},
+        {fn_deriv, o_deriv, 0},
+        {fn_predict_linear, o_predict_linear, 0},
+        {fn_resets, o_resets, 0},
+        {fn_changes, o_changes, 0},
+        {fn_avg_over_time, o_avg_over_time, 0},
+        {fn_sum_over_time, o_sum_over_time, 0},
+        {fn_count_over_time, o_count_over_time, 0},
+        {fn_min_over_time, o_min_over_time, 0},
+        {fn_max_over_time, o_max_over_time, 0},
+        {fn_ts_of_min_over_time, o_ts_of_min_over_time, 0},
+        {fn_ts_of_max_over_time, o_ts_of_max_over_time, 0},
+        {fn_ts_of_last_over_time, o_ts_of_last_over_time, 0},
+        {fn_ts_of_first_over_time, o_ts_of_first_over_time, 0},
+        {fn_last_over_time, o_last_over_time, 1},
+        {fn_first_over_time, o_first_over_time, 1},
+        {fn_present_over_time, o_present_over_time, 0},
+        {fn_stddev_over_time, o_stddev_over_time, 0},
+        {fn_stdvar_over_time, o_stdvar_over_time, 0},
+        {fn_quantile_over_time, o_quantile_over_time, 0},
+        {fn_mad_over_time, o_mad_over_time, 0},
+        {fn_double_exponential_smoothing, o_double_exponential_smoothing, 0},
+    };
+    for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+        if (tab[i].impl == fn->impl) {
+            *f = tab[i].over;
+            *keep_name = tab[i].keep;
+            return 1;
+        }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- table */
@@ -1801,7 +2192,7 @@ static const struct ql_func funcs[] = {
     {"hour", {V}, 0, 1, V, fn_hour, 0},
     {"idelta", {M}, 1, 0, V, fn_idelta, 0},
     {"increase", {M}, 1, 0, V, fn_increase, 0},
-    {"info", {V, V}, 1, 1, V, fn_identity, 1},
+    {"info", {V, V}, 1, 1, V, fn_info, 1},
     {"irate", {M}, 1, 0, V, fn_irate, 0},
     {"label_join", {V, STR, STR, STR}, 3, -1, V, fn_label_join, 0},
     {"label_replace", {V, STR, STR, STR}, 5, 0, V, fn_label_replace, 0},

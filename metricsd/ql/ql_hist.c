@@ -1,7 +1,9 @@
 /*
  * ql_hist.c -- float native-histogram arithmetic for the PromQL engine: copies, schema
  * reduction, addition/subtraction (with zero-threshold and schema reconciliation), scaling,
- * equality, and the statistics behind histogram_quantile/fraction/stddev/stdvar.
+ * equality, the statistics behind histogram_quantile/fraction/stddev/stdvar, the trim
+ * operators </ and >/, the compensated sum/mean accumulator of sum/avg/sum_over_time/
+ * avg_over_time, and the counter-reset hints Prometheus' HistogramStatsIterator derives.
  *
  * Representation: struct mtd_ql_hist (mtd_ql.h) with sparse (index, count) bucket lists.
  * Every histogram built here lives in a ql_arena; inputs are never modified.
@@ -349,6 +351,18 @@ static size_t all_buckets(struct ql_arena *a, const struct mtd_ql_hist *h,
     return n;
 }
 
+double ql_hist_nan_obs(const struct mtd_ql_hist *h)
+{
+    if (!isnan(h->sum))
+        return 0;
+    double t = h->zero_count;
+    for (size_t i = 0; i < h->np; i++)
+        t += h->pcnt[i];
+    for (size_t i = 0; i < h->nn; i++)
+        t += h->ncnt[i];
+    return h->count > t ? h->count - t : 0;
+}
+
 double ql_hist_quantile(struct ql_arena *a, double q, const struct mtd_ql_hist *h)
 {
     if (q < 0)
@@ -356,6 +370,10 @@ double ql_hist_quantile(struct ql_arena *a, double q, const struct mtd_ql_hist *
     if (q > 1)
         return INFINITY;
     if (h->count == 0 || isnan(q))
+        return NAN;
+    double nanobs = ql_hist_nan_obs(h);
+    /* NaN observations sort above everything: quantiles that fall among them are NaN */
+    if (nanobs > 0 && q > (h->count - nanobs) / h->count)
         return NAN;
     struct ql_hbucket *b;
     size_t n = all_buckets(a, h, &b);
@@ -629,4 +647,407 @@ const char *ql_hist_str(struct ql_arena *a, const struct mtd_ql_hist *h)
     const char *r = b.oom ? "{}" : ql_strndup(a, b.p, b.len);
     obs_sbuf_deinit(&b);
     return r;
+}
+
+/* ---------------------------------------------------------------- trim (</ and >/) */
+
+/* What a trim keeps of one bucket: the kept share of its count (0..1), a representative value
+ * (midpoint) of the kept part, and whether the bucket was cut at all. */
+struct trim_part {
+    double share, mid;
+    int cut;
+};
+
+/* Finite bucket [lo, hi]; lin: linear interpolation (custom and zero buckets), else
+ * exponential (log-scale, lo and hi of one sign). upper: keep <= x, else keep >= x. */
+static struct trim_part trim_finite(double lo, double hi, double x, int upper, int lin)
+{
+    struct trim_part p = {1, 0, 0};
+    double a = lo, b = hi;
+    if (upper ? x >= hi : x <= lo) {
+        /* whole bucket kept */
+    } else if (upper ? x <= lo : x >= hi) {
+        p.share = 0;
+        p.cut = 1;
+        return p;
+    } else {
+        if (upper)
+            b = x;
+        else
+            a = x;
+        p.cut = 1;
+        if (lin)
+            p.share = (b - a) / (hi - lo);
+        else
+            p.share = fabs(log2(fabs(b)) - log2(fabs(a))) / fabs(log2(fabs(hi)) - log2(fabs(lo)));
+    }
+    if (lin)
+        p.mid = (a + b) / 2;
+    else
+        p.mid = (a < 0 ? -1 : 1) * sqrt(a * b);
+    return p;
+}
+
+/* Custom bucket with possibly infinite bounds (see ql_hist_trim for the rules). */
+static struct trim_part trim_custom(double lo, double hi, double x, int upper)
+{
+    struct trim_part none = {0, 0, 1}, all = {1, 0, 0};
+    if (isinf(lo) && isinf(hi)) /* the single (-Inf, +Inf] bucket */
+        return (upper ? x == INFINITY : x == -INFINITY) ? all : none;
+    if (isinf(hi)) { /* (lo, +Inf]: represented by its lower end */
+        if (upper)
+            return x == INFINITY ? (struct trim_part){1, lo, 0} : none;
+        if (x == INFINITY)
+            return none;
+        return x <= lo ? (struct trim_part){1, lo, 0} : (struct trim_part){1, x, 1};
+    }
+    if (isinf(lo)) {
+        if (hi > 0) { /* lowest bucket reaching above zero: taken as [0, hi] */
+            if (!upper && x == -INFINITY)
+                return (struct trim_part){1, hi / 2, 0};
+            if (!upper && x < 0)
+                return none;
+            return trim_finite(0, hi, x, upper, 1);
+        }
+        /* (-Inf, hi] with hi <= 0: represented by its upper end */
+        if (!upper)
+            return x == -INFINITY ? (struct trim_part){1, hi, 0} : none;
+        if (x == -INFINITY)
+            return none;
+        return x >= hi ? (struct trim_part){1, hi, 0} : (struct trim_part){1, x, 1};
+    }
+    return trim_finite(lo, hi, x, upper, 1);
+}
+
+/* Apply a trim to one side's bucket list in place (r's arrays are copies); adds the kept
+ * counts and count*midpoint to *cnt / *sum (Kahan). Returns whether any bucket was cut. */
+static int trim_side(struct mtd_ql_hist *r, int neg, double x, int upper, double *cnt,
+                     double *cc, double *sum, double *sc)
+{
+    int32_t *idx = neg ? r->nidx : r->pidx;
+    double *c = neg ? r->ncnt : r->pcnt;
+    size_t n = neg ? r->nn : r->np, k = 0;
+    int cut = 0;
+    for (size_t i = 0; i < n; i++) {
+        double lo, hi;
+        ql_hist_bucket_bounds(r, idx[i], neg, &lo, &hi);
+        struct trim_part p;
+        if (c[i] == 0) {
+            idx[k] = idx[i];
+            c[k++] = 0;
+            continue;
+        }
+        if (r->schema == MTD_QL_SCHEMA_CUSTOM)
+            p = trim_custom(lo, hi, x, upper);
+        else
+            p = trim_finite(lo, hi, x, upper, 0);
+        cut |= p.cut;
+        if (p.share == 0)
+            continue;
+        double v = c[i] * p.share;
+        *cnt = ql_kahan_inc(v, *cnt, cc);
+        *sum = ql_kahan_inc(v * p.mid, *sum, sc);
+        idx[k] = idx[i];
+        c[k++] = v;
+    }
+    if (neg)
+        r->nn = k;
+    else
+        r->np = k;
+    return cut;
+}
+
+struct mtd_ql_hist *ql_hist_trim(struct ql_arena *a, const struct mtd_ql_hist *h, double x,
+                                 int upper)
+{
+    if (isnan(x))
+        return (struct mtd_ql_hist *)h;
+    struct mtd_ql_hist *r = ql_hist_copy(a, h);
+    double cnt = 0, cc = 0, sum = 0, sc = 0;
+    int cut = trim_side(r, 1, x, upper, &cnt, &cc, &sum, &sc);
+    if (r->schema != MTD_QL_SCHEMA_CUSTOM && r->zero_count != 0) {
+        double lo = -r->zero_threshold, hi = r->zero_threshold;
+        int anyp = 0, anyn = 0;
+        for (size_t i = 0; i < h->np; i++)
+            anyp |= h->pcnt[i] != 0;
+        for (size_t i = 0; i < h->nn; i++)
+            anyn |= h->ncnt[i] != 0;
+        if (anyp && !anyn)
+            lo = 0;
+        else if (anyn && !anyp)
+            hi = 0;
+        struct trim_part p;
+        if (hi > lo) {
+            p = trim_finite(lo, hi, x, upper, 1);
+        } else { /* zero-width zero bucket: everything at lo */
+            int keep = upper ? x >= lo : x <= lo;
+            p = (struct trim_part){keep ? 1 : 0, lo, !keep};
+        }
+        cut |= p.cut;
+        r->zero_count *= p.share;
+        cnt = ql_kahan_inc(r->zero_count, cnt, &cc);
+        sum = ql_kahan_inc(r->zero_count * p.mid, sum, &sc);
+    }
+    cut |= trim_side(r, 0, x, upper, &cnt, &cc, &sum, &sc);
+    if (!cut)
+        return (struct mtd_ql_hist *)h;
+    r->count = cnt + cc;
+    r->sum = sum + sc;
+    return r;
+}
+
+/* ---------------------------------------------------------------- compensated accumulator */
+
+/* Copy of h reduced to schema (exponential only) with its zero threshold widened to zt. */
+static struct mtd_ql_hist *conform(struct ql_arena *a, const struct mtd_ql_hist *h,
+                                   int32_t schema, double zt)
+{
+    struct mtd_ql_hist *r = ql_hist_copy(a, h);
+    if (h->schema == MTD_QL_SCHEMA_CUSTOM)
+        return r;
+    widen_zero(a, r, zt);
+    int sh = r->schema - schema;
+    if (sh > 0) {
+        merge(a, r->pidx, r->pcnt, r->np, sh, NULL, NULL, 0, 0, 0, &r->pidx, &r->pcnt, &r->np);
+        merge(a, r->nidx, r->ncnt, r->nn, sh, NULL, NULL, 0, 0, 0, &r->nidx, &r->ncnt, &r->nn);
+        r->schema = schema;
+    }
+    return r;
+}
+
+/* One field of the accumulator. Sum (avg 0): Kahan-Neumaier addition of v. Mean (avg 1): the
+ * same until the plain sum would overflow, then (*inc set) a compensated incremental mean with
+ * v as the n-th value -- Prometheus' float avg, applied to every field on its own. */
+static void acc_field(double v, double *s, double *c, double *inc, int avg, double n)
+{
+    if (!avg || *inc == 0) {
+        double c2 = *c;
+        double nv = ql_kahan_inc(v, *s, &c2);
+        if (!avg || !isinf(nv)) {
+            *s = nv;
+            *c = c2;
+            return;
+        }
+        *inc = 1;
+        *s /= n - 1;
+        *c /= n - 1;
+    }
+    if (isinf(*s)) {
+        if (isinf(v) && (*s > 0) == (v > 0))
+            return;
+        if (!isinf(v) && !isnan(v))
+            return;
+    }
+    double cur = *s + *c;
+    *s = ql_kahan_inc(v / n - cur / n, *s, c);
+}
+
+/* Bucket lists: (si, ss, sc, sf) are the running sums, compensations and incremental-mean flags
+ * sharing one index list; x's buckets are folded in (union of indexes). */
+static void acc_side(struct ql_arena *a, int32_t **si, double **ss, double **sc, double **sf,
+                     size_t *sn, const int32_t *xi, const double *xc, size_t xn, int avg,
+                     double n)
+{
+    size_t cap = *sn + xn + 1, k = 0, i = 0, j = 0;
+    int32_t *oi = ql_alloc(a, cap * sizeof(int32_t));
+    double *os = ql_alloc(a, cap * sizeof(double)), *oc = ql_alloc(a, cap * sizeof(double));
+    double *of = ql_alloc(a, cap * sizeof(double));
+    while (i < *sn || j < xn) {
+        int32_t ia = i < *sn ? (*si)[i] : INT32_MAX, ib = j < xn ? xi[j] : INT32_MAX;
+        int32_t idx = ia < ib ? ia : ib;
+        double s = 0, c = 0, f = 0, v = 0;
+        if (ia == idx) {
+            s = (*ss)[i];
+            c = (*sc)[i];
+            f = (*sf)[i];
+            i++;
+        }
+        if (ib == idx)
+            v = xc[j++];
+        acc_field(v, &s, &c, &f, avg, n);
+        oi[k] = idx;
+        os[k] = s;
+        oc[k] = c;
+        of[k++] = f;
+    }
+    *si = oi;
+    *ss = os;
+    *sc = oc;
+    *sf = of;
+    *sn = k;
+}
+
+/* acc->s/c/f (same layout) take in x, which already has their schema/threshold/bounds. */
+static void acc_apply(struct ql_arena *a, struct ql_hacc *acc, const struct mtd_ql_hist *x,
+                      int avg)
+{
+    struct mtd_ql_hist *s = acc->s, *c = acc->c, *f = acc->f;
+    acc_field(x->count, &s->count, &c->count, &f->count, avg, acc->n);
+    acc_field(x->sum, &s->sum, &c->sum, &f->sum, avg, acc->n);
+    acc_field(x->zero_count, &s->zero_count, &c->zero_count, &f->zero_count, avg, acc->n);
+    size_t np = s->np, nn = s->nn;
+    acc_side(a, &s->pidx, &s->pcnt, &c->pcnt, &f->pcnt, &np, x->pidx, x->pcnt, x->np, avg,
+             acc->n);
+    acc_side(a, &s->nidx, &s->ncnt, &c->ncnt, &f->ncnt, &nn, x->nidx, x->ncnt, x->nn, avg,
+             acc->n);
+    s->np = c->np = f->np = np;
+    s->nn = c->nn = f->nn = nn;
+    c->pidx = f->pidx = s->pidx;
+    c->nidx = f->nidx = s->nidx;
+}
+
+/* A copy of h with every count (and the sum) 0. */
+static struct mtd_ql_hist *zero_like(struct ql_arena *a, const struct mtd_ql_hist *h)
+{
+    struct mtd_ql_hist *r = ql_hist_copy(a, h);
+    r->count = r->sum = r->zero_count = 0;
+    for (size_t i = 0; i < r->np; i++)
+        r->pcnt[i] = 0;
+    for (size_t i = 0; i < r->nn; i++)
+        r->ncnt[i] = 0;
+    return r;
+}
+
+void ql_hacc_init(struct ql_hacc *acc)
+{
+    memset(acc, 0, sizeof(*acc));
+}
+
+/* Counter reset hint of a sum, as Prometheus' FloatHistogram.Add combines them. */
+static enum mtd_ql_crh acc_hint(enum mtd_ql_crh h, enum mtd_ql_crh o)
+{
+    if (h == o || h == MTD_QL_CRH_GAUGE)
+        return h;
+    if (o == MTD_QL_CRH_GAUGE)
+        return o;
+    if (h == MTD_QL_CRH_UNKNOWN || o == MTD_QL_CRH_UNKNOWN)
+        return MTD_QL_CRH_UNKNOWN;
+    return MTD_QL_CRH_UNKNOWN; /* reset + not_reset */
+}
+
+/* Prometheus warns when any input says reset and any other says not_reset. */
+static void acc_seen(struct ql_hacc *acc, enum mtd_ql_crh h)
+{
+    if (h == MTD_QL_CRH_RESET)
+        acc->seen |= 1;
+    else if (h == MTD_QL_CRH_NOT_RESET)
+        acc->seen |= 2;
+    acc->crh_conflict = acc->seen == 3;
+}
+
+int ql_hacc_add(struct ql_arena *a, struct ql_hacc *acc, const struct mtd_ql_hist *h, int avg)
+{
+    if (acc->bad)
+        return -1;
+    acc->n++;
+    if (!acc->s) {
+        acc->s = ql_hist_copy(a, h);
+        acc->c = zero_like(a, h);
+        acc->f = zero_like(a, h);
+        acc->crh = h->crh;
+        acc_seen(acc, h->crh);
+        return 0;
+    }
+    if (!ql_hist_compatible(acc->s, h)) {
+        acc->bad = 1;
+        return -1;
+    }
+    acc->crh = acc_hint(acc->crh, h->crh);
+    acc_seen(acc, h->crh);
+    const struct mtd_ql_hist *x = h;
+    if (h->schema == MTD_QL_SCHEMA_CUSTOM) {
+        if (!custom_equal(acc->s, h)) {
+            const struct mtd_ql_hist *s2, *x2;
+            reconcile_custom(a, acc->s, h, &s2, &x2);
+            acc->c = fold_custom(a, acc->c, s2->custom, s2->ncustom);
+            acc->f = fold_custom(a, acc->f, s2->custom, s2->ncustom);
+            acc->s = (struct mtd_ql_hist *)s2;
+            x = x2;
+            acc->reconciled = 1;
+        }
+    } else {
+        int32_t schema = h->schema < acc->s->schema ? h->schema : acc->s->schema;
+        double zt = h->zero_threshold > acc->s->zero_threshold ? h->zero_threshold
+                                                               : acc->s->zero_threshold;
+        if (schema != acc->s->schema || zt != acc->s->zero_threshold) {
+            acc->s = conform(a, acc->s, schema, zt);
+            acc->c = conform(a, acc->c, schema, zt);
+            acc->f = conform(a, acc->f, schema, zt);
+        }
+        if (schema != h->schema || zt != h->zero_threshold)
+            x = conform(a, h, schema, zt);
+    }
+    acc_apply(a, acc, x, avg);
+    return 0;
+}
+
+static double acc_out(double s, double c, double f, int avg, double n)
+{
+    return avg && f == 0 ? (s + c) / n : s + c;
+}
+
+struct mtd_ql_hist *ql_hacc_finish(struct ql_arena *a, struct ql_hacc *acc, int avg)
+{
+    if (!acc->s || acc->bad)
+        return NULL;
+    struct mtd_ql_hist *r = ql_hist_copy(a, acc->s);
+    const struct mtd_ql_hist *c = acc->c, *f = acc->f;
+    r->count = acc_out(r->count, c->count, f->count, avg, acc->n);
+    r->sum = acc_out(r->sum, c->sum, f->sum, avg, acc->n);
+    r->zero_count = acc_out(r->zero_count, c->zero_count, f->zero_count, avg, acc->n);
+    for (size_t i = 0; i < r->np; i++)
+        r->pcnt[i] = acc_out(r->pcnt[i], c->pcnt[i], f->pcnt[i], avg, acc->n);
+    for (size_t i = 0; i < r->nn; i++)
+        r->ncnt[i] = acc_out(r->ncnt[i], c->ncnt[i], f->ncnt[i], avg, acc->n);
+    r->crh = acc->crh;
+    return r;
+}
+
+/* ---------------------------------------------------------------- histogram-stats reads */
+
+/* State of the walk below: 1 under histogram_count/sum/avg, -1 under a function that needs the
+ * buckets, 0 neither (or reset by a binary operator or a subquery). */
+static int stats_walk(const struct ql_node *n, const struct ql_node *sel, int st)
+{
+    if (!n)
+        return -2;
+    if (n == sel)
+        return st;
+    if (n->kind == QN_BINARY)
+        st = 0;
+    if (n->kind == QN_SUBQ)
+        st = 0;
+    if (n->kind == QN_CALL && n->fn) {
+        const char *f = n->fn->name;
+        if (!strcmp(f, "histogram_count") || !strcmp(f, "histogram_sum") ||
+            !strcmp(f, "histogram_avg"))
+            st = 1;
+        else if (!strcmp(f, "histogram_quantile") || !strcmp(f, "histogram_quantiles") ||
+                 !strcmp(f, "histogram_fraction"))
+            st = -1;
+    }
+    int r = stats_walk(n->lhs, sel, st);
+    if (r != -2)
+        return r;
+    if ((r = stats_walk(n->rhs, sel, st)) != -2)
+        return r;
+    if ((r = stats_walk(n->param, sel, st)) != -2)
+        return r;
+    for (size_t i = 0; i < n->nargs; i++)
+        if ((r = stats_walk(n->args[i], sel, st)) != -2)
+            return r;
+    return -2;
+}
+
+int ql_hist_stats_sel(const struct ql_node *root, const struct ql_node *sel)
+{
+    return stats_walk(root, sel, 0) == 1;
+}
+
+enum mtd_ql_crh ql_hist_stats_hint(struct ql_arena *a, const struct mtd_ql_hist *cur,
+                                   const struct mtd_ql_hist *prev)
+{
+    if (cur->crh != MTD_QL_CRH_UNKNOWN || !prev)
+        return cur->crh;
+    return ql_hist_detect_reset(a, cur, prev) ? MTD_QL_CRH_RESET : MTD_QL_CRH_NOT_RESET;
 }

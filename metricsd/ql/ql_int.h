@@ -40,6 +40,7 @@ struct ql_mark {
 void ql_arena_init(struct ql_arena *a, jmp_buf *jb, struct obs_err *err);
 void ql_arena_deinit(struct ql_arena *a);
 void *ql_alloc(struct ql_arena *a, size_t n);   /* zeroed; never NULL (unwinds) */
+void *ql_alloc_raw(struct ql_arena *a, size_t n); /* ql_alloc without zeroing */
 void *ql_grow(struct ql_arena *a, void *p, size_t oldn, size_t newn);
 char *ql_strndup(struct ql_arena *a, const char *s, size_t n);
 char *ql_strdup(struct ql_arena *a, const char *s);
@@ -82,9 +83,14 @@ int ql_map_get(const struct ql_map *m, const char *k, size_t kn);
 int ql_map_put(struct ql_map *m, const char *k, size_t kn, int v);
 
 /* ---------------------------------------------------------------- labels */
+/* id > 0: the label set lives as long as the query (a selected series or a set interned in
+ * the query arena) and per-query caches may be keyed by it; the same id always means the same
+ * labels. Interned sets (ql_intern in ql_eval.c) also have the converse: equal sets, equal id.
+ * Functions that build a new set leave id 0. */
 struct ql_labels {
     const struct obs_label *v;
     uint32_t n;
+    uint32_t id;
 };
 const char *ql_lget(struct ql_labels l, const char *name); /* NULL when absent */
 /* Copies with one label set (value "" deletes) / deleted. */
@@ -116,6 +122,7 @@ enum ql_op {
     QOP_ADD, QOP_SUB, QOP_MUL, QOP_DIV, QOP_MOD, QOP_POW, QOP_ATAN2,
     QOP_EQL, QOP_NEQ, QOP_GTR, QOP_LSS, QOP_GTE, QOP_LTE,
     QOP_AND, QOP_OR, QOP_UNLESS,
+    QOP_TRIM_UPPER, QOP_TRIM_LOWER, /* </ and >/ on native histograms */
 };
 
 enum ql_agg {
@@ -165,7 +172,44 @@ struct ql_node {
     const struct ql_func *fn;   /* QN_CALL */
     struct ql_node **args;
     size_t nargs;
+    /* duration expressions that depend on the query (step(), range()); resolved into
+     * offset/range/step by ql_resolve_durations before evaluation (NULL: constant) */
+    struct ql_dur *offset_expr, *range_expr, *step_expr;
+    /* QN_BINARY fill modifiers: fill_l / fill_r set when a missing side is filled */
+    int fill_l, fill_r;
+    double fill_lv, fill_rv;
+    /* QN_MSEL extended range selector modifiers */
+    int anchored, smoothed;
+    /* QN_VSEL: label selector of info() (ms[nms_user..] are added name matchers) */
+    int info_sel;
+    size_t nms_user;
 };
+
+/* Duration expression tree (values in seconds, as Prometheus' DurationExpr). */
+enum ql_dop {
+    QD_NUM, QD_ADD, QD_SUB, QD_MUL, QD_DIV, QD_MOD, QD_POW, QD_STEP, QD_RANGE, QD_MIN, QD_MAX
+};
+struct ql_dur {
+    enum ql_dop op;
+    double num;               /* QD_NUM */
+    struct ql_dur *l, *r;     /* QD_SUB with l == NULL: unary minus */
+    int pos;
+};
+/* Value of d in seconds given the query step and range (seconds). Returns 0, or -1 with a
+ * message in *why (division or modulo by zero). */
+int ql_dur_eval(const struct ql_dur *d, double step, double range, double *out,
+                const char **why);
+int ql_dur_dynamic(const struct ql_dur *d); /* uses step() or range() */
+/* Histogram linearly interpolated at t between (t1, h1) and (t2, h2) (anchored/smoothed
+ * selectors); with counter set, a reset between them counts up from zero (h2 scaled). The
+ * result keeps h2's counter-reset hint. NULL when exponential and custom buckets mix. */
+struct mtd_ql_hist;
+const struct mtd_ql_hist *ql_ext_hinterp(struct ql_arena *a, const struct mtd_ql_hist *h1,
+                                         int64_t t1, const struct mtd_ql_hist *h2, int64_t t2,
+                                         int64_t t, int counter);
+/* Resolve the query-dependent duration expressions of the tree under n (ql_eval.c). */
+struct ql_query;
+void ql_resolve_durations(struct ql_query *q, struct ql_node *n);
 
 struct mtd_ql_expr {
     struct ql_arena arena;
@@ -191,6 +235,9 @@ struct ql_series {
     struct mtd_ql_point *p;
     size_t n, cap;
     int drop;
+    int nohist; /* set when no point of p is a histogram (0: unknown) */
+    int noreset;   /* set when no value of p is below its predecessor (0: unknown) */
+    int info_done; /* per-series annotations were already considered (series at a time) */
 };
 struct ql_mat {
     struct ql_series *s;
@@ -208,6 +255,8 @@ struct ql_val {
 
 struct ql_sel_data;
 struct ql_query;
+struct ql_agg_cache;
+struct ql_pre;
 
 /* Function table entry. */
 typedef struct ql_val (*ql_fn_impl)(struct ql_query *q, struct ql_node *call, struct ql_val *args,
@@ -222,6 +271,14 @@ struct ql_func {
     int experimental;
 };
 const struct ql_func *ql_func_lookup(const char *name, size_t n);
+/* One series' value of a range-vector function (a window s of matrix m at step t); returns 1
+ * and sets *out when there is a sample. */
+typedef int (*ql_over_fn)(struct ql_query *q, struct ql_node *c, struct ql_val *a,
+                          const struct ql_series *s, const struct ql_mat *m, int64_t t,
+                          double *out);
+/* The per-series form of fn when it is a float range-vector function (rate, *_over_time...):
+ * returns 1 and sets *f and *keep_name (output keeps __name__), else 0. */
+int ql_over_info(const struct ql_func *fn, ql_over_fn *f, int *keep_name);
 
 /* ---------------------------------------------------------------- evaluation */
 struct ql_query {
@@ -247,6 +304,21 @@ struct ql_query {
     char **warns, **infos;
     uint64_t ticks;
     int delayed;                   /* delayed __name__ removal (opts) */
+    /* label-set ids (ql_eval.c): id -> labels, the intern map, and per-id caches */
+    uint32_t nlid;
+    struct ql_labels *lids;        /* [id], cap lids_cap */
+    size_t lids_cap;
+    struct ql_map imap;            /* interned key -> id */
+    uint32_t *drop_of;             /* [id] -> id of the set without __name__ (0: not yet) */
+    size_t drop_cap;
+    uint32_t *seen;                /* [id] -> generation (duplicate checks) */
+    size_t seen_cap;
+    uint32_t seen_gen;
+    struct ql_agg_cache *aggc;     /* per aggregation node */
+    size_t naggc;
+    int multi;                     /* evaluated at more than one time (range or subquery) */
+    struct ql_pre *pre;            /* range functions computed series by series (range query) */
+    size_t npre;
 };
 
 struct ql_val ql_eval(struct ql_query *q, struct ql_node *n, int64_t t);
@@ -259,6 +331,8 @@ void ql_info(struct ql_query *q, int pos, const char *fmt, ...)
 void ql_check_deadline(struct ql_query *q);
 double ql_kahan_inc(double inc, double sum, double *c);
 double ql_quantile(double q, double *v, size_t n); /* sorts v */
+/* info(): when info series are looked up for the call argument n evaluated at t. */
+int64_t ql_info_ref_time(struct ql_query *q, const struct ql_node *n, int64_t t);
 /* Resolve a selector's evaluation instant (applies @ and offset). */
 int64_t ql_sel_time(struct ql_query *q, const struct ql_node *n, int64_t t);
 
@@ -277,6 +351,8 @@ int ql_hist_equal(const struct mtd_ql_hist *x, const struct mtd_ql_hist *y);
 /* Prometheus' FloatHistogram.String() (count_values label of a histogram). */
 const char *ql_hist_str(struct ql_arena *a, const struct mtd_ql_hist *h);
 double ql_hist_quantile(struct ql_arena *a, double q, const struct mtd_ql_hist *h);
+/* Observations of h in no bucket when its sum is NaN (NaN observations), else 0. */
+double ql_hist_nan_obs(const struct mtd_ql_hist *h);
 double ql_hist_fraction(struct ql_arena *a, double lo, double hi, const struct mtd_ql_hist *h);
 double ql_hist_stdvar(struct ql_arena *a, const struct mtd_ql_hist *h);
 /* Counter reset between prev and cur (hint first, then buckets; custom bounds reconciled). */
@@ -285,5 +361,42 @@ int ql_hist_detect_reset(struct ql_arena *a, const struct mtd_ql_hist *cur,
 /* ql_hist_add that sets *reconciled (if non-NULL) when custom bounds had to be reconciled. */
 struct mtd_ql_hist *ql_hist_add_r(struct ql_arena *a, const struct mtd_ql_hist *x,
                                   const struct mtd_ql_hist *y, double f, int *reconciled);
+/* The trim operators: h </ x (upper=1) keeps the observations below x, h >/ x those above,
+ * interpolating inside the cut bucket (exponentially for exponential buckets, linearly for
+ * custom and zero buckets). When a bucket is cut, count and sum are re-estimated from the kept
+ * buckets (each at the midpoint of its kept part); when none is, h itself is returned. */
+struct mtd_ql_hist *ql_hist_trim(struct ql_arena *a, const struct mtd_ql_hist *h, double x,
+                                 int upper);
+/* Compensated (Kahan-Neumaier) sum or mean of histograms, field by field, as Prometheus'
+ * sum/avg/sum_over_time/avg_over_time: ql_hacc_init, then ql_hacc_add for each input (avg=1
+ * for a mean: switches to an incremental mean when the plain sum would overflow), then
+ * ql_hacc_finish (NULL when nothing was added or schemas were incompatible). Schemas are
+ * reduced, zero thresholds widened and custom bounds reconciled (acc->reconciled) as needed.
+ * The result's counter reset hint combines the inputs' as FloatHistogram.Add does; reset mixed
+ * with not_reset sets crh_conflict (Prometheus warns "conflicting counter resets during
+ * histogram aggregation"). ql_hacc_add returns -1 (and sets bad) when exponential and custom
+ * schemas mix. All memory is from arena a. */
+struct ql_hacc {
+    struct mtd_ql_hist *s, *c; /* running sum (or mean) and its compensation, same layout */
+    struct mtd_ql_hist *f;     /* same layout: 1 where a field switched to the incremental mean */
+    double n;                  /* histograms added */
+    int bad;                   /* exponential and custom buckets mixed */
+    int reconciled;            /* custom bounds had to be reconciled */
+    int crh_conflict;          /* reset and not_reset hints were added together */
+    int seen;                  /* 1: a reset hint was added, 2: a not_reset hint */
+    enum mtd_ql_crh crh;       /* combined counter reset hint */
+};
+void ql_hacc_init(struct ql_hacc *acc);
+int ql_hacc_add(struct ql_arena *a, struct ql_hacc *acc, const struct mtd_ql_hist *h, int avg);
+struct mtd_ql_hist *ql_hacc_finish(struct ql_arena *a, struct ql_hacc *acc, int avg);
+/* Prometheus reads a selector through its HistogramStatsIterator when the selector's value
+ * only feeds histogram_count/sum/avg (innermost such call above it, not crossed by a binary
+ * operator or subquery, and no histogram_quantile/fraction in between): 1 for such a selector
+ * node sel (QN_VSEL or QN_MSEL) of the expression root. That iterator gives each histogram
+ * whose counter reset hint is unknown an explicit one, detected against the series' previous
+ * sample: ql_hist_stats_hint (prev NULL for a series' first sample read: hint kept). */
+int ql_hist_stats_sel(const struct ql_node *root, const struct ql_node *sel);
+enum mtd_ql_crh ql_hist_stats_hint(struct ql_arena *a, const struct mtd_ql_hist *cur,
+                                   const struct mtd_ql_hist *prev);
 
 #endif

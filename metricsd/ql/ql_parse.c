@@ -26,7 +26,7 @@
 enum tok {
     T_EOF, T_IDENT, T_NUM, T_DUR, T_STR, T_LPAREN, T_RPAREN, T_LBRACE, T_RBRACE, T_LBRACK,
     T_RBRACK, T_COMMA, T_COLON, T_AT, T_ASSIGN, T_EQLC, T_NEQ, T_RE, T_NRE, T_LSS, T_GTR,
-    T_LTE, T_GTE, T_ADD, T_SUB, T_MUL, T_DIV, T_MOD, T_POW, T_BAD
+    T_LTE, T_GTE, T_ADD, T_SUB, T_MUL, T_DIV, T_MOD, T_POW, T_TRIM_UPPER, T_TRIM_LOWER, T_BAD
 };
 
 struct parser {
@@ -43,6 +43,7 @@ struct parser {
     int brackets;        /* inside [...] : colon is a token, not an identifier char */
     size_t max_re;       /* regex length limit (bytes) */
     int depth;           /* parse_expr recursion depth */
+    int lax_sel;         /* next selector may match empty (info()'s label selector) */
 };
 
 static const char *tok_desc(enum tok t)
@@ -51,7 +52,7 @@ static const char *tok_desc(enum tok t)
                               "\"(\"", "\")\"", "\"{\"", "\"}\"", "\"[\"", "\"]\"", "\",\"",
                               "\":\"", "\"@\"", "\"=\"", "\"==\"", "\"!=\"", "\"=~\"", "\"!~\"",
                               "\"<\"", "\">\"", "\"<=\"", "\">=\"", "\"+\"", "\"-\"", "\"*\"",
-                              "\"/\"", "\"%\"", "\"^\"", "character"};
+                              "\"/\"", "\"%\"", "\"^\"", "\"</\"", "\">/\"", "character"};
     return d[t];
 }
 
@@ -208,10 +209,12 @@ static void next(struct parser *p)
         perr(p, p->tpos, "unexpected character after '!': %c", d ? d : ' ');
     case '<':
         if (d == '=') { p->pos++; p->tlen = 2; p->tk = T_LTE; return; }
+        if (d == '/') { p->pos++; p->tlen = 2; p->tk = T_TRIM_UPPER; return; }
         p->tk = T_LSS;
         return;
     case '>':
         if (d == '=') { p->pos++; p->tlen = 2; p->tk = T_GTE; return; }
+        if (d == '/') { p->pos++; p->tlen = 2; p->tk = T_TRIM_LOWER; return; }
         p->tk = T_GTR;
         return;
     default:
@@ -316,6 +319,8 @@ static enum ql_op binop_of(struct parser *p)
     case T_LSS: return QOP_LSS;
     case T_GTE: return QOP_GTE;
     case T_LTE: return QOP_LTE;
+    case T_TRIM_UPPER: return QOP_TRIM_UPPER;
+    case T_TRIM_LOWER: return QOP_TRIM_LOWER;
     case T_IDENT:
         if (tok_is(p, "and")) return QOP_AND;
         if (tok_is(p, "or")) return QOP_OR;
@@ -334,6 +339,7 @@ static int prec(enum ql_op op)
     case QOP_EQL: case QOP_NEQ: case QOP_GTR: case QOP_LSS: case QOP_GTE: case QOP_LTE: return 3;
     case QOP_ADD: case QOP_SUB: return 4;
     case QOP_MUL: case QOP_DIV: case QOP_MOD: case QOP_ATAN2: return 5;
+    case QOP_TRIM_UPPER: case QOP_TRIM_LOWER: return 5;
     case QOP_POW: return 6;
     default: return 0;
     }
@@ -352,7 +358,7 @@ static int is_set(enum ql_op op)
 static const char *op_str(enum ql_op op)
 {
     static const char *s[] = {"", "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">", "<",
-                              ">=", "<=", "and", "or", "unless"};
+                              ">=", "<=", "and", "or", "unless", "</", ">/"};
     return s[op];
 }
 
@@ -530,7 +536,8 @@ static struct ql_node *parse_vsel(struct parser *p, char *name, size_t pos)
     n->name = name;
     ql_on_free(p->a, register_matcher_cleanup, n);
     parse_matchers(p, n, name);
-    int nonempty = 0;
+    int nonempty = p->lax_sel;
+    p->lax_sel = 0;
     for (size_t i = 0; i < n->nms; i++)
         if (!obs_matcher_matches_empty(&n->ms[i]))
             nonempty = 1;
@@ -541,25 +548,161 @@ static struct ql_node *parse_vsel(struct parser *p, char *name, size_t pos)
     return n;
 }
 
-/* Duration or number of seconds (for ranges, offsets, steps). sign allowed if neg_ok. */
-static int64_t parse_duration(struct parser *p, int neg_ok, const char *ctx)
+/* ---------------------------------------------------------------- duration expressions */
+/* Prometheus 3's duration expressions: [5m+1m], [step()*2:1m], offset -(1h/2), min_of(a, b).
+ * Numbers are seconds. Constant expressions fold at parse time; those using step() or
+ * range() stay in the node and are resolved per query (ql_resolve_durations). */
+static struct ql_dur *dur_new(struct parser *p, enum ql_dop op, size_t pos, struct ql_dur *l,
+                              struct ql_dur *r)
 {
+    struct ql_dur *d = ql_alloc(p->a, sizeof(*d));
+    d->op = op;
+    d->pos = (int)pos;
+    d->l = l;
+    d->r = r;
+    return d;
+}
+
+static struct ql_dur *parse_dur_expr(struct parser *p, int minprec, const char *ctx);
+
+/* step() / range() / min_of(a, b) / max_of(a, b) at an identifier; NULL when it is not one. */
+static struct ql_dur *parse_dur_func(struct parser *p)
+{
+    size_t pos = p->tpos;
+    enum ql_dop op;
+    if (tok_is(p, "step"))
+        op = QD_STEP;
+    else if (tok_is(p, "range"))
+        op = QD_RANGE;
+    else if (tok_is(p, "min_of") || tok_is(p, "min"))
+        op = QD_MIN;
+    else if (tok_is(p, "max_of") || tok_is(p, "max"))
+        op = QD_MAX;
+    else
+        return NULL;
+    next(p);
+    expect(p, T_LPAREN, "in duration expression, expected \"(\"");
+    if (op == QD_STEP || op == QD_RANGE) {
+        expect(p, T_RPAREN, "in duration expression, expected \")\"");
+        return dur_new(p, op, pos, NULL, NULL);
+    }
+    struct ql_dur *a = parse_dur_expr(p, 0, "in duration expression, expected duration");
+    expect(p, T_COMMA, "in duration expression, expected \",\"");
+    struct ql_dur *b = parse_dur_expr(p, 0, "in duration expression, expected duration");
+    expect(p, T_RPAREN, "in duration expression, expected \")\"");
+    return dur_new(p, op, pos, a, b);
+}
+
+static struct ql_dur *parse_dur_primary(struct parser *p, const char *ctx)
+{
+    size_t pos = p->tpos;
+    struct ql_dur *d;
+    switch (p->tk) {
+    case T_NUM:
+    case T_DUR:
+        d = dur_new(p, QD_NUM, pos, NULL, NULL);
+        d->num = p->tk == T_DUR ? p->num / 1000.0 : p->num;
+        next(p);
+        return d;
+    case T_LPAREN:
+        next(p);
+        d = parse_dur_expr(p, 0, "in duration expression, expected duration");
+        expect(p, T_RPAREN, "in duration expression, expected \")\"");
+        return d;
+    case T_IDENT:
+        if ((d = parse_dur_func(p)) != NULL)
+            return d;
+        unexpected(p, ctx);
+    default:
+        unexpected(p, ctx);
+    }
+}
+
+static struct ql_dur *dur_negate(struct parser *p, struct ql_dur *d, size_t pos)
+{
+    if (d->op == QD_NUM) {
+        d->num = -d->num;
+        d->pos = (int)pos;
+        return d;
+    }
+    return dur_new(p, QD_SUB, pos, NULL, d);
+}
+
+static int dur_prec(enum tok t)
+{
+    switch (t) {
+    case T_ADD: case T_SUB: return 4;
+    case T_MUL: case T_DIV: case T_MOD: return 5;
+    case T_POW: return 6;
+    default: return 0;
+    }
+}
+
+static struct ql_dur *parse_dur_expr(struct parser *p, int minprec, const char *ctx)
+{
+    if (++p->depth > MTD_QL_MAX_DEPTH)
+        perr(p, p->tpos, "expression nested too deeply (limit %d levels)", MTD_QL_MAX_DEPTH);
+    struct ql_dur *l;
+    if (p->tk == T_SUB || p->tk == T_ADD) { /* unary binds like "*" */
+        size_t pos = p->tpos;
+        int neg = p->tk == T_SUB;
+        next(p);
+        l = parse_dur_expr(p, 6, ctx);
+        if (neg)
+            l = dur_negate(p, l, pos);
+    } else {
+        l = parse_dur_primary(p, ctx);
+    }
+    for (;;) {
+        int pr = dur_prec(p->tk);
+        if (pr == 0 || pr < minprec)
+            break;
+        enum tok t = p->tk;
+        size_t opos = p->tpos;
+        next(p);
+        struct ql_dur *r = parse_dur_expr(p, t == T_POW ? pr : pr + 1,
+                                          "in duration expression, expected duration");
+        enum ql_dop op = t == T_ADD ? QD_ADD : t == T_SUB ? QD_SUB : t == T_MUL ? QD_MUL :
+                         t == T_DIV ? QD_DIV : t == T_MOD ? QD_MOD : QD_POW;
+        if ((op == QD_DIV || op == QD_MOD) && r->op == QD_NUM && r->num == 0)
+            perr(p, opos, op == QD_DIV ? "division by zero" : "modulo by zero");
+        l = dur_new(p, op, l->pos, l, r);
+    }
+    p->depth--;
+    return l;
+}
+
+/* Offset operand: a signed literal, step()/range()/min_of()/max_of() or a parenthesised
+ * expression; operators after it belong to the enclosing expression (`x offset 1m + 1`
+ * adds 1), except after a bare "(...)" where the duration expression continues. */
+static struct ql_dur *parse_offset_dur(struct parser *p, const char *ctx)
+{
+    if (p->tk == T_LPAREN)
+        return parse_dur_expr(p, 0, ctx);
+    size_t pos = p->tpos;
     int neg = 0;
-    if (neg_ok && (p->tk == T_SUB || p->tk == T_ADD)) {
+    if (p->tk == T_SUB || p->tk == T_ADD) {
         neg = p->tk == T_SUB;
         next(p);
     }
-    int64_t ms;
-    if (p->tk == T_DUR)
-        ms = (int64_t)p->num;
-    else if (p->tk == T_NUM) {
-        if (!isfinite(p->num) || fabs(p->num) > 9e15)
-            perr(p, p->tpos, "invalid duration");
-        ms = (int64_t)llround(p->num * 1000.0);
-    } else
-        unexpected(p, ctx);
-    next(p);
-    return neg ? -ms : ms;
+    struct ql_dur *d = parse_dur_primary(p, ctx);
+    return neg ? dur_negate(p, d, pos) : d;
+}
+
+/* Fold d into *ms when it is constant (returns 1), else leave it for the query (0). Plain
+ * literals round to the millisecond, computed values truncate (as Prometheus). */
+static int dur_fold(struct parser *p, const struct ql_dur *d, int64_t *ms)
+{
+    if (ql_dur_dynamic(d))
+        return 0;
+    double v;
+    const char *why = NULL;
+    if (ql_dur_eval(d, 0, 0, &v, &why) < 0)
+        perr(p, (size_t)d->pos, "%s", why);
+    if (!isfinite(v) || fabs(v) > 9e15)
+        perr(p, (size_t)d->pos, "duration out of range");
+    *ms = d->op == QD_NUM ? (int64_t)llround(v * 1000.0) : (int64_t)(v * 1000.0);
+    return 1;
 }
 
 static int is_aggr(struct parser *p, enum ql_agg *out)
@@ -635,6 +778,49 @@ static struct ql_node *parse_aggr(struct parser *p, enum ql_agg agg, size_t pos)
     return n;
 }
 
+/* info(v, {selector}): the label selector picks the info series. Without __name__ matchers
+ * it means target_info; with only negative ones, any *_info metric they allow. The added
+ * matchers follow the user's (nms_user) so evaluation can tell data-label matchers apart.
+ * info(v) gets the selector {__name__="target_info"}. */
+static void info_selector(struct parser *p, struct ql_node *n, size_t cap)
+{
+    struct ql_node *s;
+    if (n->nargs == 1) {
+        s = node(p, QN_VSEL, (size_t)n->pos);
+        s->type = MTD_QL_VECTOR;
+        ql_on_free(p->a, register_matcher_cleanup, s);
+        s->sel_id = p->nsel++;
+        QL_PUSH(p->a, n->args, n->nargs, cap, s);
+        struct obs_matcher m;
+        size_t mc = 0;
+        init_re_matcher(p, &m, OBS_MATCH_EQ, "__name__", "target_info", (size_t)s->pos);
+        QL_PUSH(p->a, s->ms, s->nms, mc, m);
+    } else {
+        s = n->args[1];
+        if (s->kind != QN_VSEL)
+            perr(p, s->pos, "expected label selector as the second argument of info()");
+        if (s->offset || s->offset_expr || s->at_kind)
+            perr(p, s->pos, "no offset or @ modifiers allowed in the label selector of info()");
+    }
+    s->info_sel = 1;
+    s->nms_user = s->nms;
+    int names = 0, positive = 0;
+    for (size_t i = 0; i < s->nms; i++)
+        if (strcmp(s->ms[i].name, "__name__") == 0) {
+            names++;
+            positive |= s->ms[i].type == OBS_MATCH_EQ || s->ms[i].type == OBS_MATCH_RE;
+        }
+    if (positive)
+        return;
+    struct obs_matcher m;
+    size_t mcap = s->nms;
+    if (names == 0)
+        init_re_matcher(p, &m, OBS_MATCH_EQ, "__name__", "target_info", (size_t)s->pos);
+    else
+        init_re_matcher(p, &m, OBS_MATCH_RE, "__name__", ".+_info", (size_t)s->pos);
+    QL_PUSH(p->a, s->ms, s->nms, mcap, m);
+}
+
 static struct ql_node *parse_call(struct parser *p, const struct ql_func *f, size_t pos)
 {
     struct ql_node *n = node(p, QN_CALL, pos);
@@ -642,8 +828,11 @@ static struct ql_node *parse_call(struct parser *p, const struct ql_func *f, siz
     next(p); /* name */
     expect(p, T_LPAREN, NULL);
     size_t cap = 0;
+    int is_info = strcmp(f->name, "info") == 0;
     while (p->tk != T_RPAREN) {
+        p->lax_sel = is_info && n->nargs == 1;
         struct ql_node *a = parse_expr(p, 0);
+        p->lax_sel = 0;
         QL_PUSH(p->a, n->args, n->nargs, cap, a);
         if (p->tk == T_COMMA)
             next(p);
@@ -674,6 +863,18 @@ static struct ql_node *parse_call(struct parser *p, const struct ql_func *f, siz
                  type_str(want), f->name, type_str(n->args[i]->type));
     }
     n->type = f->ret;
+    if (is_info)
+        info_selector(p, n, cap);
+    /* rate/increase/delta read an anchored or smoothed range raw (bit 2; ql_funcs.c) */
+    if (n->nargs > 0 && n->args[0]->kind == QN_MSEL &&
+        (strcmp(f->name, "rate") == 0 || strcmp(f->name, "increase") == 0 ||
+         strcmp(f->name, "delta") == 0)) {
+        struct ql_node *v = n->args[0]->lhs;
+        if (v->anchored)
+            v->anchored |= 2;
+        if (v->smoothed)
+            v->smoothed |= 2;
+    }
     return n;
 }
 
@@ -685,13 +886,26 @@ static struct ql_node *parse_postfix(struct parser *p, struct ql_node *e)
             size_t bpos = p->tpos;
             p->brackets++;
             next(p);
-            int64_t range = parse_duration(p, 0, "in subquery or range selector, expected "
-                                                  "duration");
+            struct ql_dur *rd = parse_dur_expr(p, 0, "in subquery or range selector, "
+                                                     "expected duration");
+            int64_t range = 0;
+            int rconst = dur_fold(p, rd, &range);
+            if (rconst)
+                rd = NULL;
+            else
+                range = 1; /* resolved per query */
             if (p->tk == T_COLON) {
                 next(p);
                 int64_t step = 0;
-                if (p->tk != T_RBRACK)
-                    step = parse_duration(p, 0, "in subquery, expected duration");
+                struct ql_dur *sd = NULL;
+                if (p->tk != T_RBRACK) {
+                    sd = parse_dur_expr(p, 0, "in subquery, expected duration");
+                    if (dur_fold(p, sd, &step)) {
+                        if (step <= 0 && sd->op != QD_NUM)
+                            perr(p, (size_t)sd->pos, "duration must be greater than 0");
+                        sd = NULL;
+                    }
+                }
                 p->brackets--;
                 expect(p, T_RBRACK, "in subquery, expected \"]\"");
                 if (e->type != MTD_QL_VECTOR)
@@ -704,6 +918,8 @@ static struct ql_node *parse_postfix(struct parser *p, struct ql_node *e)
                 s->lhs = e;
                 s->range = range;
                 s->step = step;
+                s->range_expr = rd;
+                s->step_expr = sd;
                 s->type = MTD_QL_MATRIX;
                 e = s;
             } else {
@@ -711,26 +927,44 @@ static struct ql_node *parse_postfix(struct parser *p, struct ql_node *e)
                 expect(p, T_RBRACK, "in range selector, expected \"]\"");
                 if (e->kind != QN_VSEL)
                     perr(p, bpos, "ranges only allowed for vector selectors");
-                if (e->offset != 0 || e->at_kind != QAT_NONE)
+                if (e->offset != 0 || e->offset_expr || e->at_kind != QAT_NONE)
                     perr(p, bpos, "no offset or @ modifiers allowed before range");
                 if (range <= 0)
                     perr(p, bpos, "range must be greater than 0");
                 struct ql_node *m = node(p, QN_MSEL, e->pos);
                 m->lhs = e;
                 m->range = range;
+                m->range_expr = rd;
                 m->type = MTD_QL_MATRIX;
                 e = m;
             }
+        } else if (tok_is(p, "anchored") || tok_is(p, "smoothed")) {
+            /* extended range selector modifiers (Prometheus 3, experimental) */
+            struct ql_node *t = e->kind == QN_MSEL ? e->lhs : e;
+            int anch = tok_is(p, "anchored");
+            if (t->kind != QN_VSEL || (anch && e->kind != QN_MSEL))
+                perr(p, p->tpos, "%s modifier must be preceded by a %s", anch ? "anchored" :
+                     "smoothed", anch ? "range vector selector" :
+                     "vector selector or range vector selector");
+            if (t->anchored || t->smoothed)
+                perr(p, p->tpos, "anchored or smoothed may not be set multiple times");
+            t->anchored = anch;
+            t->smoothed = !anch;
+            next(p);
         } else if (tok_is(p, "offset")) {
             next(p);
-            int64_t off = parse_duration(p, 1, "in offset, expected duration");
+            struct ql_dur *od = parse_offset_dur(p, "in offset, expected duration");
+            int64_t off = 0;
+            if (dur_fold(p, od, &off))
+                od = NULL;
             struct ql_node *t = e->kind == QN_MSEL ? e->lhs : e;
             if (t->kind != QN_VSEL && t->kind != QN_SUBQ)
                 perr(p, e->pos, "offset modifier must be preceded by an instant vector "
                                 "selector or range vector selector or a subquery");
-            if (t->offset != 0)
+            if (t->offset != 0 || t->offset_expr)
                 perr(p, e->pos, "offset may not be set multiple times");
             t->offset = off;
+            t->offset_expr = od;
         } else if (p->tk == T_AT) {
             size_t apos = p->tpos;
             next(p);
@@ -878,6 +1112,60 @@ static struct ql_node *parse_unary(struct parser *p)
     return parse_postfix(p, parse_primary(p));
 }
 
+/* Binary operator fill modifiers (Prometheus 3, experimental): fill(v), fill_left(v),
+ * fill_right(v) after bool/on/ignoring/group_*: a series missing on one side is matched by a
+ * sample of value v. An identifier fill* not followed by "(" is a metric name. */
+static void parse_fill(struct parser *p, struct ql_node *n)
+{
+    for (;;) {
+        int which;
+        if (tok_is(p, "fill"))
+            which = 3;
+        else if (tok_is(p, "fill_left"))
+            which = 1;
+        else if (tok_is(p, "fill_right"))
+            which = 2;
+        else
+            return;
+        size_t la = p->pos;
+        while (la < p->len && isspace((unsigned char)p->src[la]))
+            la++;
+        if (la >= p->len || p->src[la] != '(')
+            return;
+        size_t fpos = p->tpos;
+        if (((which & 1) && n->fill_l) || ((which & 2) && n->fill_r))
+            perr(p, fpos, "fill modifier may not be set multiple times");
+        next(p);
+        expect(p, T_LPAREN, "in fill modifier, expected \"(\"");
+        int neg = 0;
+        if (p->tk == T_SUB || p->tk == T_ADD) {
+            neg = p->tk == T_SUB;
+            next(p);
+        }
+        double v;
+        if (p->tk == T_NUM)
+            v = p->num;
+        else if (tok_is(p, "inf"))
+            v = INFINITY;
+        else if (tok_is(p, "nan"))
+            v = NAN;
+        else
+            unexpected(p, "in fill modifier, expected number");
+        next(p);
+        expect(p, T_RPAREN, "in fill modifier, expected \")\"");
+        if (neg)
+            v = -v;
+        if (which & 1) {
+            n->fill_l = 1;
+            n->fill_lv = v;
+        }
+        if (which & 2) {
+            n->fill_r = 1;
+            n->fill_rv = v;
+        }
+    }
+}
+
 static struct ql_node *parse_expr_at(struct parser *p, int minprec)
 {
     struct ql_node *lhs = parse_unary(p);
@@ -908,8 +1196,14 @@ static struct ql_node *parse_expr_at(struct parser *p, int minprec)
         } else if (tok_is(p, "group_left") || tok_is(p, "group_right")) {
             unexpected(p, NULL);
         }
+        parse_fill(p, n);
         n->rhs = parse_expr(p, op == QOP_POW ? prec(op) : prec(op) + 1);
         set_type_check_binary(p, n, oppos);
+        if ((n->fill_l || n->fill_r) && (n->lhs->type != MTD_QL_VECTOR ||
+                                          n->rhs->type != MTD_QL_VECTOR))
+            perr(p, oppos, "filling in missing series only allowed between instant vectors");
+        if ((n->fill_l || n->fill_r) && is_set(n->op))
+            perr(p, oppos, "filling in missing series not allowed for set operators");
         lhs = n;
     }
 }

@@ -14,6 +14,8 @@
 #include "core/obs_sbuf.h"
 #include "metricsd/ql/ql_int.h"
 
+#include <xxhash.h>
+
 #define CHUNK_MIN (64 * 1024)
 
 struct ql_chunk {
@@ -91,6 +93,13 @@ void ql_throw(struct ql_arena *a, int code, const char *fmt, ...)
 
 void *ql_alloc(struct ql_arena *a, size_t n)
 {
+    void *p = ql_alloc_raw(a, n);
+    memset(p, 0, n);
+    return p;
+}
+
+void *ql_alloc_raw(struct ql_arena *a, size_t n)
+{
     n = (n + 15) & ~(size_t)15;
     if (n == 0)
         n = 16;
@@ -109,7 +118,6 @@ void *ql_alloc(struct ql_arena *a, size_t n)
     }
     void *p = k->data + k->used;
     k->used += n;
-    memset(p, 0, n);
     return p;
 }
 
@@ -182,12 +190,7 @@ void ql_arena_release(struct ql_arena *a, struct ql_mark m)
 /* ---------------------------------------------------------------- map */
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
+    return XXH3_64bits(s, n);
 }
 
 void ql_map_init(struct ql_map *m, struct ql_arena *a, size_t hint)
@@ -277,14 +280,23 @@ struct ql_labels ql_lset(struct ql_arena *a, struct ql_labels l, const char *nam
     return r;
 }
 
+/* __type__ and __unit__ (Prometheus 3's type-and-unit labels) describe the metric name and
+ * go with it. */
+static int name_meta(const char *n)
+{
+    return strcmp(n, "__name__") == 0 || strcmp(n, "__type__") == 0 ||
+           strcmp(n, "__unit__") == 0;
+}
+
 struct ql_labels ql_ldel(struct ql_arena *a, struct ql_labels l, const char *name)
 {
-    if (!ql_lget(l, name))
+    int meta = strcmp(name, "__name__") == 0;
+    if (!ql_lget(l, name) && !(meta && (ql_lget(l, "__type__") || ql_lget(l, "__unit__"))))
         return l;
     struct obs_label *v = ql_alloc(a, l.n * sizeof(*v));
     uint32_t n = 0;
     for (uint32_t i = 0; i < l.n; i++)
-        if (strcmp(l.v[i].name, name) != 0)
+        if (meta ? !name_meta(l.v[i].name) : strcmp(l.v[i].name, name) != 0)
             v[n++] = l.v[i];
     struct ql_labels r = {v, n};
     return r;
@@ -307,7 +319,7 @@ struct ql_labels ql_lfilter(struct ql_arena *a, struct ql_labels l, char **names
         int listed = in_list(l.v[i].name, names, n);
         if (keep ? !listed : listed)
             continue;
-        if (drop_name && strcmp(l.v[i].name, "__name__") == 0)
+        if (drop_name && name_meta(l.v[i].name))
             continue;
         v[k++] = l.v[i];
     }
@@ -601,4 +613,81 @@ int mtd_ql_fmt_value(char *out, size_t cap, double v)
         return snprintf(out, cap, "%se%c%02d", m, e10 < 0 ? '-' : '+', abs(e10));
     }
     return mtd_ql_fmt_f(out, cap, v);
+}
+
+/* ---------------------------------------------------------------- duration expressions */
+int ql_dur_dynamic(const struct ql_dur *d)
+{
+    if (!d)
+        return 0;
+    if (d->op == QD_STEP || d->op == QD_RANGE)
+        return 1;
+    return ql_dur_dynamic(d->l) || ql_dur_dynamic(d->r);
+}
+
+int ql_dur_eval(const struct ql_dur *d, double step, double range, double *out,
+                const char **why)
+{
+    double l = 0, r = 0;
+    if (d->op == QD_NUM) {
+        *out = d->num;
+        return 0;
+    }
+    if (d->op == QD_STEP || d->op == QD_RANGE) {
+        *out = d->op == QD_STEP ? step : range;
+        return 0;
+    }
+    if (d->l && ql_dur_eval(d->l, step, range, &l, why) < 0)
+        return -1;
+    if (d->r && ql_dur_eval(d->r, step, range, &r, why) < 0)
+        return -1;
+    switch (d->op) {
+    case QD_ADD: *out = l + r; return 0;
+    case QD_SUB: *out = d->l ? l - r : -r; return 0;
+    case QD_MUL: *out = l * r; return 0;
+    case QD_DIV:
+        if (r == 0) {
+            *why = "division by zero";
+            return -1;
+        }
+        *out = l / r;
+        return 0;
+    case QD_MOD:
+        if (r == 0) {
+            *why = "modulo by zero";
+            return -1;
+        }
+        *out = fmod(l, r);
+        return 0;
+    case QD_POW: *out = pow(l, r); return 0;
+    case QD_MIN: *out = fmin(l, r); return 0;
+    case QD_MAX: *out = fmax(l, r); return 0;
+    default: *out = 0; return 0;
+    }
+}
+
+const struct mtd_ql_hist *ql_ext_hinterp(struct ql_arena *a, const struct mtd_ql_hist *h1,
+                                         int64_t t1, const struct mtd_ql_hist *h2, int64_t t2,
+                                         int64_t t, int counter)
+{
+    if (t == t1)
+        return h1;
+    if (t == t2)
+        return h2;
+    if ((h1->schema == MTD_QL_SCHEMA_CUSTOM) != (h2->schema == MTD_QL_SCHEMA_CUSTOM))
+        return NULL;
+    double frac = (double)(t - t1) / (double)(t2 - t1);
+    struct mtd_ql_hist *r;
+    if (counter && ql_hist_detect_reset(a, h2, h1)) {
+        r = ql_hist_scale(a, h2, frac);
+    } else {
+        struct mtd_ql_hist *d = ql_hist_add(a, h2, h1, -1);
+        if (!d)
+            return NULL;
+        r = ql_hist_add(a, h1, d, frac);
+        if (!r)
+            return NULL;
+    }
+    r->crh = h2->crh;
+    return r;
 }
