@@ -42,6 +42,7 @@
 #include "metricsd/head.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -3075,42 +3076,42 @@ static int collect(struct mtd_head *h, const char *tenant, const struct obs_matc
     return 0;
 }
 
-static int head_select(struct mtd_storage *st, const char *tenant, const struct obs_matcher *ms,
-                       size_t nms, const struct mtd_select_opts *o,
-                       struct mtd_series_set **out, struct obs_err *err)
+/* One share of a select's series, decoded by one thread into its own arena. */
+struct sel_part {
+    struct mseries *const *v; /* the series [from, to) */
+    size_t from, to;
+    int64_t mint, maxt;
+    int with_samples;
+    size_t max_samples;       /* 0 = unlimited */
+    struct obs_arena *ar;
+    struct mtd_series *res;   /* [i - from]; labels NULL = no sample in range */
+    size_t total;
+    int rc;
+};
+
+/* Decode and copy the series of p (reads the head only: the caller keeps it unchanged). */
+static void *sel_part_run(void *arg)
 {
-    struct mtd_head *h = st->impl;
-    struct mseries **v;
-    size_t n;
-    int64_t mint = o ? o->mint : INT64_MIN, maxt = o ? o->maxt : INT64_MAX;
-    int rc = collect(h, tenant, ms, nms, mint, maxt, &v, &n, 0);
-    if (rc != 0)
-        return obs_err_set(err, rc, "out of memory");
-    if (o && o->max_series && n > o->max_series) {
-        obs_free(v);
-        return obs_err_set(err, OBS_ELIMIT, "the query hit the max number of series limit "
-                           "(limit: %zu series)", o->max_series);
-    }
-    size_t total = 0, kept = 0;
-    int with_samples = !(o && o->no_samples);
-    struct mtd_sample *scratch = NULL;
-    size_t scratch_cap = 0;
-    struct mtd_series_set *set = obs_calloc(1, sizeof *set);
-    struct obs_arena *ar = obs_arena_new(64 * 1024);
-    if (set == NULL || ar == NULL)
-        goto oom;
-    set->arena = ar;
-    set->series = obs_arena_calloc(ar, (n ? n : 1) * sizeof *set->series);
-    if (set->series == NULL)
-        goto oom;
+    struct sel_part *p = arg;
+    struct obs_arena *ar = p->ar;
     /* Whole chunks are decoded (bound samples) but usually only part of them is in range:
      * decode into one reused scratch buffer and keep exactly what is in range, so the set
      * stays dense (fewer fresh pages to fault in). */
-    for (size_t i = 0; i < n; i++) {
-        const struct mseries *s = v[i];
-        struct mtd_series *d = &set->series[kept];
-        if (with_samples) {
-            size_t bound = series_bound(s, mint, maxt);
+    struct mtd_sample *scratch = NULL;
+    size_t scratch_cap = 0;
+    for (size_t i = p->from; i < p->to; i++) {
+        const struct mseries *s = p->v[i];
+        struct mtd_series *d = &p->res[i - p->from];
+        if (i + 4 < p->to) { /* overlap the next series' cache misses */
+            const struct mseries *nx = p->v[i + 4];
+            __builtin_prefetch(nx->chunks);
+            __builtin_prefetch(nx->open.b);
+            __builtin_prefetch(nx->labels);
+        }
+        if (i + 8 < p->to)
+            __builtin_prefetch(p->v[i + 8]);
+        if (p->with_samples) {
+            size_t bound = series_bound(s, p->mint, p->maxt);
             if (bound > scratch_cap) {
                 size_t nc = bound < 256 ? 256 : bound * 2;
                 struct mtd_sample *ns = obs_realloc(scratch, nc * sizeof *ns);
@@ -3119,20 +3120,18 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
                 scratch = ns;
                 scratch_cap = nc;
             }
-            size_t cnt = bound ? series_decode(s, mint, maxt, scratch) : 0;
+            size_t cnt = bound ? series_decode(s, p->mint, p->maxt, scratch) : 0;
             if (cnt == 0)
                 continue; /* overlapped the range but had no sample inside it */
             struct mtd_sample *sm = obs_arena_alloc(ar, cnt * sizeof *sm);
             if (sm == NULL)
                 goto oom;
             memcpy(sm, scratch, cnt * sizeof *sm);
-            total += cnt;
-            if (o && o->max_samples && total > o->max_samples) {
-                obs_free(v);
+            p->total += cnt;
+            if (p->max_samples && p->total > p->max_samples) {
                 obs_free(scratch);
-                mtd_series_set_free(set);
-                return obs_err_set(err, OBS_ELIMIT, "query processing would load too many "
-                                   "samples into memory in query execution");
+                p->rc = OBS_ELIMIT;
+                return NULL;
             }
             d->samples = sm;
             d->nsamples = cnt;
@@ -3164,18 +3163,109 @@ static int head_select(struct mtd_storage *st, const char *tenant, const struct 
         d->labels = l;
         d->nlabels = s->nlabels;
         d->hash = s->hash;
-        kept++;
     }
-    n = kept;
-    set->nseries = n;
+    obs_free(scratch);
+    return NULL;
+oom:
+    obs_free(scratch);
+    p->rc = OBS_ENOMEM;
+    return NULL;
+}
+
+static void arena_free_cb(void *arg)
+{
+    obs_arena_free(arg);
+}
+
+/* Series at least this many are decoded by two threads (the loop thread and one more): the
+ * head is not changed while the loop thread is in here, so both may read it. */
+#define SELECT_PARALLEL_MIN 4096
+
+static int head_select(struct mtd_storage *st, const char *tenant, const struct obs_matcher *ms,
+                       size_t nms, const struct mtd_select_opts *o,
+                       struct mtd_series_set **out, struct obs_err *err)
+{
+    struct mtd_head *h = st->impl;
+    struct mseries **v;
+    size_t n;
+    int64_t mint = o ? o->mint : INT64_MIN, maxt = o ? o->maxt : INT64_MAX;
+    int rc = collect(h, tenant, ms, nms, mint, maxt, &v, &n, 0);
+    if (rc != 0)
+        return obs_err_set(err, rc, "out of memory");
+    if (o && o->max_series && n > o->max_series) {
+        obs_free(v);
+        return obs_err_set(err, OBS_ELIMIT, "the query hit the max number of series limit "
+                           "(limit: %zu series)", o->max_series);
+    }
+    int with_samples = !(o && o->no_samples);
+    size_t max_samples = o ? o->max_samples : 0;
+    struct mtd_series *res = obs_calloc(n ? n : 1, sizeof *res);
+    struct mtd_series_set *set = obs_calloc(1, sizeof *set);
+    struct obs_arena *ar = obs_arena_new(64 * 1024);
+    struct sel_part parts[2];
+    memset(parts, 0, sizeof parts);
+    if (set == NULL || ar == NULL || res == NULL)
+        goto oom;
+    set->arena = ar;
+    size_t np = with_samples && n >= SELECT_PARALLEL_MIN ? 2 : 1;
+    for (size_t k = 0; k < np; k++) {
+        struct sel_part *p = &parts[k];
+        p->v = v;
+        p->from = n * k / np;
+        p->to = n * (k + 1) / np;
+        p->mint = mint;
+        p->maxt = maxt;
+        p->with_samples = with_samples;
+        p->max_samples = max_samples;
+        p->res = res + p->from;
+        p->ar = k == 0 ? ar : obs_arena_new(64 * 1024);
+        if (p->ar == NULL || (k > 0 && obs_arena_on_free(ar, arena_free_cb, p->ar) != 0)) {
+            if (k > 0)
+                obs_arena_free(p->ar);
+            np = k; /* the share falls to the calling thread below */
+            break;
+        }
+    }
+    if (np == 0)
+        goto oom;
+    pthread_t th;
+    int threaded = np == 2 && pthread_create(&th, NULL, sel_part_run, &parts[1]) == 0;
+    if (np == 2 && !threaded) /* no thread: do both shares here */
+        parts[0].to = n;
+    if (np == 1)
+        parts[0].to = n;
+    sel_part_run(&parts[0]);
+    if (threaded)
+        pthread_join(th, NULL);
+    size_t total = parts[0].total + (threaded ? parts[1].total : 0);
+    rc = parts[0].rc ? parts[0].rc : threaded ? parts[1].rc : 0;
+    if (rc == 0 && max_samples && total > max_samples)
+        rc = OBS_ELIMIT;
+    if (rc == OBS_ELIMIT) {
+        obs_free(v);
+        obs_free(res);
+        mtd_series_set_free(set);
+        return obs_err_set(err, OBS_ELIMIT, "query processing would load too many "
+                           "samples into memory in query execution");
+    }
+    if (rc != 0)
+        goto oom;
+    set->series = obs_arena_calloc(ar, (n ? n : 1) * sizeof *set->series);
+    if (set->series == NULL)
+        goto oom;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (res[i].labels != NULL)
+            set->series[kept++] = res[i];
+    set->nseries = kept;
     set->nsamples_total = with_samples ? total : 0;
     obs_free(v);
-    obs_free(scratch);
+    obs_free(res);
     *out = set;
     return 0;
 oom:
     obs_free(v);
-    obs_free(scratch);
+    obs_free(res);
     if (set) {
         set->arena = ar;
         mtd_series_set_free(set);

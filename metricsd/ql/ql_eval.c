@@ -455,6 +455,15 @@ static struct ql_val eval_vsel(struct ql_query *q, struct ql_node *n, int64_t t)
         o->t = s->p[k].t;
         o->v = s->p[k].v;
         o->h = s->p[k].h;
+        /* histogram_count/sum/avg-only reads detect the counter-reset hint (Prometheus'
+         * histogram-stats read path) */
+        if (o->h && o->h->crh == MTD_QL_CRH_UNKNOWN && k > 0 && s->p[k - 1].h &&
+            s->p[k - 1].t > ts - q->lookback && ql_hist_stats_sel(q->e->root, n)) {
+            struct mtd_ql_hist *h2 = ql_alloc(&q->sa, sizeof(*h2));
+            *h2 = *o->h;
+            h2->crh = ql_hist_stats_hint(&q->sa, o->h, s->p[k - 1].h);
+            o->h = h2;
+        }
     }
     return r;
 }
@@ -2378,7 +2387,8 @@ static int run(struct mtd_ql_query *pq, struct mtd_ql_result **out)
         finish_matrix(q, st.s, &st.n);
         /* Sort series by labels, as Prometheus does for matrix results (label sets are
          * unique after finish_matrix). */
-        qsort(st.s, st.n, sizeof(*st.s), series_lcmp);
+        if (st.n > 1)
+            qsort(st.s, st.n, sizeof(*st.s), series_lcmp);
         r->type = MTD_QL_MATRIX;
         set_series(r, st.s, st.n, q);
     }

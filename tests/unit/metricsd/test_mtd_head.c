@@ -374,6 +374,24 @@ START_TEST(test_many_series)
     ck_assert_uint_eq(mtd_head_num_samples(h), 15000);
     ck_assert_uint_eq(count(h, "m{job=~\"j0001.\"}"), 10);
     ck_assert_uint_eq(count(h, "m{job=\"j04999\"}"), 1);
+    /* 5000 series: decoded by two threads (SELECT_PARALLEL_MIN); every series once, in
+     * label order, with its own samples in [mint, maxt], and with every series but those
+     * whose only samples fall outside the range. */
+    struct mtd_series_set *all = sel(h, "anonymous", "m", 15000, 30000);
+    ck_assert_uint_eq(all->nseries, 5000);
+    ck_assert_uint_eq(all->nsamples_total, 10000);
+    for (size_t i = 0; i < all->nseries; i++) {
+        snprintf(job, sizeof job, "j%05zu", i);
+        ck_assert_uint_eq(all->series[i].nlabels, 2);
+        ck_assert_str_eq(all->series[i].labels[1].value, job);
+        ck_assert_uint_eq(all->series[i].nsamples, 2);
+        ck_assert_int_eq(all->series[i].samples[0].t, 15000);
+        ck_assert(all->series[i].samples[1].v == 2.0);
+    }
+    mtd_series_set_free(all);
+    all = sel(h, "anonymous", "m", 30001, 40000);
+    ck_assert_uint_eq(all->nseries, 0);
+    mtd_series_set_free(all);
     mtd_head_close(h);
     rmwaldir();
 }
