@@ -877,50 +877,71 @@ static size_t series_bound(const struct mseries *s, int64_t mint, int64_t maxt)
     return n;
 }
 
-/* Bit reader for decode_into(): MSB-first, word loads instead of one byte at a time. */
+/* Bit reader for decode_into(): MSB-first; buf holds the next avail bits left-aligned and is
+ * refilled a word at a time (reads of up to 56 bits need one refill). Reading past the end
+ * yields zero bits; consumed() then exceeds nbits, which the decoder checks per sample. */
 struct fbits {
-    const uint8_t *b;
-    size_t len, nbits, pos;
-    int err;
+    const uint8_t *p, *start, *end;
+    uint64_t buf;
+    int avail;
 };
 
-/* The next n (1..64) bits; past the end sets err and returns 0. */
-static inline uint64_t fb_read(struct fbits *r, int n)
+static inline void fb_refill(struct fbits *r)
 {
-    if (r->pos + (size_t)n > r->nbits) {
-        r->err = 1;
-        return 0;
-    }
-    size_t byte = r->pos >> 3;
-    int off = (int)(r->pos & 7);
-    uint64_t w;
-    if (byte + 8 <= r->len) {
-        memcpy(&w, r->b + byte, 8);
+    if (r->avail >= 56)
+        return;
+    if (r->end - r->p >= 8) {
+        uint64_t w;
+        memcpy(&w, r->p, 8);
         w = __builtin_bswap64(w);
-    } else {
-        w = 0;
-        for (size_t i = 0; byte + i < r->len; i++)
-            w |= (uint64_t)r->b[byte + i] << (56 - 8 * i);
+        r->buf |= w >> r->avail;
+        r->p += (63 - r->avail) >> 3;
+        r->avail |= 56;
+        return;
     }
-    uint64_t res = (w << off) >> (64 - n);
-    if (off + n > 64) /* the last 1..7 bits are in the ninth byte */
-        res |= (uint64_t)(r->b[byte + 8] >> (8 - (off + n - 64)));
-    r->pos += (size_t)n;
-    return res;
+    while (r->avail <= 56) {
+        uint64_t byte = r->p < r->end ? *r->p : 0;
+        r->p++; /* may pass end: consumed() then counts the zero bits read */
+        r->buf |= byte << (56 - r->avail);
+        r->avail += 8;
+    }
 }
 
-static inline uint64_t fb_uvarint(struct fbits *r)
+/* The next n bits, 1 <= n <= 56. */
+static inline uint64_t fb_read(struct fbits *r, int n)
+{
+    fb_refill(r);
+    uint64_t v = r->buf >> (64 - n);
+    r->buf <<= n;
+    r->avail -= n;
+    return v;
+}
+
+/* The next n bits, 1 <= n <= 64. */
+static inline uint64_t fb_read_long(struct fbits *r, int n)
+{
+    if (n <= 56)
+        return fb_read(r, n);
+    uint64_t hi = fb_read(r, 32);
+    return hi << (n - 32) | fb_read(r, n - 32);
+}
+
+/* Bits consumed so far (counted from the chunk start). */
+static inline size_t fb_consumed(const struct fbits *r)
+{
+    return (size_t)(r->p - r->start) * 8 - (size_t)r->avail;
+}
+
+static inline uint64_t fb_uvarint(struct fbits *r, int *err)
 {
     uint64_t v = 0;
     for (int shift = 0; shift < 70; shift += 7) {
         uint64_t byte = fb_read(r, 8);
-        if (r->err)
-            return 0;
         v |= (byte & 0x7f) << shift;
         if (!(byte & 0x80))
             return v;
     }
-    r->err = 1;
+    *err = 1;
     return 0;
 }
 
@@ -934,56 +955,69 @@ static size_t decode_into(const uint8_t *b, size_t len, int64_t mint, int64_t ma
 {
     if (len < 2)
         return 0;
-    struct fbits r = {b, len, len * 8, 16, 0};
+    struct fbits r = {b + 2, b, b + len, 0, 0};
+    size_t nbits = len * 8;
     unsigned total = (unsigned)(b[0] << 8 | b[1]);
     int64_t t = 0;
     uint64_t tdelta = 0, vb = 0;
-    int leading = 0, trailing = 0;
+    int leading = 0, trailing = 0, err = 0;
     size_t n = 0;
     for (unsigned i = 0; i < total; i++) {
         if (i == 0) {
-            uint64_t z = fb_uvarint(&r);
+            uint64_t z = fb_uvarint(&r, &err);
             t = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-            vb = fb_read(&r, 64);
+            vb = fb_read_long(&r, 64);
         } else {
             if (i == 1) {
-                tdelta = fb_uvarint(&r);
+                tdelta = fb_uvarint(&r, &err);
                 t += (int64_t)tdelta;
             } else {
-                /* delta-of-delta prefix: up to four 1 bits */
-                int d = 0;
-                while (d < 4 && fb_read(&r, 1) == 1)
-                    d++;
+                /* delta-of-delta prefix: up to four 1 bits, then a 0 unless there were four */
+                fb_refill(&r);
+                int d = __builtin_clzll(~r.buf | (1ULL << 59)); /* leading ones, at most 4 */
+                if (d > 4)
+                    d = 4;
+                int plen = d < 4 ? d + 1 : 4;
+                r.buf <<= plen;
+                r.avail -= plen;
                 static const int sizes[] = {0, 14, 17, 20, 64};
                 int sz = sizes[d];
                 int64_t dod = 0;
                 if (sz) {
-                    uint64_t bits = fb_read(&r, sz);
+                    uint64_t bits = fb_read_long(&r, sz);
                     if (sz != 64 && bits > (1ULL << (sz - 1)))
                         bits -= 1ULL << sz;
                     dod = (int64_t)bits;
                 }
                 tdelta = tdelta + (uint64_t)dod;
                 if (__builtin_add_overflow(t, (int64_t)tdelta, &t))
-                    r.err = 1;
+                    err = 1;
             }
-            if (fb_read(&r, 1) != 0) {
-                if (fb_read(&r, 1) == 1) {
-                    leading = (int)fb_read(&r, 5);
-                    int sig = (int)fb_read(&r, 6);
+            fb_refill(&r);
+            if (r.buf >> 63) { /* value changed */
+                if ((r.buf >> 62) & 1) { /* new leading/significant bit counts */
+                    uint64_t ctl = fb_read(&r, 13); /* 1 1 lllll ssssss */
+                    leading = (int)((ctl >> 6) & 31);
+                    int sig = (int)(ctl & 63);
                     if (sig == 0)
                         sig = 64;
                     if (leading + sig > 64)
-                        r.err = 1;
+                        err = 1;
                     else
                         trailing = 64 - leading - sig;
+                } else {
+                    r.buf <<= 2;
+                    r.avail -= 2;
                 }
                 int mbits = 64 - leading - trailing;
-                if (!r.err && mbits > 0)
-                    vb ^= fb_read(&r, mbits) << trailing;
+                if (!err && mbits > 0)
+                    vb ^= fb_read_long(&r, mbits) << trailing;
+            } else {
+                r.buf <<= 1;
+                r.avail -= 1;
             }
         }
-        if (r.err)
+        if (err || fb_consumed(&r) > nbits)
             break;
         if (t < mint)
             continue;

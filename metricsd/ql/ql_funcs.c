@@ -2000,7 +2000,8 @@ static struct ql_val fn_info(struct ql_query *q, struct ql_node *c, struct ql_va
         const char *name = ql_lget(l, "__name__");
         int ign = positive;
         for (size_t k = 0; k < nu && ign; k++)
-            if (strcmp(ms[k].name, "__name__") == 0 && !obs_matcher_matches(&ms[k], name ? name : ""))
+            if (strcmp(ms[k].name, "__name__") == 0 &&
+                !obs_matcher_matches(&ms[k], name ? name : ""))
                 ign = 0;
         ignore[i] = ign;
         if (ign)

@@ -178,9 +178,11 @@ struct ql_node {
     /* QN_BINARY fill modifiers: fill_l / fill_r set when a missing side is filled */
     int fill_l, fill_r;
     double fill_lv, fill_rv;
-    /* QN_MSEL extended range selector modifiers */
+    /* QN_VSEL: extended range selector modifiers (anchored only inside x[r]); bit 2 is set
+     * when rate/increase/delta read the range raw */
     int anchored, smoothed;
-    /* QN_VSEL: label selector of info() (ms[nms_user..] are added name matchers) */
+    /* QN_VSEL: label selector of info() (ms[nms_user..] are added name matchers); 2 when
+     * synthesized for info(v) (printers should leave it out) */
     int info_sel;
     size_t nms_user;
 };

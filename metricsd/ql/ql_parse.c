@@ -790,6 +790,7 @@ static void info_selector(struct parser *p, struct ql_node *n, size_t cap)
         s->type = MTD_QL_VECTOR;
         ql_on_free(p->a, register_matcher_cleanup, s);
         s->sel_id = p->nsel++;
+        s->info_sel = 2; /* synthesized: not in the query text */
         QL_PUSH(p->a, n->args, n->nargs, cap, s);
         struct obs_matcher m;
         size_t mc = 0;
@@ -802,7 +803,8 @@ static void info_selector(struct parser *p, struct ql_node *n, size_t cap)
         if (s->offset || s->offset_expr || s->at_kind)
             perr(p, s->pos, "no offset or @ modifiers allowed in the label selector of info()");
     }
-    s->info_sel = 1;
+    if (!s->info_sel)
+        s->info_sel = 1;
     s->nms_user = s->nms;
     int names = 0, positive = 0;
     for (size_t i = 0; i < s->nms; i++)

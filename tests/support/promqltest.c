@@ -9,7 +9,9 @@
  * querier runs. Format (see ../shared/conformance/README.md): load/clear/eval instant|range
  * with expected series lines or `expect` lines. As upstream's runner does, every passing
  * instant query is re-run as a range query (t-1m..t+1m step 1m) and compared at t.
- * Native-histogram samples ({{...}}) are skipped (the engine is float-only).
+ * Native-histogram samples ({{...}}) are served through mtd_ql_opts.hist_select. Prometheus'
+ * experimental features (duration expressions, info(), fill modifiers, anchored/smoothed,
+ * __type__/__unit__) are always on in the engine, so no per-file feature directives exist.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <ctype.h>
@@ -529,6 +531,41 @@ static int parse_num(const char *s, size_t n, double *out)
     }
     *out = v;
     return 0;
+}
+
+static int side_dec(const int32_t *ci, const double *cc, size_t cn, const int32_t *pi,
+                    const double *pc, size_t pn)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < pn; i++) {
+        while (j < cn && ci[j] < pi[i])
+            j++;
+        double v = j < cn && ci[j] == pi[i] ? cc[j] : 0;
+        if (v < pc[i])
+            return 1;
+    }
+    return 0;
+}
+
+static void tsdb_hints(struct val *v, int n)
+{
+    for (int k = 1; k < n; k++) {
+        const struct mtd_ql_hist *c = v[k].h;
+        const struct mtd_ql_hist *p = v[k - 1].h;
+        if (!c || !p || (v[k].flags & V_ABSENT) || (v[k - 1].flags & V_ABSENT) || v[k].crh_set)
+            continue;
+        if (c->crh != MTD_QL_CRH_UNKNOWN || p->crh == MTD_QL_CRH_GAUGE)
+            continue;
+        if (c->schema != p->schema || c->count < p->count || c->zero_count < p->zero_count ||
+            c->zero_threshold != p->zero_threshold || c->ncustom != p->ncustom ||
+            side_dec(c->pidx, c->pcnt, c->np, p->pidx, p->pcnt, p->np) ||
+            side_dec(c->nidx, c->ncnt, c->nn, p->nidx, p->ncnt, p->nn))
+            continue;
+        struct mtd_ql_hist *c2 = halloc(sizeof(*c2));
+        *c2 = *c;
+        c2->crh = MTD_QL_CRH_NOT_RESET;
+        v[k].h = c2;
+    }
 }
 
 /* Expand a values string ("1 2+3x4 _ stale _x3 {{...}}") into vals. Returns count or -1. */
@@ -1395,6 +1432,7 @@ static void run_file(const char *path, int *passed, int *total)
                 int nv = parse_values(p, &vals);
                 if (nhcb)
                     nhcb_collect(lab, nlab, vals, nv);
+                tsdb_hints(vals, nv);
                 struct mseries *s = store_series(lab, nlab);
                 for (int k = 0; k < nv; k++) {
                     if (vals[k].flags & V_ABSENT)

@@ -436,6 +436,75 @@ START_TEST(test_chunks)
 }
 END_TEST
 
+/* Values and timestamps that exercise every XOR encoding branch (equal values, new and
+ * reused leading/trailing windows, 64 significant bits, NaN and infinities, every
+ * delta-of-delta width up to 64 bits), read back whole and through random windows: what the
+ * head's decoder returns must be exactly what was appended. Deterministic (fixed seed). */
+START_TEST(test_decode_random)
+{
+    struct mtd_head *h = mtd_head_open(NULL, NULL);
+    enum { NSER = 40, NS = 700 };
+    static int64_t ts[NSER][NS];
+    static double vs[NSER][NS];
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+#define NEXT() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, rng)
+    char name[32];
+    for (int sidx = 0; sidx < NSER; sidx++) {
+        snprintf(name, sizeof name, "r%02d", sidx);
+        struct obs_label l[] = {{"__name__", name}};
+        int64_t t = (int64_t)(NEXT() % 1000000) - 500000;
+        double v = 0;
+        struct mtd_appender *a = mtd_head_appender(h, "anonymous");
+        for (int i = 0; i < NS; i++) {
+            uint64_t r = NEXT();
+            switch (r % 8) { /* time step: regular, jittered, small, large, huge */
+            case 0: case 1: case 2: t += 15000; break;
+            case 3: t += 15000 + (int64_t)(NEXT() % 9) - 4; break;
+            case 4: t += 1 + (int64_t)(NEXT() % 100); break;
+            case 5: t += (int64_t)(NEXT() % 100000000); break;
+            case 6: t += (int64_t)(NEXT() % (1ull << 40)) + 1; break;
+            default: t += 30000; break;
+            }
+            uint64_t bits;
+            switch ((r >> 8) % 9) {
+            case 0: break;                                   /* unchanged */
+            case 1: v += 1; break;                           /* counter */
+            case 2: v = (double)(NEXT() % 1000000); break;   /* integer gauge */
+            case 3: v = (double)(int64_t)NEXT() / 3.0; break; /* full mantissa */
+            case 4: bits = NEXT(); memcpy(&v, &bits, 8);     /* any bit pattern */
+                if (isnan(v)) v = 0.5;                       /* (checked apart below) */
+                break;
+            case 5: v = INFINITY; break;
+            case 6: v = -0.0; break;
+            case 7: v = v * 1.0000001 + 1e-300; break;
+            default: v = -v; break;
+            }
+            ts[sidx][i] = t;
+            vs[sidx][i] = v;
+            ck_assert_int_eq(mtd_appender_add(a, l, 1, t, v, NULL), 0);
+        }
+        ck_assert_int_eq(mtd_appender_commit(a, NULL), 0);
+    }
+    for (int sidx = 0; sidx < NSER; sidx++) {
+        snprintf(name, sizeof name, "r%02d", sidx);
+        for (int w = 0; w < 30; w++) {
+            int lo = w == 0 ? 0 : (int)(NEXT() % NS);
+            int hi = w == 0 ? NS - 1 : lo + (int)(NEXT() % (NS - lo));
+            struct mtd_series_set *set = sel(h, "anonymous", name, ts[sidx][lo], ts[sidx][hi]);
+            ck_assert_uint_eq(set->nseries, 1);
+            ck_assert_uint_eq(set->series[0].nsamples, (size_t)(hi - lo + 1));
+            for (int i = lo; i <= hi; i++) {
+                ck_assert_int_eq(set->series[0].samples[i - lo].t, ts[sidx][i]);
+                ck_assert(memcmp(&set->series[0].samples[i - lo].v, &vs[sidx][i], 8) == 0);
+            }
+            mtd_series_set_free(set);
+        }
+    }
+#undef NEXT
+    mtd_head_close(h);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("mtd_head");
@@ -444,6 +513,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_order_errors);
     tcase_add_test(tc, test_series_limit);
     tcase_add_test(tc, test_storage_append);
+    tcase_add_test(tc, test_decode_random);
     suite_add_tcase(s, tc);
     tc = tcase_create("postings");
     tcase_add_test(tc, test_postings);
