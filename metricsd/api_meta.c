@@ -1,7 +1,7 @@
 /*
  * api_meta.c -- the Prometheus HTTP API's non-PromQL read endpoints over metricsd's storage:
  *   GET|POST /api/v1/labels                 match[]*, start, end, limit
- *   GET|POST /api/v1/label/<name>/values    match[]*, start, end, limit
+ *   GET      /api/v1/label/<name>/values    match[]*, start, end, limit
  *   GET|POST /api/v1/series                 match[]+, start, end, limit
  *   GET      /api/v1/metadata               limit, limit_per_metric, metric
  * (and, through api_read.c, POST /api/v1/read; through api_status.c the status endpoints).
@@ -31,6 +31,7 @@
 #include "labels/obs_labels.h"
 #include "metricsd/head.h"
 #include "metricsd/metricsd.h"
+#include "metricsd/querier.h"
 #include "metricsd/ql/mtd_ql.h"
 #include "metricsd/storage.h"
 
@@ -100,6 +101,12 @@ static int selector_parse(const char *s, struct obs_matcher **out, size_t *n, ch
                           size_t cap)
 {
     struct obs_err err = {0};
+    size_t sp = strspn(s, " \t\r\n");
+    if (s[sp] == '\0') { /* Prometheus' selector parser: nothing where a selector must be */
+        snprintf(msg, cap, "%zu:%zu: parse error: unexpected end of input",
+                 (size_t)1, sp + 1);
+        return OBS_EINVAL;
+    }
     int rc = obs_selector_parse(s, strlen(s), out, n, &err);
     if (rc == 0 || rc == OBS_ENOMEM)
         return rc;
@@ -148,7 +155,7 @@ static int time_param(struct obs_http_req *r, const char *name, int64_t *out)
     const char *v = obs_http_req_param(r, name);
     if (v == NULL || v[0] == '\0')
         return 0;
-    if (obs_time_parse_ms(v, out) == 0)
+    if (mtd_prom_time_parse(v, 0, out) == 0)
         return 0;
     obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"%s\": Invalid time value "
                               "for '%s': cannot parse \"%.200s\" to a valid timestamp", name,
@@ -500,6 +507,12 @@ static void h_series(struct obs_http_req *r, void *arg)
 {
     struct obs_ctx *ctx = arg;
     struct meta_params p;
+    /* Prometheus calls ParseForm first and reports its error (a form body over 10 MiB) */
+    const char *fe = obs_http_req_form_error(r);
+    if (fe != NULL) {
+        obs_http_reply_prom_error(r, 400, "bad_data", "error parsing form values: %s", fe);
+        return;
+    }
     struct mtd_storage *st = storage_of(r, ctx);
     if (st == NULL || params_parse(r, &p, META_SERIES) != 0)
         return;
@@ -641,10 +654,15 @@ static void h_metadata(struct obs_http_req *r, void *arg)
 int mtd_api_meta_register(struct obs_ctx *ctx)
 {
     int rc = 0;
-    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/labels", h_labels, ctx);
-    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/label/*", h_label_values, ctx);
-    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/series", h_series, ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/metadata", h_metadata, ctx);
+    /* Prometheus (Go) HTTP behaviour: forms, strict methods, JSON escapes (obs_http.h) */
+    const unsigned go = OBS_HTTP_GO_FORM | OBS_HTTP_STRICT_METHODS | OBS_HTTP_GO_JSON;
+    rc |= obs_http_route_opts(ctx->http, "GET,POST", "/api/v1/labels", 0, go, h_labels, ctx);
+    /* Prometheus routes label values for GET only (POST gets 405) */
+    rc |= obs_http_route_opts(ctx->http, "GET", "/api/v1/label/*", 0, go, h_label_values, ctx);
+    rc |= obs_http_route_opts(ctx->http, "GET,POST", "/api/v1/series", 0, go, h_series, ctx);
+    /* DELETE /api/v1/series: Prometheus answers 500 "not implemented"; metricsd keeps it at
+     * 405 (a client request never gets a 5xx here; test_bad_requests holds that). */
+    rc |= obs_http_route_opts(ctx->http, "GET", "/api/v1/metadata", 0, go, h_metadata, ctx);
     rc |= mtd_api_read_register(ctx);
     rc |= mtd_api_status_register(ctx);
     return rc ? OBS_ENOMEM : 0;

@@ -7,6 +7,10 @@
  *   GET      /api/v1/status/runtimeinfo  start time, CWD, threads, retention, ...
  *   GET      /api/v1/status/walreplay    {"min","max","current"} WAL segment numbers
  *   GET      /api/v1/targets             metricsd scrapes nothing: empty lists
+ *   GET      /api/v1/targets/metadata, /alertmanagers, /scrape_pools: empty, as Prometheus
+ *            with nothing configured; /rules and /alerts: empty until the ruler replaces them
+ *   GET|POST /api/v1/format_query        the query as Prometheus' formatter prints it
+ *   POST|PUT /api/v1/admin/tsdb/<op>      500 "admin APIs disabled", as Prometheus by default
  *   GET|POST /api/v1/query_exemplars     exemplars of every selector in the query, from
  *                                        storage (mtd_storage_exemplars), start/end inclusive
  *   GET|POST /api/v1/parse_query         the PromQL AST as JSON, in the shape Prometheus 3.x
@@ -20,7 +24,9 @@
  * parse_query walks the engine's private AST (ql/ql_int.h) read-only: it only reads node
  * kinds, operators, matchers and durations, never evaluates.
  */
+#include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -451,19 +457,11 @@ static void h_walreplay(struct obs_http_req *r, void *arg)
 static void h_targets(struct obs_http_req *r, void *arg)
 {
     (void)arg;
-    const char *state = obs_http_req_param(r, "state");
+    /* Prometheus 2.42 answers both (empty) lists whatever the state filter says. */
     struct obs_sbuf b;
     obs_sbuf_init(&b);
-    /* Prometheus leaves out the list a state filter excludes. */
-    if (state && strcmp(state, "active") == 0)
-        obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"activeTargets\":[],"
-                      "\"droppedTargets\":null}}");
-    else if (state && strcmp(state, "dropped") == 0)
-        obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"activeTargets\":null,"
-                      "\"droppedTargets\":[]}}");
-    else
-        obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"activeTargets\":[],"
-                      "\"droppedTargets\":[]}}");
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":{\"activeTargets\":[],"
+                  "\"droppedTargets\":[]}}");
     reply_json(r, &b);
 }
 
@@ -476,7 +474,7 @@ static int time_param(struct obs_http_req *r, const char *name, int64_t def, int
     *out = def;
     if (v == NULL || v[0] == '\0')
         return 0;
-    if (obs_time_parse_ms(v, out) == 0)
+    if (mtd_prom_time_parse(v, 0, out) == 0)
         return 0;
     obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"%s\": Invalid time value "
                               "for '%s': cannot parse \"%s\" to a valid timestamp", name, name,
@@ -553,6 +551,11 @@ static void h_exemplars(struct obs_http_req *r, void *arg)
     const struct ql_node *sels[MAX_EXEMPLAR_SELECTORS];
     size_t nsel = 0;
     selectors_of(e->root, sels, &nsel, MAX_EXEMPLAR_SELECTORS, 0);
+    if (nsel == 0) { /* Prometheus answers a query without selectors with no data: 204 */
+        mtd_ql_expr_free(e);
+        obs_http_reply(r, 204, NULL, NULL, 0);
+        return;
+    }
     struct mtd_exemplar_set *sets[MAX_EXEMPLAR_SELECTORS] = {0};
     const char *tenant = obs_http_req_tenant(r, "anonymous");
     rc = 0;
@@ -857,6 +860,601 @@ static void h_parse_query(struct obs_http_req *r, void *arg)
     reply_json(r, &b);
 }
 
+
+/* ---- format_query ---------------------------------------------------------------------- */
+/*
+ * The query as Prometheus' formatter prints it (promql/parser printer.go String() and
+ * prettier.go Pretty(0), as of 2.42): an expression whose one-line form is longer than 100
+ * bytes is split over lines, children indented by two spaces per level.
+ */
+#define FMT_MAX_LINE 100
+
+/* Go's %v of a float64 (strconv 'g', shortest): shortest round-trip digits, exponent form
+ * ("1e+06", "1.5e-07") when the decimal exponent is below -4 or at least 6. */
+static void fmt_go_float(struct obs_sbuf *b, double v)
+{
+    if (isnan(v)) {
+        obs_sbuf_puts(b, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        obs_sbuf_puts(b, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    if (v == 0) {
+        obs_sbuf_puts(b, signbit(v) ? "-0" : "0");
+        return;
+    }
+    char e[64];
+    int p;
+    for (p = 0; p < 17; p++) { /* shortest %.{p}e that reads back */
+        snprintf(e, sizeof e, "%.*e", p, v);
+        if (strtod(e, NULL) == v)
+            break;
+    }
+    /* e = [-]d[.ddd]e[+-]XX */
+    char *ep = strchr(e, 'e');
+    int exp10 = atoi(ep + 1);
+    *ep = '\0';
+    const char *m = e;
+    int neg = *m == '-';
+    if (neg)
+        m++;
+    char dig[32];
+    int nd = 0;
+    for (const char *c = m; *c; c++)
+        if (*c >= '0' && *c <= '9')
+            dig[nd++] = *c;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    int eprec = 6; /* strconv's precision for the %e decision of the shortest form */
+    if (neg)
+        obs_sbuf_putc(b, '-');
+    if (exp10 < -4 || exp10 >= eprec) {
+        obs_sbuf_putc(b, dig[0]);
+        if (nd > 1) {
+            obs_sbuf_putc(b, '.');
+            obs_sbuf_append(b, dig + 1, (size_t)nd - 1);
+        }
+        obs_sbuf_printf(b, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+        return;
+    }
+    if (exp10 < 0) {
+        obs_sbuf_puts(b, "0.");
+        for (int i = -1; i > exp10; i--)
+            obs_sbuf_putc(b, '0');
+        obs_sbuf_append(b, dig, (size_t)nd);
+        return;
+    }
+    for (int i = 0; i <= exp10; i++)
+        obs_sbuf_putc(b, i < nd ? dig[i] : '0');
+    if (nd > exp10 + 1) {
+        obs_sbuf_putc(b, '.');
+        obs_sbuf_append(b, dig + exp10 + 1, (size_t)(nd - exp10 - 1));
+    }
+}
+
+/* Go's strconv.Quote (%q): printable UTF-8 kept, the usual escapes, other bytes \x.. */
+static void fmt_go_quote(struct obs_sbuf *b, const char *s)
+{
+    obs_sbuf_putc(b, '"');
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        switch (*c) {
+        case '\a': obs_sbuf_puts(b, "\\a"); continue;
+        case '\b': obs_sbuf_puts(b, "\\b"); continue;
+        case '\f': obs_sbuf_puts(b, "\\f"); continue;
+        case '\n': obs_sbuf_puts(b, "\\n"); continue;
+        case '\r': obs_sbuf_puts(b, "\\r"); continue;
+        case '\t': obs_sbuf_puts(b, "\\t"); continue;
+        case '\v': obs_sbuf_puts(b, "\\v"); continue;
+        case '\\': obs_sbuf_puts(b, "\\\\"); continue;
+        case '"': obs_sbuf_puts(b, "\\\""); continue;
+        default: break;
+        }
+        if (*c < 0x20 || *c == 0x7f) {
+            obs_sbuf_printf(b, "\\x%02x", *c);
+            continue;
+        }
+        if (*c < 0x80) {
+            obs_sbuf_putc(b, (char)*c);
+            continue;
+        }
+        /* a well-formed multi-byte sequence is copied; a stray byte is escaped */
+        int len = (*c >> 5) == 6 ? 2 : (*c >> 4) == 14 ? 3 : (*c >> 3) == 30 ? 4 : 0;
+        int ok = len > 0;
+        for (int k = 1; ok && k < len; k++)
+            ok = (c[k] & 0xc0) == 0x80;
+        if (!ok) {
+            obs_sbuf_printf(b, "\\x%02x", *c);
+            continue;
+        }
+        obs_sbuf_append(b, c, (size_t)len);
+        c += len - 1;
+    }
+    obs_sbuf_putc(b, '"');
+}
+
+/* prometheus/common model.Duration's String(): y and w only when they divide exactly. */
+static void fmt_model_duration(struct obs_sbuf *b, int64_t ms)
+{
+    if (ms == 0) {
+        obs_sbuf_puts(b, "0s");
+        return;
+    }
+    static const struct {
+        int64_t mult;
+        const char *unit;
+        int exact;
+    } u[] = {{365LL * 86400000, "y", 1}, {7LL * 86400000, "w", 1}, {86400000, "d", 0},
+             {3600000, "h", 0}, {60000, "m", 0}, {1000, "s", 0}, {1, "ms", 0}};
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+        if (u[i].exact && ms % u[i].mult != 0)
+            continue;
+        int64_t v = ms / u[i].mult;
+        if (v > 0) {
+            obs_sbuf_printf(b, "%lld%s", (long long)v, u[i].unit);
+            ms -= v * u[i].mult;
+        }
+    }
+}
+
+/* " @ <t>" and " offset <d>" of a selector or subquery. */
+static void fmt_at(struct obs_sbuf *b, const struct ql_node *n)
+{
+    if (n->at_kind == QAT_TS)
+        obs_sbuf_printf(b, " @ %.3f", (double)n->at / 1000.0);
+    else if (n->at_kind == QAT_START)
+        obs_sbuf_puts(b, " @ start()");
+    else if (n->at_kind == QAT_END)
+        obs_sbuf_puts(b, " @ end()");
+}
+
+static void fmt_offset(struct obs_sbuf *b, const struct ql_node *n)
+{
+    if (n->offset > 0) {
+        obs_sbuf_puts(b, " offset ");
+        fmt_model_duration(b, n->offset);
+    } else if (n->offset < 0) {
+        obs_sbuf_puts(b, " offset -");
+        fmt_model_duration(b, -n->offset);
+    }
+}
+
+static void fmt_list(struct obs_sbuf *b, char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            obs_sbuf_puts(b, ", ");
+        obs_sbuf_puts(b, v[i]);
+    }
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* name{matchers sorted as strings} without @/offset. */
+static int fmt_selector(struct obs_sbuf *b, const struct ql_node *n)
+{
+    if (n->name)
+        obs_sbuf_puts(b, n->name);
+    char **ms = n->nms ? obs_calloc(n->nms, sizeof *ms) : NULL;
+    if (n->nms && ms == NULL)
+        return OBS_ENOMEM;
+    size_t k = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n->nms && rc == 0; i++) {
+        const struct obs_matcher *m = &n->ms[i];
+        if (n->name && strcmp(m->name, "__name__") == 0 && m->type == OBS_MATCH_EQ &&
+            strcmp(m->value, n->name) == 0)
+            continue;
+        struct obs_sbuf one;
+        obs_sbuf_init(&one);
+        obs_sbuf_puts(&one, m->name);
+        obs_sbuf_puts(&one, mtype_str(m->type));
+        fmt_go_quote(&one, m->value);
+        if (one.oom) {
+            obs_sbuf_deinit(&one);
+            rc = OBS_ENOMEM;
+            break;
+        }
+        char *t = obs_sbuf_take(&one, NULL);
+        if (t == NULL) {
+            rc = OBS_ENOMEM;
+            break;
+        }
+        ms[k++] = t;
+    }
+    if (rc == 0 && k > 0) {
+        qsort(ms, k, sizeof *ms, cmp_cstr);
+        obs_sbuf_putc(b, '{');
+        for (size_t i = 0; i < k; i++) {
+            if (i)
+                obs_sbuf_putc(b, ',');
+            obs_sbuf_puts(b, ms[i]);
+        }
+        obs_sbuf_putc(b, '}');
+    }
+    for (size_t i = 0; i < k; i++)
+        obs_free(ms[i]);
+    obs_free(ms);
+    return rc;
+}
+
+static int has_param(enum ql_agg a)
+{
+    return a == QA_TOPK || a == QA_BOTTOMK || a == QA_QUANTILE || a == QA_COUNT_VALUES ||
+           a == QA_LIMITK || a == QA_LIMIT_RATIO;
+}
+
+/* "sum by (a, b) " / "sum without (a) " / "sum" */
+static void fmt_agg_op(struct obs_sbuf *b, const struct ql_node *n)
+{
+    obs_sbuf_puts(b, agg_str(n->agg));
+    if (n->without || n->ngrouping > 0) {
+        obs_sbuf_puts(b, n->without ? " without (" : " by (");
+        fmt_list(b, n->grouping, n->ngrouping);
+        obs_sbuf_puts(b, ") ");
+    }
+}
+
+/* " bool on (a) group_left (b)" part of a binary expression, after the operator. */
+static void fmt_bin_mod(struct obs_sbuf *b, const struct ql_node *n)
+{
+    if (n->bool_mod)
+        obs_sbuf_puts(b, " bool");
+    if (n->on || n->nmlabels > 0) {
+        obs_sbuf_puts(b, n->on ? " on (" : " ignoring (");
+        fmt_list(b, n->mlabels, n->nmlabels);
+        obs_sbuf_putc(b, ')');
+        if (n->card == QC_MANY_ONE || n->card == QC_ONE_MANY) {
+            obs_sbuf_puts(b, n->card == QC_MANY_ONE ? " group_left (" : " group_right (");
+            fmt_list(b, n->include, n->ninclude);
+            obs_sbuf_putc(b, ')');
+        }
+    }
+}
+
+static const struct ql_node *skip_stepinv(const struct ql_node *n)
+{
+    while (n && n->kind == QN_STEPINV)
+        n = n->lhs;
+    return n;
+}
+
+/* One-line form (printer.go String()). */
+static int fmt_expr(struct obs_sbuf *b, const struct ql_node *n, int depth)
+{
+    n = skip_stepinv(n);
+    if (n == NULL || depth > 1000)
+        return OBS_EINVAL;
+    int rc = 0;
+    switch (n->kind) {
+    case QN_NUM:
+        fmt_go_float(b, n->num);
+        return 0;
+    case QN_STR:
+        fmt_go_quote(b, n->str);
+        return 0;
+    case QN_VSEL:
+        rc = fmt_selector(b, n);
+        fmt_at(b, n);
+        fmt_offset(b, n);
+        return rc;
+    case QN_MSEL: {
+        const struct ql_node *vs = n->lhs;
+        if (vs == NULL || vs->kind != QN_VSEL)
+            return OBS_EINVAL;
+        rc = fmt_selector(b, vs);
+        obs_sbuf_putc(b, '[');
+        fmt_model_duration(b, n->range);
+        obs_sbuf_putc(b, ']');
+        fmt_at(b, vs);
+        fmt_offset(b, vs);
+        return rc;
+    }
+    case QN_SUBQ:
+        rc = fmt_expr(b, n->lhs, depth + 1);
+        obs_sbuf_putc(b, '[');
+        fmt_model_duration(b, n->range);
+        obs_sbuf_putc(b, ':');
+        if (n->step != 0)
+            fmt_model_duration(b, n->step);
+        obs_sbuf_putc(b, ']');
+        fmt_at(b, n);
+        fmt_offset(b, n);
+        return rc;
+    case QN_PAREN:
+        obs_sbuf_putc(b, '(');
+        rc = fmt_expr(b, n->lhs, depth + 1);
+        obs_sbuf_putc(b, ')');
+        return rc;
+    case QN_UNARY:
+        obs_sbuf_puts(b, n->op == QOP_ADD ? "+" : "-");
+        return fmt_expr(b, n->lhs, depth + 1);
+    case QN_BINARY:
+        rc = fmt_expr(b, n->lhs, depth + 1);
+        obs_sbuf_putc(b, ' ');
+        obs_sbuf_puts(b, op_str(n->op));
+        fmt_bin_mod(b, n);
+        obs_sbuf_putc(b, ' ');
+        if (rc == 0)
+            rc = fmt_expr(b, n->rhs, depth + 1);
+        return rc;
+    case QN_AGG:
+        fmt_agg_op(b, n);
+        obs_sbuf_putc(b, '(');
+        if (has_param(n->agg) && n->param) {
+            rc = fmt_expr(b, n->param, depth + 1);
+            obs_sbuf_puts(b, ", ");
+        }
+        if (rc == 0)
+            rc = fmt_expr(b, n->lhs, depth + 1);
+        obs_sbuf_putc(b, ')');
+        return rc;
+    case QN_CALL:
+        obs_sbuf_puts(b, n->fn ? n->fn->name : "");
+        obs_sbuf_putc(b, '(');
+        for (size_t i = 0; i < n->nargs && rc == 0; i++) {
+            if (i)
+                obs_sbuf_puts(b, ", ");
+            rc = fmt_expr(b, n->args[i], depth + 1);
+        }
+        obs_sbuf_putc(b, ')');
+        return rc;
+    case QN_STEPINV:
+        break;
+    }
+    return OBS_EINVAL;
+}
+
+/* Length of the one-line form (bytes), or -1 on error. */
+static long fmt_len(const struct ql_node *n, int depth)
+{
+    struct obs_sbuf t;
+    obs_sbuf_init(&t);
+    int rc = fmt_expr(&t, n, depth);
+    long len = rc == 0 && !t.oom ? (long)t.len : -1;
+    obs_sbuf_deinit(&t);
+    return len;
+}
+
+static void fmt_indent(struct obs_sbuf *b, int level)
+{
+    for (int i = 0; i < level; i++)
+        obs_sbuf_puts(b, "  ");
+}
+
+/* Multi-line form (prettier.go Pretty(level)). */
+static int fmt_pretty(struct obs_sbuf *b, const struct ql_node *n, int level, int depth)
+{
+    n = skip_stepinv(n);
+    if (n == NULL || depth > 1000)
+        return OBS_EINVAL;
+    long len = fmt_len(n, depth);
+    if (len < 0)
+        return OBS_EINVAL;
+    int split = len > FMT_MAX_LINE;
+    int rc = 0;
+    if (!split || n->kind == QN_NUM || n->kind == QN_STR || n->kind == QN_VSEL ||
+        n->kind == QN_MSEL) {
+        fmt_indent(b, level);
+        return fmt_expr(b, n, depth);
+    }
+    switch (n->kind) {
+    case QN_PAREN:
+        fmt_indent(b, level);
+        obs_sbuf_puts(b, "(\n");
+        rc = fmt_pretty(b, n->lhs, level + 1, depth + 1);
+        obs_sbuf_putc(b, '\n');
+        fmt_indent(b, level);
+        obs_sbuf_putc(b, ')');
+        return rc;
+    case QN_UNARY: {
+        /* the child printed at the same level, its indent replaced by the operator */
+        struct obs_sbuf c;
+        obs_sbuf_init(&c);
+        rc = fmt_pretty(&c, n->lhs, level, depth + 1);
+        fmt_indent(b, level);
+        obs_sbuf_puts(b, n->op == QOP_ADD ? "+" : "-");
+        const char *p = c.p ? c.p : "";
+        size_t l = c.len;
+        while (l > 0 && (*p == ' ' || *p == '\n' || *p == '\t')) {
+            p++;
+            l--;
+        }
+        while (l > 0 && (p[l - 1] == ' ' || p[l - 1] == '\n' || p[l - 1] == '\t'))
+            l--;
+        obs_sbuf_append(b, p, l);
+        obs_sbuf_deinit(&c);
+        return rc;
+    }
+    case QN_BINARY:
+        rc = fmt_pretty(b, n->lhs, level + 1, depth + 1);
+        obs_sbuf_putc(b, '\n');
+        fmt_indent(b, level);
+        obs_sbuf_puts(b, op_str(n->op));
+        fmt_bin_mod(b, n);
+        obs_sbuf_putc(b, '\n');
+        if (rc == 0)
+            rc = fmt_pretty(b, n->rhs, level + 1, depth + 1);
+        return rc;
+    case QN_AGG:
+        fmt_indent(b, level);
+        fmt_agg_op(b, n);
+        obs_sbuf_puts(b, "(\n");
+        if (has_param(n->agg) && n->param) {
+            rc = fmt_pretty(b, n->param, level + 1, depth + 1);
+            obs_sbuf_puts(b, ",\n");
+        }
+        if (rc == 0)
+            rc = fmt_pretty(b, n->lhs, level + 1, depth + 1);
+        obs_sbuf_putc(b, '\n');
+        fmt_indent(b, level);
+        obs_sbuf_putc(b, ')');
+        return rc;
+    case QN_CALL:
+        fmt_indent(b, level);
+        obs_sbuf_puts(b, n->fn ? n->fn->name : "");
+        obs_sbuf_puts(b, "(\n");
+        for (size_t i = 0; i < n->nargs && rc == 0; i++) {
+            rc = fmt_pretty(b, n->args[i], level + 1, depth + 1);
+            obs_sbuf_puts(b, i + 1 < n->nargs ? ",\n" : "\n");
+        }
+        fmt_indent(b, level);
+        obs_sbuf_putc(b, ')');
+        return rc;
+    case QN_SUBQ:
+        rc = fmt_pretty(b, n->lhs, level, depth + 1);
+        obs_sbuf_putc(b, '[');
+        fmt_model_duration(b, n->range);
+        obs_sbuf_putc(b, ':');
+        if (n->step != 0)
+            fmt_model_duration(b, n->step);
+        obs_sbuf_putc(b, ']');
+        fmt_at(b, n);
+        fmt_offset(b, n);
+        return rc;
+    default:
+        break;
+    }
+    return OBS_EINVAL;
+}
+
+static void h_format_query(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    const char *q = obs_http_req_param(r, "query");
+    struct mtd_ql_expr *e = NULL;
+    struct obs_err err = {0};
+    int rc = mtd_ql_parse(q ? q : "", &e, &err);
+    if (rc == OBS_ENOMEM) {
+        obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    if (rc != 0) {
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"query\": %s",
+                                  err.msg);
+        return;
+    }
+    struct obs_sbuf t;
+    obs_sbuf_init(&t);
+    rc = fmt_pretty(&t, e->root, 0, 0);
+    mtd_ql_expr_free(e);
+    if (rc != 0 || t.oom) {
+        obs_sbuf_deinit(&t);
+        obs_http_reply_prom_error(r, 500, "internal", "cannot format the expression");
+        return;
+    }
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":");
+    obs_sbuf_json_str(&b, t.p ? t.p : "", t.len);
+    obs_sbuf_putc(&b, '}');
+    obs_sbuf_deinit(&t);
+    reply_json(r, &b);
+}
+
+/* ---- scrape and rule APIs metricsd has no data for ------------------------------------- */
+/* metricsd scrapes nothing and (without the ruler) evaluates no rules; Grafana and clients
+ * still call these, and Prometheus with nothing configured answers these empty shapes. */
+
+static void reply_const(struct obs_http_req *r, const char *data)
+{
+    struct obs_sbuf b;
+    obs_sbuf_init(&b);
+    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":");
+    obs_sbuf_puts(&b, data);
+    obs_sbuf_putc(&b, '}');
+    reply_json(r, &b);
+}
+
+static void h_targets_metadata(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    const char *l = obs_http_req_param(r, "limit");
+    if (l && *l) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(l, &end, 10);
+        (void)v;
+        if (*end != '\0' || end == l || errno == ERANGE || isspace((unsigned char)*l)) {
+            obs_http_reply_prom_error(r, 400, "bad_data", "limit must be a number");
+            return;
+        }
+    }
+    const char *mt = obs_http_req_param(r, "match_target");
+    if (mt && *mt) {
+        /* a selector; Prometheus 2.42 accepts {} here */
+        struct mtd_ql_expr *e = NULL;
+        struct obs_err err = {0};
+        int rc = mtd_ql_parse(mt, &e, &err);
+        int sel = rc == 0 && skip_stepinv(e->root) && skip_stepinv(e->root)->kind == QN_VSEL;
+        mtd_ql_expr_free(e);
+        if (rc == OBS_ENOMEM) {
+            obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+            return;
+        }
+        if (rc != 0 && strstr(err.msg, "at least one non-empty matcher") == NULL) {
+            obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"match_target\": "
+                                      "%s", err.msg);
+            return;
+        }
+        if (rc == 0 && !sel) {
+            obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"match_target\": "
+                                      "1:1: parse error: unexpected expression, expected a "
+                                      "selector");
+            return;
+        }
+    }
+    reply_const(r, "[]");
+}
+
+static void h_alertmanagers(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    reply_const(r, "{\"activeAlertmanagers\":[],\"droppedAlertmanagers\":[]}");
+}
+
+static void h_scrape_pools(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    reply_const(r, "{\"scrapePools\":[]}");
+}
+
+static void h_options(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    obs_http_reply(r, 204, NULL, NULL, 0);
+}
+
+/* Replaced by the ruler's own handlers when the ruler runs (registered later). */
+static void h_rules_none(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    const char *t = obs_http_req_param(r, "type");
+    if (t && *t && strcmp(t, "alert") != 0 && strcmp(t, "record") != 0) {
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"type\": not "
+                                  "supported value \"%.200s\"", t);
+        return;
+    }
+    reply_const(r, "{\"groups\":[]}");
+}
+
+/* Prometheus without --web.enable-admin-api answers its admin routes with this 500. */
+static void h_admin_disabled(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    obs_http_reply_prom_error(r, 500, "unavailable", "admin APIs disabled");
+}
+
+static void h_alerts_none(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    reply_const(r, "{\"alerts\":[]}");
+}
+
 /* ---- registration ---------------------------------------------------------------------- */
 
 /*
@@ -865,16 +1463,39 @@ static void h_parse_query(struct obs_http_req *r, void *arg)
  */
 int mtd_api_status_register(struct obs_ctx *ctx)
 {
+    /* Prometheus (Go) HTTP behaviour: forms, strict methods, JSON escapes (obs_http.h) */
+    static const struct {
+        const char *methods, *path;
+        obs_http_handler fn;
+    } routes[] = {
+        {"GET", "/api/v1/status/buildinfo", h_buildinfo},
+        {"GET", "/api/v1/status/tsdb", h_tsdb},
+        {"GET", "/api/v1/status/config", h_config},
+        {"GET", "/api/v1/status/flags", h_flags},
+        {"GET", "/api/v1/status/runtimeinfo", h_runtimeinfo},
+        {"GET", "/api/v1/status/walreplay", h_walreplay},
+        {"GET", "/api/v1/targets", h_targets},
+        {"GET", "/api/v1/targets/metadata", h_targets_metadata},
+        {"GET", "/api/v1/alertmanagers", h_alertmanagers},
+        {"GET", "/api/v1/scrape_pools", h_scrape_pools},
+        {"GET", "/api/v1/rules", h_rules_none},
+        {"GET", "/api/v1/alerts", h_alerts_none},
+        {"GET,POST", "/api/v1/query_exemplars", h_exemplars},
+        {"GET,POST", "/api/v1/parse_query", h_parse_query},
+        {"GET,POST", "/api/v1/format_query", h_format_query},
+        {"POST,PUT", "/api/v1/admin/tsdb/delete_series", h_admin_disabled},
+        {"POST,PUT", "/api/v1/admin/tsdb/clean_tombstones", h_admin_disabled},
+        {"POST,PUT", "/api/v1/admin/tsdb/snapshot", h_admin_disabled},
+    };
+    const unsigned go = OBS_HTTP_GO_FORM | OBS_HTTP_STRICT_METHODS | OBS_HTTP_GO_JSON;
     int rc = 0;
     (void)status_of(ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/buildinfo", h_buildinfo, ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/tsdb", h_tsdb, ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/config", h_config, ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/flags", h_flags, ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/runtimeinfo", h_runtimeinfo, ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/status/walreplay", h_walreplay, ctx);
-    rc |= obs_http_route(ctx->http, "GET", "/api/v1/targets", h_targets, ctx);
-    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/query_exemplars", h_exemplars, ctx);
-    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/parse_query", h_parse_query, ctx);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        rc |= obs_http_route_opts(ctx->http, routes[i].methods, routes[i].path, 0, go,
+                                  routes[i].fn, ctx);
+    /* Prometheus answers OPTIONS on every /api/v1/ path with 204 (CORS preflight); the
+     * catch-all leaves other methods on unknown paths at 404. */
+    rc |= obs_http_route_opts(ctx->http, "OPTIONS", "/api/v1/*", 0, OBS_HTTP_METHODS_ONLY,
+                              h_options, ctx);
     return rc ? OBS_ENOMEM : 0;
 }

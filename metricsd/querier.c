@@ -24,6 +24,7 @@
  * and is bounded by the series/sample limits, not interruptible. max_concurrent: 0 runs
  * queries synchronously on the loop (no cancellation).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -89,6 +90,9 @@ struct qjob {
     struct obs_err err;
     int rc;
     int pending;                     /* in qr->pend (loop) */
+    int stats;                       /* the request asked for "stats" */
+    /* obs_mono_ns() at arrival, prepare start/end, evaluation start/end (for stats) */
+    int64_t t_arrive, t_prep0, t_prep1, t_run0, t_run1;
     struct qjob *next;
     struct qjob *wprev, *wnext;      /* qr->watch (loop) */
 };
@@ -275,8 +279,8 @@ static size_t fmt_value(char *out, size_t cap, double v)
     return k;
 }
 
-/* Timestamp ms as Prometheus' JSON number of seconds ("1700000000", "1700000000.5",
- * "-0.25"): into out (>= 32 bytes), returns the length. */
+/* Timestamp ms as Prometheus' JSON number of seconds ("1700000000", "1700000000.500",
+ * "-0.250"): into out (>= 32 bytes), returns the length. */
 static size_t fmt_ts(char *out, int64_t ms)
 {
     char tmp[32];
@@ -294,14 +298,11 @@ static size_t fmt_ts(char *out, int64_t ms)
     } while (sec > 0);
     while (n > 0)
         out[k++] = tmp[--n];
-    if (frac != 0) {
+    if (frac != 0) { /* always three digits, as Prometheus' jsonutil.MarshalTimestamp */
         out[k++] = '.';
         out[k++] = (char)('0' + frac / 100);
-        if (frac % 100 != 0) {
-            out[k++] = (char)('0' + frac / 10 % 10);
-            if (frac % 10 != 0)
-                out[k++] = (char)('0' + frac % 10);
-        }
+        out[k++] = (char)('0' + frac / 10 % 10);
+        out[k++] = (char)('0' + frac % 10);
     }
     return k;
 }
@@ -413,6 +414,116 @@ static void json_annos(struct obs_sbuf *b, const struct mtd_ql_result *r)
     }
 }
 
+/* ---------------------------------------------------------------- parameters */
+/*
+ * Go's strconv.ParseFloat accepts what strtod accepts minus leading/trailing space, hex
+ * mantissas without a 'p' exponent and "nan(...)"; a value that overflows is an error (an
+ * underflow to 0 is not).
+ */
+static int go_parse_float(const char *s, double *out)
+{
+    if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+        return OBS_EINVAL;
+    const char *d = s + (*s == '+' || *s == '-');
+    if (d[0] == '0' && (d[1] == 'x' || d[1] == 'X') && strpbrk(d, "pP") == NULL)
+        return OBS_EINVAL;
+    if (strchr(s, '(') != NULL)
+        return OBS_EINVAL;
+    char *end;
+    errno = 0;
+    double f = strtod(s, &end);
+    if (end == s || *end != '\0')
+        return OBS_EINVAL;
+    if (errno == ERANGE && isinf(f))
+        return OBS_EINVAL;
+    *out = f;
+    return 0;
+}
+
+/* Go's float64 -> int64 conversion on amd64: out of range and NaN give INT64_MIN. */
+static int64_t go_f2i(double x)
+{
+    if (!(x >= -9223372036854775808.0 && x < 9223372036854775808.0))
+        return INT64_MIN;
+    return (int64_t)x;
+}
+
+int mtd_prom_time_parse(const char *s, int engine, int64_t *out_ms)
+{
+    double f;
+    int64_t sec, nsec;
+    if (go_parse_float(s, &f) == 0) {
+        /* time.Unix(int64(s), int64(round(frac*1000)/1000 * 1e9)) */
+        double ip, frac = modf(f, &ip);
+        if (isinf(f))
+            frac = NAN; /* Go's math.Modf(±Inf) = ±Inf, NaN */
+        frac = round(frac * 1000) / 1000;
+        sec = go_f2i(ip);
+        nsec = go_f2i(frac * 1e9);
+        if (nsec < 0 || nsec >= 1000000000) { /* time.Unix normalises (wrapping) */
+            int64_t n = nsec / 1000000000;
+            sec = (int64_t)((uint64_t)sec + (uint64_t)n);
+            nsec -= n * 1000000000;
+            if (nsec < 0) {
+                nsec += 1000000000;
+                sec = (int64_t)((uint64_t)sec - 1);
+            }
+        }
+    } else if (s != NULL && strcmp(s, "-292273086-05-16T16:47:06Z") == 0) {
+        /* Prometheus' own formatted minTime/maxTime, which Go's parser cannot read */
+        sec = INT64_MIN / 1000 + 62135596801LL;
+        nsec = 0;
+    } else if (s != NULL && strcmp(s, "292277025-08-18T07:12:54.999999999Z") == 0) {
+        sec = INT64_MAX / 1000 - 62135596801LL;
+        nsec = 999999999;
+    } else {
+        int64_t ms;
+        /* RFC3339: a 'T' between date and time (never a number strtod would take) */
+        if (s == NULL || !isdigit((unsigned char)*s) || strchr(s, 'T') == NULL ||
+            obs_time_parse_ms(s, &ms) != 0)
+            return OBS_EINVAL;
+        *out_ms = ms;
+        return 0;
+    }
+    if (engine) { /* t.UnixNano() / 1e6, int64 arithmetic wrapping as Go's */
+        uint64_t un = (uint64_t)sec * 1000000000u + (uint64_t)nsec;
+        *out_ms = (int64_t)un / 1000000;
+    } else { /* t.Unix()*1000 + t.Nanosecond()/1e6 */
+        *out_ms = (int64_t)((uint64_t)sec * 1000u + (uint64_t)(nsec / 1000000));
+    }
+    return 0;
+}
+
+int mtd_prom_duration_parse(const char *s, int64_t *out_ns)
+{
+    double f;
+    if (go_parse_float(s, &f) == 0) {
+        double ns = f * 1e9;
+        if (ns > 9223372036854775807.0 || ns < -9223372036854775808.0)
+            return OBS_ERANGE;
+        *out_ns = go_f2i(ns);
+        return 0;
+    }
+    int64_t ms;
+    /* model.ParseDuration: units only, no sign, no fraction */
+    if (s == NULL || !isdigit((unsigned char)*s) || strspn(s, "0123456789ywdhms") != strlen(s) ||
+        obs_duration_parse_ms(s, &ms) != 0)
+        return OBS_EINVAL;
+    if (ms > INT64_MAX / 1000000)
+        return OBS_EINVAL;
+    *out_ns = ms * 1000000;
+    return 0;
+}
+
+/* Reply Prometheus' duration parameter error for rc from mtd_prom_duration_parse. */
+static void reply_duration_error(struct obs_http_req *r, const char *name, const char *v,
+                                 int rc)
+{
+    obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"%s\": cannot parse \"%s\" "
+                              "to a valid duration%s", name, v,
+                              rc == OBS_ERANGE ? ". It overflows int64" : "");
+}
+
 /* ---------------------------------------------------------------- options */
 void mtd_querier_opts(struct obs_ctx *ctx, int64_t timeout_ms, struct mtd_ql_opts *o)
 {
@@ -474,7 +585,47 @@ static void reply_exec_error(struct obs_http_req *r, int rc, const struct obs_er
         obs_http_reply_prom_error(r, 422, "execution", "%s", err->msg);
 }
 
-static void reply_result(struct obs_http_req *r, const struct mtd_ql_result *res)
+/* Seconds between two obs_mono_ns() readings as a JSON number (0 when unknown). */
+static void json_secs(struct obs_sbuf *b, int64_t from, int64_t to)
+{
+    double s = (from > 0 && to > from) ? (double)(to - from) / 1e9 : 0;
+    char v[64];
+    fmt_value(v, sizeof v, s);
+    obs_sbuf_puts(b, v);
+}
+
+/*
+ * Prometheus' "stats" object (util/stats QueryStats, rendered when the request has a
+ * non-empty stats parameter): timings in seconds and sample counts. The timings are
+ * measured here; the engine does not report the samples it loaded, so both sample counts
+ * are the number of points in the result (what peakSamples is at least).
+ */
+static void json_stats(struct obs_sbuf *b, const struct mtd_ql_result *res,
+                       const struct qjob *j)
+{
+    size_t pts = 0;
+    if (res->type == MTD_QL_SCALAR || res->type == MTD_QL_STRING)
+        pts = 1;
+    else
+        for (size_t i = 0; i < res->nseries; i++)
+            pts += res->type == MTD_QL_MATRIX ? res->series[i].npts : 1;
+    int64_t done = obs_mono_ns();
+    obs_sbuf_puts(b, ",\"stats\":{\"timings\":{\"evalTotalTime\":");
+    json_secs(b, j->t_prep0, j->t_run1);
+    obs_sbuf_puts(b, ",\"resultSortTime\":0,\"queryPreparationTime\":");
+    json_secs(b, j->t_prep0, j->t_prep1);
+    obs_sbuf_puts(b, ",\"innerEvalTime\":");
+    json_secs(b, j->t_run0, j->t_run1);
+    obs_sbuf_puts(b, ",\"execQueueTime\":");
+    json_secs(b, j->t_arrive, j->t_prep0);
+    obs_sbuf_puts(b, ",\"execTotalTime\":");
+    json_secs(b, j->t_arrive, done);
+    obs_sbuf_printf(b, "},\"samples\":{\"totalQueryableSamples\":%zu,\"peakSamples\":%zu}}",
+                    pts, pts);
+}
+
+static void reply_result(struct obs_http_req *r, const struct mtd_ql_result *res,
+                         const struct qjob *stats)
 {
     struct obs_sbuf b;
     obs_sbuf_init(&b);
@@ -487,6 +638,11 @@ static void reply_result(struct obs_http_req *r, const struct mtd_ql_result *res
         b.oom = 0;
     obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":");
     mtd_ql_result_json(&b, res);
+    if (stats) { /* inside "data", after "result" */
+        b.len--;
+        json_stats(&b, res, stats);
+        obs_sbuf_putc(&b, '}');
+    }
     json_annos(&b, res);
     obs_sbuf_putc(&b, '}');
     if (b.oom) {
@@ -505,14 +661,20 @@ static int parse_common(struct querier *qr, struct obs_http_req *r, struct mtd_q
     const char *query = obs_http_req_param(r, "query");
     const char *to = obs_http_req_param(r, "timeout");
     *timeout_ms = 0;
-    if (to && *to && (obs_duration_parse_ms(to, timeout_ms) != 0 || *timeout_ms < 0)) {
-        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"timeout\": cannot "
-                                  "parse \"%s\" to a valid duration", to);
-        return -1;
+    if (to && *to) {
+        int64_t ns;
+        int trc = mtd_prom_duration_parse(to, &ns);
+        if (trc != 0) {
+            reply_duration_error(r, "timeout", to, trc);
+            return -1;
+        }
+        /* a timeout of zero or less has passed before the query starts (-1: see below) */
+        *timeout_ms = ns <= 0 ? -1 : ns < 1000000 ? 1 : ns / 1000000;
     }
     if (!query || !*query) {
-        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"query\": 1:1: parse "
-                                  "error: no expression found in input");
+        /* Prometheus 2.x names the parameter for instant queries only */
+        obs_http_reply_prom_error(r, 400, "bad_data", "%s1:1: parse error: no expression found "
+                                  "in input", range ? "" : "invalid parameter \"query\": ");
         return -1;
     }
     struct obs_err err = {0};
@@ -526,6 +688,12 @@ static int parse_common(struct querier *qr, struct obs_http_req *r, struct mtd_q
         /* Prometheus 2.x names the parameter for instant queries only */
         obs_http_reply_prom_error(r, 400, "bad_data", "%s%s",
                                   range ? "" : "invalid parameter \"query\": ", err.msg);
+        return -1;
+    }
+    if (*timeout_ms < 0) { /* Prometheus' context expires before the query is queued */
+        mtd_ql_expr_free(*e);
+        *e = NULL;
+        obs_http_reply_prom_error(r, 503, "timeout", "query timed out in query queue");
         return -1;
     }
     return 0;
@@ -583,7 +751,7 @@ static void job_finish(struct qjob *j)
     if (j->rc < 0)
         reply_exec_error(r, j->rc, &j->err);
     else
-        reply_result(r, j->res);
+        reply_result(r, j->res, j->stats ? j : NULL);
     job_free(j);
 }
 
@@ -605,7 +773,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&qr->mu);
         struct mtd_ql_query *pq = j->pq;
         j->pq = NULL;
+        j->t_run0 = obs_mono_ns();
         j->rc = mtd_ql_run(pq, &j->res, &j->err);
+        j->t_run1 = obs_mono_ns();
         if (obs_chan_send(qr->done, j) != 0) {
             /* Cannot hand it back: keep the slot (leak the job) rather than touch the loop. */
             obs_log_error("querier: cannot return a finished query to the loop");
@@ -635,13 +805,17 @@ static void job_start(struct querier *qr, struct qjob *j)
         job_finish(j);
         return;
     }
+    j->t_prep0 = obs_mono_ns();
     j->rc = mtd_ql_prepare(j->e, app->storage, j->tenant, j->range, j->start, j->end, j->step,
                            &j->o, &j->pq, &j->err);
+    j->t_prep1 = obs_mono_ns();
     if (j->rc < 0 || qr->nth == 0) {
         if (j->rc == 0) {
             struct mtd_ql_query *pq = j->pq;
             j->pq = NULL;
+            j->t_run0 = obs_mono_ns();
             j->rc = mtd_ql_run(pq, &j->res, &j->err);
+            j->t_run1 = obs_mono_ns();
         }
         job_finish(j);
         return;
@@ -765,6 +939,9 @@ static void submit(struct querier *qr, struct obs_http_req *r, struct mtd_ql_exp
     j->qr = qr;
     j->req = r;
     j->e = e;
+    j->t_arrive = obs_mono_ns();
+    const char *sp = obs_http_req_param(r, "stats");
+    j->stats = sp && *sp;
     j->range = range;
     j->start = start;
     j->end = end;
@@ -810,9 +987,10 @@ static void h_query(struct obs_http_req *r, void *arg)
     struct querier *qr = arg;
     int64_t t = obs_now_ms();
     const char *ts = obs_http_req_param(r, "time");
-    if (ts && *ts && obs_time_parse_ms(ts, &t) != 0) {
-        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"time\": cannot parse "
-                                  "\"%s\" to a valid timestamp", ts);
+    if (ts && *ts && mtd_prom_time_parse(ts, 1, &t) != 0) {
+        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"time\": Invalid time "
+                                  "value for 'time': cannot parse \"%s\" to a valid timestamp",
+                                  ts);
         return;
     }
     struct mtd_ql_expr *e;
@@ -829,7 +1007,7 @@ static void h_query_range(struct obs_http_req *r, void *arg)
     int64_t v[2];
     for (int i = 0; i < 2; i++) {
         const char *s = obs_http_req_param(r, names[i]);
-        if (!s || !*s || obs_time_parse_ms(s, &v[i]) != 0) {
+        if (!s || !*s || mtd_prom_time_parse(s, 1, &v[i]) != 0) {
             obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"%s\": cannot "
                                       "parse \"%s\" to a valid timestamp", names[i],
                                       s ? s : "");
@@ -842,19 +1020,26 @@ static void h_query_range(struct obs_http_req *r, void *arg)
         return;
     }
     const char *ss = obs_http_req_param(r, "step");
-    int64_t step;
-    if (!ss || !*ss || obs_duration_parse_ms(ss, &step) != 0) {
-        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"step\": cannot parse "
-                                  "\"%s\" to a valid duration", ss ? ss : "");
+    int64_t step_ns = 0;
+    int src = mtd_prom_duration_parse(ss ? ss : "", &step_ns);
+    if (src != 0) {
+        reply_duration_error(r, "step", ss ? ss : "", src);
         return;
     }
+    /* Prometheus checks the step in ns, evaluates in ms (a step under 1ms makes its engine
+     * divide by zero: 422 "runtime error"; refused here as a zero step). */
+    int64_t step = step_ns / 1000000;
     if (step <= 0) {
         obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"step\": zero or "
                                   "negative query resolution step widths are not accepted. "
                                   "Try a positive integer");
         return;
     }
-    if (qr->cfg.max_points > 0 && (v[1] - v[0]) / step > qr->cfg.max_points) {
+    /* end.Sub(start) / step in ns (Sub saturates) */
+    __int128 span_ns = ((__int128)v[1] - v[0]) * 1000000;
+    if (span_ns > INT64_MAX)
+        span_ns = INT64_MAX;
+    if (qr->cfg.max_points > 0 && (int64_t)(span_ns / step_ns) > qr->cfg.max_points) {
         char lim[32], raw[32];
         int n = snprintf(raw, sizeof(raw), "%lld", (long long)qr->cfg.max_points);
         size_t o = 0;
@@ -883,25 +1068,6 @@ static void h_query_range(struct obs_http_req *r, void *arg)
         return;
     }
     submit(qr, r, e, 1, v[0], v[1], step, timeout);
-}
-
-/* GET /api/v1/format_query?query=... (Prometheus: returns the query; we echo it parsed). */
-static void h_parse_check(struct obs_http_req *r, void *arg)
-{
-    struct querier *qr = arg;
-    struct mtd_ql_expr *e;
-    int64_t timeout;
-    if (parse_common(qr, r, &e, &timeout, 0) < 0)
-        return;
-    mtd_ql_expr_free(e);
-    const char *q = obs_http_req_param(r, "query");
-    struct obs_sbuf b;
-    obs_sbuf_init(&b);
-    obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":");
-    obs_sbuf_json_str(&b, q, strlen(q));
-    obs_sbuf_putc(&b, '}');
-    obs_http_reply_sbuf(r, 200, "application/json", &b);
-    obs_sbuf_deinit(&b);
 }
 
 static void stop_workers(struct querier *qr)
@@ -954,13 +1120,16 @@ int mtd_querier_init(struct obs_ctx *ctx, struct obs_err *err)
     }
     app->querier = qr;
     mtd_storage_merge_install(ctx); /* head + store-gateway blocks (storage_merge.c) */
-    rc = obs_http_route(ctx->http, "GET,POST", "/api/v1/query", h_query, qr);
-    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/query_range", h_query_range, qr);
-    rc |= obs_http_route(ctx->http, "GET,POST", "/api/v1/format_query", h_parse_check, qr);
+    /* Prometheus (Go) HTTP behaviour: forms, strict methods, JSON escapes (obs_http.h) */
+    const unsigned go = OBS_HTTP_GO_FORM | OBS_HTTP_STRICT_METHODS | OBS_HTTP_GO_JSON;
+    rc = obs_http_route_opts(ctx->http, "GET,POST", "/api/v1/query", 0, go, h_query, qr);
+    rc |= obs_http_route_opts(ctx->http, "GET,POST", "/api/v1/query_range", 0, go,
+                              h_query_range, qr);
     /* Mimir serves the same API under its prefix. */
-    rc |= obs_http_route(ctx->http, "GET,POST", "/prometheus/api/v1/query", h_query, qr);
-    rc |= obs_http_route(ctx->http, "GET,POST", "/prometheus/api/v1/query_range",
-                         h_query_range, qr);
+    rc |= obs_http_route_opts(ctx->http, "GET,POST", "/prometheus/api/v1/query", 0,
+                              go, h_query, qr);
+    rc |= obs_http_route_opts(ctx->http, "GET,POST", "/prometheus/api/v1/query_range", 0,
+                              go, h_query_range, qr);
     if (rc)
         return obs_err_set(err, OBS_ENOMEM, "querier: cannot register routes");
     obs_clog_info("querier", "PromQL API ready (timeout %lldms, lookback %lldms, %d workers, "

@@ -45,6 +45,17 @@ int mtd_ql_result_json(struct obs_sbuf *b, const struct mtd_ql_result *r);
 /* Append a timestamp in ms as Prometheus' float seconds (1700000000.123). */
 int mtd_json_ts(struct obs_sbuf *b, int64_t ms);
 
+/* Prometheus' API time parameter (web/api/v1 parseTime): Go float seconds (strconv.ParseFloat:
+ * no spaces, NaN/Inf accepted) or RFC3339Nano, converted to ms exactly as Prometheus does,
+ * int64 wrap-around included: engine=1 as the query engine (UnixNano / 1e6, for
+ * query/query_range), engine=0 as timestamp.FromTime (labels, series, exemplars).
+ * Returns 0, or OBS_EINVAL when s is neither. */
+int mtd_prom_time_parse(const char *s, int engine, int64_t *out_ms);
+/* Prometheus' parseDuration: Go float seconds, else a Prometheus duration ("1m30s"), into
+ * nanoseconds. Returns 0, OBS_EINVAL (cannot parse) or OBS_ERANGE (a float that overflows
+ * int64 nanoseconds: Prometheus says "... It overflows int64"). */
+int mtd_prom_duration_parse(const char *s, int64_t *out_ns);
+
 int mtd_ruler_init(struct obs_ctx *ctx, struct obs_err *err);
 void mtd_ruler_stop(struct obs_ctx *ctx);
 extern const char *const mtd_ruler_deps[];

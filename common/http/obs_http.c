@@ -34,6 +34,7 @@ struct route {
     size_t plen;
     int prefix;
     size_t max_body; /* 0 = server default */
+    unsigned flags;  /* OBS_HTTP_* */
     obs_http_handler fn;
     void *arg;
 };
@@ -65,9 +66,13 @@ struct obs_http_req {
     struct param *params;
     size_t nparams;
     size_t cparams; /* capacity of params (grown by doubling: linear in the query size) */
+    const char *form_error; /* OBS_HTTP_GO_FORM: why the form body was not parsed */
+    unsigned flags;         /* the route's OBS_HTTP_* flags */
     char peer[64];
     int replied;
 };
+
+#define GO_MAX_FORM_SIZE (10u << 20) /* net/http maxFormSize */
 
 /* --- server ----------------------------------------------------------------------------- */
 
@@ -135,6 +140,12 @@ void obs_http_server_set_max_body(struct obs_http_server *s, size_t bytes)
 int obs_http_route_limit(struct obs_http_server *s, const char *methods, const char *path,
                          size_t max_body, obs_http_handler fn, void *arg)
 {
+    return obs_http_route_opts(s, methods, path, max_body, 0, fn, arg);
+}
+
+int obs_http_route_opts(struct obs_http_server *s, const char *methods, const char *path,
+                        size_t max_body, unsigned flags, obs_http_handler fn, void *arg)
+{
     size_t plen = strlen(path);
     int prefix = plen > 0 && path[plen - 1] == '*';
     if (prefix)
@@ -147,6 +158,7 @@ int obs_http_route_limit(struct obs_http_server *s, const char *methods, const c
             r->fn = fn;
             r->arg = arg;
             r->max_body = max_body;
+            r->flags = flags;
             update_evhttp_limit(s);
             return OBS_OK;
         }
@@ -167,6 +179,7 @@ int obs_http_route_limit(struct obs_http_server *s, const char *methods, const c
     r->plen = plen;
     r->prefix = prefix;
     r->max_body = max_body;
+    r->flags = flags;
     r->fn = fn;
     r->arg = arg;
     s->nroutes++;
@@ -207,8 +220,10 @@ static const char *method_name(enum evhttp_cmd_type t)
     }
 }
 
-static int method_allowed(const char *methods, const char *m)
+static int method_allowed(const struct route *rt, const char *m)
 {
+    const char *methods = rt->methods;
+    int head_is_get = !(rt->flags & OBS_HTTP_STRICT_METHODS);
     if (methods == NULL)
         return 1;
     size_t ml = strlen(m);
@@ -218,7 +233,7 @@ static int method_allowed(const char *methods, const char *m)
         size_t l = c ? (size_t)(c - p) : strlen(p);
         if (l == ml && strncmp(p, m, l) == 0)
             return 1;
-        if (strcmp(m, "HEAD") == 0 && l == 3 && strncmp(p, "GET", 3) == 0)
+        if (head_is_get && strcmp(m, "HEAD") == 0 && l == 3 && strncmp(p, "GET", 3) == 0)
             return 1;
         if (!c)
             break;
@@ -260,13 +275,45 @@ static char *url_decode(struct obs_arena *a, const char *s, size_t n, int plus_i
     return out;
 }
 
+/*
+ * Go's url.ParseQuery refuses a pair with a ';' or a bad %-escape (the pair is dropped, the
+ * first error kept). Returns NULL when s[0..n) is fine, else the error text in the arena.
+ */
+static const char *go_pair_error(struct obs_arena *a, const char *s, size_t n)
+{
+    if (memchr(s, ';', n) != NULL)
+        return "invalid semicolon separator in query";
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%')
+            continue;
+        if (i + 2 >= n || hexval((unsigned char)s[i + 1]) < 0 ||
+            hexval((unsigned char)s[i + 2]) < 0) {
+            /* the escape as Go quotes it: at most 3 bytes from the '%' */
+            size_t el = n - i < 3 ? n - i : 3;
+            char *m = obs_arena_alloc(a, 32);
+            if (m == NULL)
+                return "invalid URL escape";
+            snprintf(m, 32, "invalid URL escape \"%.*s\"", (int)el, s + i);
+            return m;
+        }
+        i += 2;
+    }
+    return NULL;
+}
+
 static int parse_params(struct obs_http_req *r, const char *q, size_t len)
 {
     const char *p = q, *end = q + len;
+    int go = (r->flags & OBS_HTTP_GO_FORM) != 0;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *seg_end = amp ? amp : end;
-        if (seg_end > p) {
+        const char *gerr = go && seg_end > p ? go_pair_error(r->arena, p, (size_t)(seg_end - p))
+                                             : NULL;
+        if (gerr != NULL) {
+            if (r->form_error == NULL)
+                r->form_error = gerr;
+        } else if (seg_end > p) {
             const char *eq = memchr(p, '=', (size_t)(seg_end - p));
             const char *kend = eq ? eq : seg_end;
             if (r->nparams == r->cparams) {
@@ -309,6 +356,38 @@ static void send_plain(struct evhttp_request *ev, int status, const char *msg)
     evhttp_send_reply(ev, status, NULL, b);
     if (b)
         evbuffer_free(b);
+}
+
+/* The methods routed for a path, sorted and ", "-joined as Go's router writes its 405
+ * Allow header ("GET, OPTIONS, POST"); "" when a route takes any method. */
+static void allowed_methods(const struct obs_http_server *s, const char *path, size_t plen,
+                            char *out, size_t cap)
+{
+    static const char *const all[] = {"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST",
+                                      "PUT"};
+    int have[sizeof all / sizeof all[0]] = {0};
+    out[0] = '\0';
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const struct route *rt = &s->routes[i];
+        int match = rt->prefix ? plen >= rt->plen && memcmp(rt->path, path, rt->plen) == 0
+                                : rt->plen == plen && memcmp(rt->path, path, plen) == 0;
+        if (!match)
+            continue;
+        if (rt->methods == NULL)
+            return;
+        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+            if (method_allowed(rt, all[k]))
+                have[k] = 1;
+    }
+    size_t o = 0;
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
+        if (!have[k])
+            continue;
+        int n = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", all[k]);
+        if (n < 0 || (size_t)n >= cap - o)
+            break;
+        o += (size_t)n;
+    }
 }
 
 static void generic_cb(struct evhttp_request *ev, void *arg)
@@ -356,8 +435,9 @@ static void generic_cb(struct evhttp_request *ev, void *arg)
     for (size_t i = 0; i < s->nroutes; i++) {
         struct route *rt = &s->routes[i];
         if (!rt->prefix && rt->plen == plen && memcmp(rt->path, r->path, plen) == 0) {
-            path_matched = 1;
-            if (method_allowed(rt->methods, method)) {
+            int ok = method_allowed(rt, method);
+            path_matched |= ok || !(rt->flags & OBS_HTTP_METHODS_ONLY);
+            if (ok) {
                 best = rt;
                 break;
             }
@@ -367,28 +447,36 @@ static void generic_cb(struct evhttp_request *ev, void *arg)
         for (size_t i = 0; i < s->nroutes; i++) {
             struct route *rt = &s->routes[i];
             if (rt->prefix && plen >= rt->plen && memcmp(rt->path, r->path, rt->plen) == 0) {
-                path_matched = 1;
-                if (method_allowed(rt->methods, method) && (best == NULL || rt->plen > best->plen))
+                int ok = method_allowed(rt, method);
+                path_matched |= ok || !(rt->flags & OBS_HTTP_METHODS_ONLY);
+                if (ok && (best == NULL || rt->plen > best->plen))
                     best = rt;
             }
         }
     }
     if (best == NULL) {
-        obs_arena_free(arena);
-        if (path_matched)
+        if (path_matched) {
+            char allow[128];
+            allowed_methods(s, r->path, plen, allow, sizeof allow);
+            if (allow[0])
+                evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow", allow);
             send_plain(ev, 405, "Method Not Allowed");
-        else
+        } else {
             send_plain(ev, 404, "404 page not found");
+        }
+        obs_arena_free(arena);
         return;
     }
     if (best->prefix)
         r->rest = r->path + best->plen;
+    r->flags = best->flags;
 
     /* body: limit and Content-Encoding */
     struct evbuffer *in = evhttp_request_get_input_buffer(ev);
     size_t blen = evbuffer_get_length(in);
     size_t limit = best->max_body ? best->max_body : s->max_body;
-    if (blen > limit) {
+    int go_form = (best->flags & OBS_HTTP_GO_FORM) != 0;
+    if (!go_form && blen > limit) {
         obs_arena_free(arena);
         char msg[128];
         snprintf(msg, sizeof(msg), "request body too large: %zu bytes, limit %zu bytes", blen,
@@ -400,7 +488,7 @@ static void generic_cb(struct evhttp_request *ev, void *arg)
     const char *ce = evhttp_find_header(evhttp_request_get_input_headers(ev), "Content-Encoding");
     r->body = body;
     r->body_len = blen;
-    if (ce && *ce && strcasecmp(ce, "identity") != 0 && blen > 0) {
+    if (ce && *ce && strcasecmp(ce, "identity") != 0 && blen > 0 && !go_form) {
         struct obs_sbuf dec;
         obs_sbuf_init(&dec);
         int rc;
@@ -444,12 +532,28 @@ static void generic_cb(struct evhttp_request *ev, void *arg)
     /* parameters: query string, then form body */
     const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
     int prc = OBS_OK;
-    if (q)
-        prc = parse_params(r, q, strlen(q));
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(ev), "Content-Type");
-    if (prc == OBS_OK && ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
-        r->body_len)
-        prc = parse_params(r, (const char *)r->body, r->body_len);
+    int form = ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
+               r->body_len;
+    if (go_form) {
+        /* Only POST, PUT and PATCH bodies are forms. Go reads at most maxFormSize+1 bytes of
+         * a form and then gives up on it; the handler still runs (query string only). */
+        enum evhttp_cmd_type cmd = evhttp_request_get_command(ev);
+        form = form && (cmd == EVHTTP_REQ_POST || cmd == EVHTTP_REQ_PUT ||
+                        cmd == EVHTTP_REQ_PATCH);
+        if (form && (blen > limit || blen > GO_MAX_FORM_SIZE))
+            r->form_error = "http: POST too large";
+        /* r.Form order: body values first, then the query string */
+        if (form && r->form_error == NULL)
+            prc = parse_params(r, (const char *)r->body, r->body_len);
+        if (prc == OBS_OK && q)
+            prc = parse_params(r, q, strlen(q));
+    } else {
+        if (q)
+            prc = parse_params(r, q, strlen(q));
+        if (prc == OBS_OK && form)
+            prc = parse_params(r, (const char *)r->body, r->body_len);
+    }
     if (prc != OBS_OK) {
         obs_arena_free(arena);
         send_plain(ev, 503, "out of memory");
@@ -462,6 +566,7 @@ const char *obs_http_req_method(const struct obs_http_req *r) { return r->method
 const char *obs_http_req_path(const struct obs_http_req *r) { return r->path; }
 const char *obs_http_req_rest(const struct obs_http_req *r) { return r->rest; }
 const char *obs_http_req_encoding(const struct obs_http_req *r) { return r->encoding; }
+const char *obs_http_req_form_error(const struct obs_http_req *r) { return r->form_error; }
 struct obs_arena *obs_http_req_arena(struct obs_http_req *r) { return r->arena; }
 const char *obs_http_req_peer(const struct obs_http_req *r) { return r->peer; }
 void *obs_http_req_evrequest(struct obs_http_req *r) { return r->ev; }
@@ -518,9 +623,65 @@ void obs_http_add_header(struct obs_http_req *r, const char *name, const char *v
 
 void obs_http_req_defer(struct obs_http_req *r) { (void)r; }
 
+/* OBS_HTTP_GO_JSON: does this reply need Go's extra escapes? */
+static int go_json_reply(const struct obs_http_req *r, const char *content_type)
+{
+    return (r->flags & OBS_HTTP_GO_JSON) && content_type &&
+           strncasecmp(content_type, "application/json", 16) == 0;
+}
+
+static size_t go_json_specials(const char *p, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '<' || c == '>' || c == '&')
+            n++;
+        else if (c == 0xe2 && i + 2 < len && (unsigned char)p[i + 1] == 0x80 &&
+                 ((unsigned char)p[i + 2] & 0xfe) == 0xa8)
+            n++;
+    }
+    return n;
+}
+
+/* Rewrite p[0..len) (valid JSON: the bytes can only occur inside strings) with Go's
+ * escapes into a new obs_malloc'd buffer; NULL on allocation failure. */
+static char *go_json_escape(const char *p, size_t len, size_t n, size_t *out_len)
+{
+    char *o = obs_malloc(len + n * 5 + 1);
+    if (o == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '<' || c == '>' || c == '&') {
+            k += (size_t)snprintf(o + k, 7, "\\u00%02x", c);
+        } else if (c == 0xe2 && i + 2 < len && (unsigned char)p[i + 1] == 0x80 &&
+                   ((unsigned char)p[i + 2] & 0xfe) == 0xa8) {
+            k += (size_t)snprintf(o + k, 7, "\\u202%c", p[i + 2] == (char)0xa8 ? '8' : '9');
+            i += 2;
+        } else {
+            o[k++] = (char)c;
+        }
+    }
+    o[k] = '\0';
+    *out_len = k;
+    return o;
+}
+
 void obs_http_reply(struct obs_http_req *r, int status, const char *content_type,
                     const void *body, size_t len)
 {
+    size_t n;
+    if (go_json_reply(r, content_type) && body && (n = go_json_specials(body, len)) > 0) {
+        struct obs_sbuf tmp;
+        obs_sbuf_init(&tmp);
+        if (obs_sbuf_append(&tmp, body, len) == OBS_OK) {
+            obs_http_reply_sbuf(r, status, content_type, &tmp);
+            return;
+        }
+        obs_sbuf_deinit(&tmp); /* out of memory: send it unescaped */
+    }
     if (r->replied) {
         obs_log_error("http: second reply to %s %s ignored", r->method, r->path);
         return;
@@ -552,8 +713,17 @@ void obs_http_reply_sbuf(struct obs_http_req *r, int status, const char *content
         return;
     }
     r->replied = 1;
-    size_t len;
+    size_t len, n;
     char *p = obs_sbuf_take(body, &len);
+    if (p && go_json_reply(r, content_type) && (n = go_json_specials(p, len)) > 0) {
+        size_t elen;
+        char *e = go_json_escape(p, len, n, &elen);
+        if (e) { /* else out of memory: send it unescaped */
+            obs_free(p);
+            p = e;
+            len = elen;
+        }
+    }
     struct evbuffer *b = is_head(r->ev) ? NULL : evbuffer_new();
     if (b && p) {
         if (len == 0 || evbuffer_add_reference(b, p, len, free_sbuf_mem, p) != 0)
@@ -592,12 +762,27 @@ void obs_http_reply_prom_error(struct obs_http_req *r, int status, const char *t
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    struct obs_sbuf b;
+    struct obs_sbuf b, m;
     obs_sbuf_init(&b);
+    obs_sbuf_init(&m);
     obs_sbuf_puts(&b, "{\"status\":\"error\",\"errorType\":");
     obs_sbuf_json_str(&b, type, strlen(type));
     obs_sbuf_puts(&b, ",\"error\":");
-    obs_sbuf_json_str(&b, msg, strlen(msg));
+    /* Go's encoder (Prometheus) also escapes <, >, & and U+2028/U+2029 inside strings */
+    obs_sbuf_json_str(&m, msg, strlen(msg));
+    for (size_t i = 0; i < m.len; i++) {
+        unsigned char c = (unsigned char)m.p[i];
+        if (c == '<' || c == '>' || c == '&') {
+            obs_sbuf_printf(&b, "\\u00%02x", c);
+        } else if (c == 0xe2 && i + 2 < m.len && (unsigned char)m.p[i + 1] == 0x80 &&
+                   ((unsigned char)m.p[i + 2] == 0xa8 || (unsigned char)m.p[i + 2] == 0xa9)) {
+            obs_sbuf_printf(&b, "\\u202%c", (unsigned char)m.p[i + 2] == 0xa8 ? '8' : '9');
+            i += 2;
+        } else {
+            obs_sbuf_putc(&b, (char)c);
+        }
+    }
+    obs_sbuf_deinit(&m);
     obs_sbuf_puts(&b, "}");
     obs_http_reply_sbuf(r, status, "application/json", &b);
 }

@@ -5,7 +5,9 @@
  * Server: handlers run on the loop thread that owns the server. Before a handler runs, the
  * body is checked against the route's size limit (413 otherwise) and decoded according to
  * Content-Encoding (gzip, deflate, snappy block format); a bad encoding gets 400 without
- * calling the handler. Each request carries an obs_arena freed when the reply is sent.
+ * calling the handler (routes flagged OBS_HTTP_GO_FORM behave as Go's net/http instead: see
+ * the flags below). A 405 carries an Allow header listing the path's methods. Each request
+ * carries an obs_arena freed when the reply is sent.
  * Every handler must reply exactly once (synchronously, or later via the loop).
  */
 #ifndef OBS_HTTP_H
@@ -41,6 +43,28 @@ int obs_http_route(struct obs_http_server *s, const char *methods, const char *p
 /* Same with a per-route body limit in bytes. */
 int obs_http_route_limit(struct obs_http_server *s, const char *methods, const char *path,
                          size_t max_body, obs_http_handler fn, void *arg);
+/* Route flags (obs_http_route_opts). */
+/* Go net/http form semantics, for APIs that mirror a Go server (Prometheus' /api/v1):
+ * Content-Encoding is NOT decoded (Go's server does not decode request bodies; the handler
+ * sees the raw bytes), form values from a POST/PUT/PATCH body come BEFORE the query-string
+ * values (r.Form order, so obs_http_req_param returns the body's value first), and a form
+ * body larger than 10 MiB (Go's maxFormSize) or larger than the route's limit is not parsed
+ * at all: the handler runs with the query-string parameters only and
+ * obs_http_req_form_error() returns "http: POST too large". As url.ParseQuery, a pair with a
+ * ';' or a bad %-escape is dropped and the first such error is the form error ("invalid
+ * semicolon separator in query", "invalid URL escape \"%zz\""). */
+#define OBS_HTTP_GO_FORM 0x1u
+/* HEAD is not implied by GET (Go's router answers HEAD on a GET route with 405). */
+#define OBS_HTTP_STRICT_METHODS 0x2u
+/* The route only serves its own methods: for any other method the path counts as unrouted
+ * (404, or another route), never as 405 -- for catch-all routes such as OPTIONS /api/v1/. */
+#define OBS_HTTP_METHODS_ONLY 0x4u
+/* JSON replies (Content-Type application/json) escape <, >, & and U+2028/U+2029 inside
+ * strings as \u003c, \u003e, \u0026, \u2028, \u2029, byte for byte as Go's encoding/json. */
+#define OBS_HTTP_GO_JSON 0x8u
+/* Route with a body limit (0 = server default) and OBS_HTTP_* flags. */
+int obs_http_route_opts(struct obs_http_server *s, const char *methods, const char *path,
+                        size_t max_body, unsigned flags, obs_http_handler fn, void *arg);
 void obs_http_server_free(struct obs_http_server *s);
 
 /* --- request accessors (borrowed pointers valid until the reply) --- */
@@ -55,6 +79,9 @@ const char *obs_http_req_header(const struct obs_http_req *r, const char *name);
 const char *obs_http_req_param(const struct obs_http_req *r, const char *name);
 /* All values of a repeated parameter (match[]=...). Returns count; *out borrowed. */
 size_t obs_http_req_params(const struct obs_http_req *r, const char *name, const char ***out);
+/* Why the form body was not parsed (OBS_HTTP_GO_FORM routes), Go's wording; NULL when it
+ * was parsed or there was none. */
+const char *obs_http_req_form_error(const struct obs_http_req *r);
 /* The decoded body. */
 const uint8_t *obs_http_req_body(const struct obs_http_req *r, size_t *len);
 /* Content-Encoding the body arrived with ("", "gzip", "snappy", ...). */

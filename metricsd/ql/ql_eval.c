@@ -809,11 +809,17 @@ static void pre_compute(struct ql_query *q, struct ql_node *n, ql_over_fn f, int
 
 /* Walk the tree of a range query and precompute the qualifying calls (not below a
  * subquery: those are evaluated at the subquery's steps). */
+static void subq_precompute(struct ql_query *q, struct ql_node *n);
+
 static void pre_walk(struct ql_query *q, struct ql_node *n, int64_t start, int64_t end,
                      int64_t step)
 {
-    if (!n || n->kind == QN_SUBQ)
+    if (!n)
         return;
+    if (n->kind == QN_SUBQ) {
+        subq_precompute(q, n);
+        return;
+    }
     ql_over_fn f;
     int keep, mi;
     if (pre_eligible(q, n, &f, &keep, &mi)) {
@@ -1084,11 +1090,106 @@ static void stitch_add(struct ql_query *q, struct stitch *st, struct ql_vec v, i
 }
 
 /* ---------------------------------------------------------------- subqueries */
+/* A subquery's inner expression is evaluated on an absolute grid (multiples of its step),
+ * whatever the outer evaluation time. In a range query a top-level subquery is therefore
+ * evaluated once over the grid points all steps' windows cover, and each step takes its
+ * window from those series (as Prometheus does) instead of re-evaluating the inner
+ * expression range/step times per step. */
+struct ql_subq_pre {
+    const struct ql_node *n;
+    struct ql_series *s; /* points in time order */
+    size_t ns;
+    int64_t first, last; /* grid times evaluated */
+};
+
+/* Upper bound of inner evaluations one precomputed subquery may take (else per step). */
+#define SUBQ_PRE_MAX_STEPS 1000000
+
+static void subq_precompute(struct ql_query *q, struct ql_node *n)
+{
+    int64_t b0 = ql_sel_time(q, n, q->start), b1 = ql_sel_time(q, n, q->end);
+    if (b1 < b0) {
+        int64_t x = b0;
+        b0 = b1;
+        b1 = x;
+    }
+    int64_t step = n->step > 0 ? n->step : q->default_step;
+    if (step <= 0 || n->range <= 0)
+        return;
+    int64_t lo = b0 - n->range;
+    int64_t first = step * (lo / step);
+    if (first <= lo)
+        first += step;
+    if (first > b1 || (b1 - first) / step >= SUBQ_PRE_MAX_STEPS)
+        return;
+    struct stitch st;
+    stitch_init(&st, &q->qa);
+    for (int64_t ts = first; ts <= b1; ts += step) {
+        ql_check_deadline(q);
+        struct ql_mark mk = ql_arena_mark(&q->sa);
+        struct ql_val v = ql_eval(q, n->lhs, ts);
+        if (v.type == MTD_QL_SCALAR) {
+            struct ql_sample sm = {.t = ts, .v = v.scalar};
+            struct ql_vec vv = {&sm, 1};
+            stitch_add(q, &st, vv, ts, 1);
+            count_samples(q, 1);
+        } else {
+            stitch_add(q, &st, v.vec, ts, 1);
+            count_samples(q, v.vec.n);
+        }
+        ql_arena_release(&q->sa, mk);
+    }
+    q->subq = ql_grow(&q->qa, q->subq, q->nsubq * sizeof(*q->subq),
+                      (q->nsubq + 1) * sizeof(*q->subq));
+    struct ql_subq_pre *p = &q->subq[q->nsubq++];
+    p->n = n;
+    p->s = st.s;
+    p->ns = st.n;
+    p->first = first;
+    p->last = b1;
+}
+
+/* The window (lo, base] of a precomputed subquery, or 0 when n has none covering it. */
+static int subq_lookup(struct ql_query *q, const struct ql_node *n, int64_t lo, int64_t base,
+                       int64_t step, struct ql_val *out)
+{
+    for (size_t j = 0; j < q->nsubq; j++) {
+        const struct ql_subq_pre *p = &q->subq[j];
+        if (p->n != n)
+            continue;
+        if (lo < p->first - step || base > p->last)
+            return 0;
+        struct ql_val r = {.type = MTD_QL_MATRIX};
+        r.mat.s = ql_alloc(&q->sa, (p->ns + 1) * sizeof(struct ql_series));
+        for (size_t i = 0; i < p->ns; i++) {
+            const struct ql_series *s = &p->s[i];
+            long hi = last_le(s->p, s->n, base);
+            long from = last_le(s->p, s->n, lo) + 1;
+            if (hi < from)
+                continue;
+            struct ql_series *o = &r.mat.s[r.mat.n++];
+            o->l = s->l;
+            o->drop = s->drop;
+            o->p = &s->p[from];
+            o->n = (size_t)(hi - from + 1);
+        }
+        r.mat.range_start = lo;
+        r.mat.range_end = base;
+        r.mat.range = n->range;
+        *out = r;
+        return 1;
+    }
+    return 0;
+}
+
 static struct ql_val eval_subq(struct ql_query *q, struct ql_node *n, int64_t t)
 {
     int64_t base = ql_sel_time(q, n, t);
     int64_t step = n->step > 0 ? n->step : q->default_step;
     int64_t lo = base - n->range;
+    struct ql_val pre;
+    if (q->nsubq && subq_lookup(q, n, lo, base, step, &pre))
+        return pre;
     int64_t start = step * (lo / step);
     if (start <= lo)
         start += step;
@@ -1356,11 +1457,136 @@ static void fill_left_pass(struct ql_query *q, struct ql_node *n, struct ql_vec 
     }
 }
 
+/* One-to-one matching cache of one QN_BINARY node, for queries evaluated at many times:
+ * label-set id -> matching-signature id, left id -> result labels, and per-evaluation
+ * slots by signature id (see vec_vec_ids). */
+struct ql_bin_cache {
+    const struct ql_node *n;
+    struct ql_map sigs;        /* signature string -> signature id */
+    uint32_t nsig;
+    uint32_t *sig_of;          /* [label id] -> signature id (0: not yet) */
+    uint32_t *res_of;          /* [left label id] -> result label id (0: not yet) */
+    uint32_t *rgen, *rslot;    /* [signature id] -> right sample of this evaluation */
+    uint32_t *mgen;            /* [signature id] -> matched in this evaluation */
+    size_t sig_cap, res_cap, rgen_cap, rslot_cap, mgen_cap;
+    uint32_t cur;
+};
+
+static struct ql_bin_cache *bin_cache(struct ql_query *q, const struct ql_node *n)
+{
+    for (size_t i = 0; i < q->nbinc; i++)
+        if (q->binc[i].n == n)
+            return &q->binc[i];
+    size_t cap = q->nbinc;
+    q->binc = ql_grow(&q->qa, q->binc, cap * sizeof(*q->binc), (cap + 1) * sizeof(*q->binc));
+    struct ql_bin_cache *c = &q->binc[q->nbinc++];
+    memset(c, 0, sizeof(*c));
+    c->n = n;
+    ql_map_init(&c->sigs, &q->qa, 64);
+    return c;
+}
+
+static uint32_t bin_sig(struct ql_query *q, struct ql_bin_cache *bc, struct ql_node *n,
+                        struct ql_labels l)
+{
+    bc->sig_of = lid_grow(q, bc->sig_of, &bc->sig_cap, sizeof(*bc->sig_of), l.id);
+    if (bc->sig_of[l.id])
+        return bc->sig_of[l.id];
+    size_t kl;
+    const char *k = sig_of(q, n, l, &kl);
+    int v = ql_map_get(&bc->sigs, k, kl);
+    if (v < 0) {
+        v = (int)++bc->nsig;
+        ql_map_put(&bc->sigs, ql_strndup(&q->qa, k, kl), kl, v);
+    }
+    bc->sig_of[l.id] = (uint32_t)v;
+    return (uint32_t)v;
+}
+
+/* vec_vec for one-to-one matching without fill modifiers when every sample has a label-set
+ * id: the matching and the result labels come from per-node caches instead of building and
+ * hashing signature strings at every step. Returns 0 (nothing produced) when the slow path
+ * must run instead (a duplicate on the right: it produces the error message). */
+static int vec_vec_ids(struct ql_query *q, struct ql_node *n, struct ql_vec l, struct ql_vec rv,
+                       int64_t t, struct ql_val *out)
+{
+    struct ql_bin_cache *bc = bin_cache(q, n);
+    bc->cur++;
+    for (size_t i = 0; i < rv.n; i++) {
+        uint32_t sid = bin_sig(q, bc, n, rv.s[i].l);
+        bc->rgen = lid_grow(q, bc->rgen, &bc->rgen_cap, sizeof(*bc->rgen), sid);
+        bc->rslot = lid_grow(q, bc->rslot, &bc->rslot_cap, sizeof(*bc->rslot), sid);
+        if (bc->rgen[sid] == bc->cur)
+            return 0;
+        bc->rgen[sid] = bc->cur;
+        bc->rslot[sid] = (uint32_t)i;
+    }
+    struct ql_val r = {.type = MTD_QL_VECTOR};
+    r.vec.s = ql_alloc(&q->sa, (l.n + 1) * sizeof(struct ql_sample));
+    int cmp = op_is_cmp(n->op) || n->op == QOP_TRIM_UPPER || n->op == QOP_TRIM_LOWER;
+    for (size_t i = 0; i < l.n; i++) {
+        uint32_t sid = bin_sig(q, bc, n, l.s[i].l);
+        if (sid >= bc->rgen_cap || bc->rgen[sid] != bc->cur)
+            continue;
+        const struct ql_sample *rsm = &rv.s[bc->rslot[sid]];
+        double fl = l.s[i].v, fr = rsm->v, val;
+        const struct mtd_ql_hist *lh = l.s[i].h, *rh = rsm->h, *oh = NULL;
+        int keep;
+        if (lh || rh) {
+            if (!hist_binop(q, n, lh, fl, rh, fr, &oh, &val, &keep))
+                continue;
+            if (n->bool_mod) {
+                oh = NULL;
+                val = keep ? 1 : 0;
+            }
+            if (oh && cmp && !keep)
+                continue;
+        } else {
+            val = binop(n->op, fl, fr, &keep);
+        }
+        /* a second match is an error even when a comparison filters it */
+        bc->mgen = lid_grow(q, bc->mgen, &bc->mgen_cap, sizeof(*bc->mgen), sid);
+        if (bc->mgen[sid] == bc->cur)
+            ql_throw(&q->qa, OBS_EINVAL, "multiple matches for labels: many-to-one matching "
+                                         "must be explicit (group_left/group_right)");
+        bc->mgen[sid] = bc->cur;
+        if (n->bool_mod)
+            val = keep ? 1 : 0;
+        else if (!keep)
+            continue;
+        uint32_t id = l.s[i].l.id;
+        bc->res_of = lid_grow(q, bc->res_of, &bc->res_cap, sizeof(*bc->res_of), id);
+        if (!bc->res_of[id]) {
+            struct ql_labels ml = result_labels(q, n, l.s[i].l, rsm->l);
+            ql_intern(q, &ml, 1);
+            bc->res_of[id] = ml.id;
+        }
+        struct ql_sample *o = &r.vec.s[r.vec.n++];
+        o->l = q->lids[bc->res_of[id]];
+        o->t = t;
+        o->v = val;
+        o->h = oh;
+        o->drop = !cmp || n->bool_mod || l.s[i].drop;
+    }
+    *out = r;
+    return 1;
+}
+
 static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_vec l,
                              struct ql_vec rv, int64_t t)
 {
     if (n->card == QC_MANY_MANY)
         return set_op(q, n, l, rv);
+    if (q->multi && n->card == QC_ONE_ONE && !n->fill_l && !n->fill_r && n->ninclude == 0) {
+        int ids = 1;
+        for (size_t i = 0; ids && i < l.n; i++)
+            ids = l.s[i].l.id != 0;
+        for (size_t i = 0; ids && i < rv.n; i++)
+            ids = rv.s[i].l.id != 0;
+        struct ql_val fast;
+        if (ids && vec_vec_ids(q, n, l, rv, t, &fast))
+            return fast;
+    }
     struct ql_val r = {.type = MTD_QL_VECTOR};
     if ((l.n == 0 || rv.n == 0) && !n->fill_l && !n->fill_r)
         return r;

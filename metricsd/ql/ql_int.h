@@ -258,7 +258,9 @@ struct ql_val {
 struct ql_sel_data;
 struct ql_query;
 struct ql_agg_cache;
+struct ql_bin_cache;
 struct ql_pre;
+struct ql_subq_pre;
 
 /* Function table entry. */
 typedef struct ql_val (*ql_fn_impl)(struct ql_query *q, struct ql_node *call, struct ql_val *args,
@@ -318,9 +320,13 @@ struct ql_query {
     uint32_t seen_gen;
     struct ql_agg_cache *aggc;     /* per aggregation node */
     size_t naggc;
+    struct ql_bin_cache *binc;     /* per binary-operator node */
+    size_t nbinc;
     int multi;                     /* evaluated at more than one time (range or subquery) */
     struct ql_pre *pre;            /* range functions computed series by series (range query) */
     size_t npre;
+    struct ql_subq_pre *subq;      /* subqueries evaluated once over a range query's span */
+    size_t nsubq;
 };
 
 struct ql_val ql_eval(struct ql_query *q, struct ql_node *n, int64_t t);
