@@ -275,6 +275,8 @@ struct tenant {
     size_t excap, exnext, exn;
     int64_t min_valid;       /* head truncated below this (ms): older appends are "out of
                               * bounds"; INT64_MIN = never truncated */
+    uint64_t vgen;           /* bumped when a label value appears or the postings are rebuilt */
+    struct smap lvc;         /* name -> struct lvcache (label values answers) */
 };
 
 struct mtd_head {
@@ -352,6 +354,26 @@ static struct sext *sext_of(struct mseries *s)
     return s->x;
 }
 
+/* The sorted values of one label name over every series at any time (label values without
+ * matchers or time bounds, Grafana's most frequent call), valid while the tenant's vgen is
+ * unchanged: borrowed pointers to the postings' value keys, with their lengths. */
+struct lvcache {
+    uint64_t gen;
+    const char **v;
+    uint32_t *len;
+    size_t n;
+};
+
+static void lvcache_free(void *p)
+{
+    struct lvcache *c = p;
+    if (c == NULL)
+        return;
+    obs_free(c->v);
+    obs_free(c->len);
+    obs_free(c);
+}
+
 static void tenant_free(void *p)
 {
     struct tenant *t = p;
@@ -373,6 +395,7 @@ static void tenant_free(void *p)
     obs_free(t->ht);
     smap_free(&t->names, values_free);
     smap_free(&t->meta, meta_free);
+    smap_free(&t->lvc, lvcache_free);
     obs_free(t->name);
     obs_free(t);
 }
@@ -490,6 +513,7 @@ static int postings_add(struct tenant *t, const char *name, const char *value, u
             roaring_bitmap_free(bm);
             return OBS_ENOMEM;
         }
+        t->vgen++;
     }
     roaring_bitmap_add(bm, id);
     if (kn)
@@ -2121,6 +2145,7 @@ static void ex_ring_truncate(struct mtd_head *h, struct tenant *t, int64_t befor
  */
 static void tenant_gc(struct mtd_head *h, struct tenant *t, size_t ndead)
 {
+    t->vgen++; /* cached label values point into the postings being rebuilt */
     size_t nlive = t->nseries - ndead, nl = 0;
     for (size_t i = 0; i < t->nseries; i++)
         if (!t->series[i]->gc)
@@ -3511,18 +3536,86 @@ static int head_label_names(struct mtd_storage *st, const char *tenant,
     return strings_out(v, k, out, n) ? obs_err_set(err, OBS_ENOMEM, "out of memory") : 0;
 }
 
+/* Owned copies of the cached answer c. */
+static int lvcache_out(const struct lvcache *c, char ***out, size_t *n)
+{
+    char **o = obs_calloc(c->n ? c->n : 1, sizeof *o);
+    if (o == NULL)
+        return OBS_ENOMEM;
+    for (size_t i = 0; i < c->n; i++) {
+        if ((o[i] = obs_malloc((size_t)c->len[i] + 1)) == NULL) {
+            mtd_strings_free(o, i);
+            return OBS_ENOMEM;
+        }
+        memcpy(o[i], c->v[i], (size_t)c->len[i] + 1);
+    }
+    *out = o;
+    *n = c->n;
+    return 0;
+}
+
+/* Label values of name over all series at any time, from (or into) the tenant's cache.
+ * Returns 0, OBS_ENOMEM, or OBS_EAGAIN when the cache could not be built (compute
+ * directly). */
+static int label_values_cached(struct tenant *t, const char *name, const struct smap *vals,
+                               char ***out, size_t *n)
+{
+    const struct smap_ent *ce = smap_entry(&t->lvc, name);
+    struct lvcache *c = ce ? ce->val : NULL;
+    if (c != NULL && c->gen == t->vgen)
+        return lvcache_out(c, out, n);
+    const char **v = obs_malloc(vals->n * sizeof *v);
+    uint32_t *len = obs_malloc(vals->n * sizeof *len);
+    if (v == NULL || len == NULL) {
+        obs_free(v);
+        obs_free(len);
+        return OBS_EAGAIN;
+    }
+    size_t k = 0;
+    for (size_t j = 0; j < vals->cap; j++)
+        if (vals->e[j].key && vals->e[j].key[0] &&
+            postings_live(t, vals->e[j].val, NULL, INT64_MIN, INT64_MAX))
+            v[k++] = vals->e[j].key;
+    if (k > 1 && strings_sort(v, k) != 0)
+        qsort(v, k, sizeof *v, cmp_strp);
+    for (size_t i = 0; i < k; i++)
+        len[i] = (uint32_t)strlen(v[i]);
+    if (c == NULL) {
+        c = obs_calloc(1, sizeof *c);
+        if (c == NULL || smap_put(&t->lvc, name, c) == NULL) {
+            obs_free(c);
+            obs_free(v);
+            obs_free(len);
+            return OBS_EAGAIN;
+        }
+    } else {
+        obs_free(c->v);
+        obs_free(c->len);
+    }
+    c->gen = t->vgen;
+    c->v = v;
+    c->len = len;
+    c->n = k;
+    return lvcache_out(c, out, n);
+}
+
 static int head_label_values(struct mtd_storage *st, const char *tenant, const char *name,
                              const struct obs_matcher *ms, size_t nms, int64_t mint,
                              int64_t maxt, char ***out, size_t *n, struct obs_err *err)
 {
     struct mtd_head *h = st->impl;
-    const struct tenant *t = smap_get(&h->tenants, tenant ? tenant : "anonymous");
+    struct tenant *t = smap_get(&h->tenants, tenant ? tenant : "anonymous");
     const struct smap *vals = t ? smap_get(&t->names, name) : NULL;
     *out = NULL;
     *n = 0;
     if (vals == NULL || vals->n == 0 || mint > maxt)
         return strings_out(NULL, 0, out, n) ? obs_err_set(err, OBS_ENOMEM, "out of memory")
                                               : 0;
+    if (nms == 0 && mint == INT64_MIN && maxt == INT64_MAX) {
+        int rc = label_values_cached(t, name, vals, out, n);
+        if (rc != OBS_EAGAIN)
+            return rc ? obs_err_set(err, OBS_ENOMEM, "out of memory") : 0;
+    }
     roaring_bitmap_t *match = nms ? postings_for(t, ms, nms) : NULL;
     const char **v = obs_malloc(vals->n * sizeof *v);
     if ((nms && match == NULL) || v == NULL) {

@@ -251,6 +251,18 @@ START_TEST(test_label_apis)
     ck_assert_str_eq(v[0], "http_requests_total");
     ck_assert_str_eq(v[1], "up");
     mtd_strings_free(v, n);
+    /* the unbounded answer is cached: a new value must still show up, in order */
+    ck_assert_int_eq(add1(h, "anonymous", "aaa_first", "new", NULL, 5000, 1), 0);
+    ck_assert_int_eq(mtd_storage_label_values(st, "anonymous", "__name__", NULL, 0, INT64_MIN,
+                                              INT64_MAX, &v, &n, NULL), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(v[0], "aaa_first");
+    ck_assert_str_eq(v[2], "up");
+    mtd_strings_free(v, n);
+    ck_assert_int_eq(mtd_storage_label_values(st, "anonymous", "__name__", NULL, 0, INT64_MIN,
+                                              INT64_MAX, &v, &n, NULL), 0);
+    ck_assert_uint_eq(n, 3);
+    mtd_strings_free(v, n);
 
     struct obs_matcher *ms;
     size_t nms;
