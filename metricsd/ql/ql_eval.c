@@ -809,7 +809,7 @@ static void pre_compute(struct ql_query *q, struct ql_node *n, ql_over_fn f, int
 
 /* Walk the tree of a range query and precompute the qualifying calls (not below a
  * subquery: those are evaluated at the subquery's steps). */
-static void subq_precompute(struct ql_query *q, struct ql_node *n);
+static void subq_precompute(struct ql_query *q, struct ql_node *n, int64_t t0, int64_t t1);
 
 static void pre_walk(struct ql_query *q, struct ql_node *n, int64_t start, int64_t end,
                      int64_t step)
@@ -817,7 +817,7 @@ static void pre_walk(struct ql_query *q, struct ql_node *n, int64_t start, int64
     if (!n)
         return;
     if (n->kind == QN_SUBQ) {
-        subq_precompute(q, n);
+        subq_precompute(q, n, q->start, q->end);
         return;
     }
     ql_over_fn f;
@@ -1105,9 +1105,28 @@ struct ql_subq_pre {
 /* Upper bound of inner evaluations one precomputed subquery may take (else per step). */
 #define SUBQ_PRE_MAX_STEPS 1000000
 
-static void subq_precompute(struct ql_query *q, struct ql_node *n)
+/* Precompute the subqueries of the tree under n that are not below another subquery, for
+ * evaluation times in [t0, t1]. */
+static void subq_walk(struct ql_query *q, struct ql_node *n, int64_t t0, int64_t t1)
 {
-    int64_t b0 = ql_sel_time(q, n, q->start), b1 = ql_sel_time(q, n, q->end);
+    if (!n)
+        return;
+    if (n->kind == QN_SUBQ) {
+        subq_precompute(q, n, t0, t1);
+        return;
+    }
+    for (size_t i = 0; n->kind == QN_CALL && i < n->nargs; i++)
+        subq_walk(q, n->args[i], t0, t1);
+    subq_walk(q, n->lhs, t0, t1);
+    subq_walk(q, n->rhs, t0, t1);
+    subq_walk(q, n->param, t0, t1);
+}
+
+/* Evaluate subquery n's inner expression once on its grid for outer evaluation times in
+ * [t0, t1] (nested subqueries first, over the times this one evaluates them at). */
+static void subq_precompute(struct ql_query *q, struct ql_node *n, int64_t t0, int64_t t1)
+{
+    int64_t b0 = ql_sel_time(q, n, t0), b1 = ql_sel_time(q, n, t1);
     if (b1 < b0) {
         int64_t x = b0;
         b0 = b1;
@@ -1122,6 +1141,7 @@ static void subq_precompute(struct ql_query *q, struct ql_node *n)
         first += step;
     if (first > b1 || (b1 - first) / step >= SUBQ_PRE_MAX_STEPS)
         return;
+    subq_walk(q, n->lhs, first, b1);
     struct stitch st;
     stitch_init(&st, &q->qa);
     for (int64_t ts = first; ts <= b1; ts += step) {
@@ -2485,6 +2505,23 @@ static int top_is_ordered(const struct ql_node *n)
     return 0;
 }
 
+/* Is there a subquery below a subquery under n (depth: subqueries above n)? */
+static int tree_nested_subq(const struct ql_node *n, int depth)
+{
+    if (!n)
+        return 0;
+    if (n->kind == QN_SUBQ) {
+        if (depth >= 1)
+            return 1;
+        depth++;
+    }
+    for (size_t i = 0; n->kind == QN_CALL && i < n->nargs; i++)
+        if (tree_nested_subq(n->args[i], depth))
+            return 1;
+    return tree_nested_subq(n->lhs, depth) || tree_nested_subq(n->rhs, depth) ||
+           tree_nested_subq(n->param, depth);
+}
+
 static int tree_has_subq(const struct ql_node *n)
 {
     if (!n)
@@ -2546,6 +2583,8 @@ static int run(struct mtd_ql_query *pq, struct mtd_ql_result **out)
     struct mtd_ql_result *r = new_result(q);
     r->t = end;
     if (!range) {
+        if (tree_nested_subq(root, 0))
+            subq_walk(q, root, start, start);
         struct ql_val v = ql_eval(q, root, start);
         r->type = v.type;
         switch (v.type) {
