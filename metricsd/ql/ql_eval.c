@@ -668,6 +668,7 @@ static struct ql_val eval_vsel_smoothed(struct ql_query *q, struct ql_node *n, i
 struct ql_pre {
     const struct ql_node *n;
     const struct ql_sel_data *d;
+    int64_t start, step; /* the grid it was computed on (the query's or a subquery's) */
     size_t nsteps;
     double *v;   /* [step * ns + series] */
     uint8_t *has;
@@ -713,6 +714,8 @@ static void pre_compute(struct ql_query *q, struct ql_node *n, ql_over_fn f, int
     p = &q->pre[q->npre];
     p->n = n;
     p->d = d;
+    p->start = start;
+    p->step = step;
     p->nsteps = nsteps;
     p->drop = !keep;
     p->v = ql_alloc_raw(&q->qa, nsteps * ns * sizeof(double) + 1); /* read where has[] */
@@ -811,13 +814,16 @@ static void pre_compute(struct ql_query *q, struct ql_node *n, ql_over_fn f, int
  * subquery: those are evaluated at the subquery's steps). */
 static void subq_precompute(struct ql_query *q, struct ql_node *n, int64_t t0, int64_t t1);
 
+/* top: n is evaluated at the query's own steps (subqueries there are precomputed too);
+ * else at a subquery's grid (whose nested subqueries subq_precompute handles). */
 static void pre_walk(struct ql_query *q, struct ql_node *n, int64_t start, int64_t end,
-                     int64_t step)
+                     int64_t step, int top)
 {
     if (!n)
         return;
     if (n->kind == QN_SUBQ) {
-        subq_precompute(q, n, q->start, q->end);
+        if (top)
+            subq_precompute(q, n, q->start, q->end);
         return;
     }
     ql_over_fn f;
@@ -828,12 +834,12 @@ static void pre_walk(struct ql_query *q, struct ql_node *n, int64_t start, int64
     }
     if (n->kind == QN_CALL) {
         for (size_t i = 0; i < n->nargs; i++)
-            pre_walk(q, n->args[i], start, end, step);
+            pre_walk(q, n->args[i], start, end, step, top);
         return;
     }
-    pre_walk(q, n->lhs, start, end, step);
-    pre_walk(q, n->rhs, start, end, step);
-    pre_walk(q, n->param, start, end, step);
+    pre_walk(q, n->lhs, start, end, step, top);
+    pre_walk(q, n->rhs, start, end, step, top);
+    pre_walk(q, n->param, start, end, step, top);
 }
 
 /* The precomputed vector of call n at step time t, or 0 when n is not precomputed or t is
@@ -844,9 +850,9 @@ static int pre_lookup(struct ql_query *q, const struct ql_node *n, int64_t t, st
         const struct ql_pre *p = &q->pre[j];
         if (p->n != n)
             continue;
-        if (q->interval <= 0 || t < q->start || (t - q->start) % q->interval)
+        if (p->step <= 0 || t < p->start || (t - p->start) % p->step)
             return 0;
-        size_t k = (size_t)((t - q->start) / q->interval);
+        size_t k = (size_t)((t - p->start) / p->step);
         if (k >= p->nsteps)
             return 0;
         size_t ns = p->d->ns;
@@ -1142,6 +1148,8 @@ static void subq_precompute(struct ql_query *q, struct ql_node *n, int64_t t0, i
     if (first > b1 || (b1 - first) / step >= SUBQ_PRE_MAX_STEPS)
         return;
     subq_walk(q, n->lhs, first, b1);
+    if (b1 > first) /* range functions of the inner expression, series by series */
+        pre_walk(q, n->lhs, first, b1, step, 0);
     struct stitch st;
     stitch_init(&st, &q->qa);
     for (int64_t ts = first; ts <= b1; ts += step) {
@@ -2505,23 +2513,6 @@ static int top_is_ordered(const struct ql_node *n)
     return 0;
 }
 
-/* Is there a subquery below a subquery under n (depth: subqueries above n)? */
-static int tree_nested_subq(const struct ql_node *n, int depth)
-{
-    if (!n)
-        return 0;
-    if (n->kind == QN_SUBQ) {
-        if (depth >= 1)
-            return 1;
-        depth++;
-    }
-    for (size_t i = 0; n->kind == QN_CALL && i < n->nargs; i++)
-        if (tree_nested_subq(n->args[i], depth))
-            return 1;
-    return tree_nested_subq(n->lhs, depth) || tree_nested_subq(n->rhs, depth) ||
-           tree_nested_subq(n->param, depth);
-}
-
 static int tree_has_subq(const struct ql_node *n)
 {
     if (!n)
@@ -2583,7 +2574,7 @@ static int run(struct mtd_ql_query *pq, struct mtd_ql_result **out)
     struct mtd_ql_result *r = new_result(q);
     r->t = end;
     if (!range) {
-        if (tree_nested_subq(root, 0))
+        if (q->multi) /* subqueries: each inner expression once over its grid */
             subq_walk(q, root, start, start);
         struct ql_val v = ql_eval(q, root, start);
         r->type = v.type;
@@ -2634,7 +2625,7 @@ static int run(struct mtd_ql_query *pq, struct mtd_ql_result **out)
         struct stitch st;
         stitch_init(&st, qa);
         if (end > start)
-            pre_walk(q, root, start, end, step);
+            pre_walk(q, root, start, end, step, 1);
         for (int64_t ts = start; ts <= end; ts += step) {
             struct ql_mark mk = ql_arena_mark(&q->sa);
             struct ql_val v = ql_eval(q, root, ts);
