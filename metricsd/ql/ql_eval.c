@@ -977,17 +977,30 @@ struct ql_agg_cache {
     uint32_t cur;
 };
 
+/* The entry for node in a per-node cache array *arr of *n entries of elem bytes whose first
+ * member is the node pointer; a zeroed entry is appended (*created set) when missing. An
+ * entry pointer is valid until the next append to the same array. */
+static void *node_cache(struct ql_query *q, void **arr, size_t *n, size_t elem,
+                        const struct ql_node *node, int *created)
+{
+    unsigned char *a = *arr;
+    for (size_t i = 0; i < *n; i++)
+        if (*(const struct ql_node *const *)(a + i * elem) == node) {
+            *created = 0;
+            return a + i * elem;
+        }
+    a = ql_grow(&q->qa, a, *n * elem, (*n + 1) * elem); /* zeroed beyond the copy */
+    *arr = a;
+    unsigned char *e = a + (*n)++ * elem;
+    memcpy(e, &node, sizeof(node));
+    *created = 1;
+    return e;
+}
+
 static struct ql_agg_cache *agg_cache(struct ql_query *q, const struct ql_node *n)
 {
-    for (size_t i = 0; i < q->naggc; i++)
-        if (q->aggc[i].n == n)
-            return &q->aggc[i];
-    size_t cap = q->naggc;
-    q->aggc = ql_grow(&q->qa, q->aggc, cap * sizeof(*q->aggc), (cap + 1) * sizeof(*q->aggc));
-    struct ql_agg_cache *c = &q->aggc[q->naggc++];
-    memset(c, 0, sizeof(*c));
-    c->n = n;
-    return c;
+    int created;
+    return node_cache(q, (void **)&q->aggc, &q->naggc, sizeof(*q->aggc), n, &created);
 }
 
 /* ---------------------------------------------------------------- stitching */
@@ -1437,6 +1450,26 @@ static struct ql_labels result_labels(struct ql_query *q, struct ql_node *n, str
     return out;
 }
 
+/* n's operator on one matched pair of vector samples (lh/rh: histograms or NULL, fl/fr the
+ * floats; cmp: n is a comparison or trim). Returns 0 when the pair yields no sample; else
+ * sets *oh, *val and *keep (what a comparison decided). */
+static int pair_binop(struct ql_query *q, struct ql_node *n, const struct mtd_ql_hist *lh,
+                      double fl, const struct mtd_ql_hist *rh, double fr, int cmp,
+                      const struct mtd_ql_hist **oh, double *val, int *keep)
+{
+    if (!lh && !rh) {
+        *val = binop(n->op, fl, fr, keep);
+        return 1;
+    }
+    if (!hist_binop(q, n, lh, fl, rh, fr, oh, val, keep))
+        return 0;
+    if (n->bool_mod) {
+        *oh = NULL;
+        *val = *keep ? 1 : 0;
+    }
+    return !(*oh && cmp && !*keep);
+}
+
 /* fill_left / fill: right-hand samples without a match on the left meet a left sample of
  * value fill_lv whose labels are the match group's. With group_right the sides are swapped
  * before this (as Prometheus: the fill values are not). Appends to out. */
@@ -1460,18 +1493,8 @@ static void fill_left_pass(struct ql_query *q, struct ql_node *n, struct ql_vec 
         }
         int keep;
         double val;
-        if (lh || rh) {
-            if (!hist_binop(q, n, lh, fl, rh, fr, &oh, &val, &keep))
-                continue;
-            if (n->bool_mod) {
-                oh = NULL;
-                val = keep ? 1 : 0;
-            }
-            if (oh && cmp && !keep)
-                continue;
-        } else {
-            val = binop(n->op, fl, fr, &keep);
-        }
+        if (!pair_binop(q, n, lh, fl, rh, fr, cmp, &oh, &val, &keep))
+            continue;
         if (n->bool_mod)
             val = keep ? 1 : 0;
         else if (!keep)
@@ -1502,15 +1525,11 @@ struct ql_bin_cache {
 
 static struct ql_bin_cache *bin_cache(struct ql_query *q, const struct ql_node *n)
 {
-    for (size_t i = 0; i < q->nbinc; i++)
-        if (q->binc[i].n == n)
-            return &q->binc[i];
-    size_t cap = q->nbinc;
-    q->binc = ql_grow(&q->qa, q->binc, cap * sizeof(*q->binc), (cap + 1) * sizeof(*q->binc));
-    struct ql_bin_cache *c = &q->binc[q->nbinc++];
-    memset(c, 0, sizeof(*c));
-    c->n = n;
-    ql_map_init(&c->sigs, &q->qa, 64);
+    int created;
+    struct ql_bin_cache *c = node_cache(q, (void **)&q->binc, &q->nbinc, sizeof(*q->binc), n,
+                                        &created);
+    if (created)
+        ql_map_init(&c->sigs, &q->qa, 64);
     return c;
 }
 
@@ -1560,18 +1579,8 @@ static int vec_vec_ids(struct ql_query *q, struct ql_node *n, struct ql_vec l, s
         double fl = l.s[i].v, fr = rsm->v, val;
         const struct mtd_ql_hist *lh = l.s[i].h, *rh = rsm->h, *oh = NULL;
         int keep;
-        if (lh || rh) {
-            if (!hist_binop(q, n, lh, fl, rh, fr, &oh, &val, &keep))
-                continue;
-            if (n->bool_mod) {
-                oh = NULL;
-                val = keep ? 1 : 0;
-            }
-            if (oh && cmp && !keep)
-                continue;
-        } else {
-            val = binop(n->op, fl, fr, &keep);
-        }
+        if (!pair_binop(q, n, lh, fl, rh, fr, cmp, &oh, &val, &keep))
+            continue;
         /* a second match is an error even when a comparison filters it */
         bc->mgen = lid_grow(q, bc->mgen, &bc->mgen_cap, sizeof(*bc->mgen), sid);
         if (bc->mgen[sid] == bc->cur)
@@ -1678,18 +1687,8 @@ static struct ql_val vec_vec(struct ql_query *q, struct ql_node *n, struct ql_ve
             rh = tmp;
         }
         double val;
-        if (lh || rh) {
-            if (!hist_binop(q, n, lh, fl, rh, fr, &oh, &val, &keep))
-                continue;
-            if (n->bool_mod) {
-                oh = NULL;
-                val = keep ? 1 : 0;
-            }
-            if (oh && cmp && !keep)
-                continue;
-        } else {
-            val = binop(n->op, fl, fr, &keep);
-        }
+        if (!pair_binop(q, n, lh, fl, rh, fr, cmp, &oh, &val, &keep))
+            continue;
         /* One-to-one: a second match is an error even when a comparison filters it. */
         if (n->card == QC_ONE_ONE && ql_map_put(&matched, k, kl, 1) >= 0)
             ql_throw(&q->qa, OBS_EINVAL, "multiple matches for labels: many-to-one matching "
