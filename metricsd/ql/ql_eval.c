@@ -43,7 +43,38 @@ struct ql_sel_data {
     int mat;                /* every series has p (see ql_sseries.raw) */
     struct ql_sseries *s;
     size_t ns;
+    /* Cursors for evaluations at increasing times (range query steps): per series, the last
+     * point <= the previous evaluation's time (vector selector) or its window's bounds
+     * (matrix selector); cur_t is that time, INT64_MIN when unset. */
+    long *cur, *cur_lo;
+    int64_t cur_t, cur_lo_t;
 };
+
+/* Index of the last point of s with t <= ts, moving *c forward from its last answer when ts
+ * did not decrease (cursor valid), else searching from the start. */
+static inline long cursor_le(const struct mtd_ql_point *p, size_t n, int64_t ts, long *c,
+                             int valid)
+{
+    long k = valid ? *c : -1;
+    if (!valid || (k >= 0 && p[k].t > ts)) {
+        long lo = 0, hi = (long)n - 1;
+        k = -1;
+        while (lo <= hi) {
+            long mid = (lo + hi) / 2;
+            if (p[mid].t <= ts) {
+                k = mid;
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
+        }
+    } else {
+        while (k + 1 < (long)n && p[k + 1].t <= ts)
+            k++;
+    }
+    *c = k;
+    return k;
+}
 
 /* ---------------------------------------------------------------- annotations */
 static void add_anno(struct ql_query *q, char ***arr, size_t *n, size_t *cap, const char *msg)
@@ -445,9 +476,15 @@ static struct ql_val eval_vsel(struct ql_query *q, struct ql_node *n, int64_t t)
     int64_t ts = ql_sel_time(q, n, t);
     struct ql_val r = {.type = MTD_QL_VECTOR};
     r.vec.s = ql_alloc(&q->sa, (d->ns + 1) * sizeof(struct ql_sample));
+    if (q->multi && !d->cur) {
+        d->cur = ql_alloc(&q->qa, (d->ns + 1) * sizeof(*d->cur));
+        d->cur_t = INT64_MIN;
+    }
+    int valid = d->cur && d->cur_t != INT64_MIN && ts >= d->cur_t;
     for (size_t i = 0; i < d->ns; i++) {
         const struct ql_sseries *s = &d->s[i];
-        long k = last_le(s->p, s->n, ts);
+        long k = d->cur ? cursor_le(s->p, s->n, ts, &d->cur[i], valid)
+                        : last_le(s->p, s->n, ts);
         if (k < 0 || s->p[k].t <= ts - q->lookback || pt_stale(&s->p[k]))
             continue;
         struct ql_sample *o = &r.vec.s[r.vec.n++];
@@ -465,6 +502,8 @@ static struct ql_val eval_vsel(struct ql_query *q, struct ql_node *n, int64_t t)
             o->h = h2;
         }
     }
+    if (d->cur)
+        d->cur_t = ts;
     return r;
 }
 
@@ -482,10 +521,23 @@ static struct ql_val eval_msel(struct ql_query *q, struct ql_node *m, int64_t t)
     r.mat.range_start = ts - m->range;
     r.mat.range = m->range;
     r.mat.s = ql_alloc(&q->sa, (d->ns + 1) * sizeof(struct ql_series));
+    if (q->multi && !d->cur) {
+        d->cur = ql_alloc(&q->qa, (d->ns + 1) * sizeof(*d->cur));
+        d->cur_lo = ql_alloc(&q->qa, (d->ns + 1) * sizeof(*d->cur_lo));
+        d->cur_t = d->cur_lo_t = INT64_MIN;
+    }
+    int valid = d->cur && d->cur_t != INT64_MIN && ts >= d->cur_t;
+    int valid_lo = d->cur_lo && d->cur_lo_t != INT64_MIN && ts - m->range >= d->cur_lo_t;
     for (size_t i = 0; i < d->ns; i++) {
         const struct ql_sseries *s = &d->s[i];
-        long hi = last_le(s->p, s->n, ts);
-        long lo = last_le(s->p, s->n, ts - m->range) + 1;
+        long hi, lo;
+        if (d->cur_lo) {
+            hi = cursor_le(s->p, s->n, ts, &d->cur[i], valid);
+            lo = cursor_le(s->p, s->n, ts - m->range, &d->cur_lo[i], valid_lo) + 1;
+        } else {
+            hi = last_le(s->p, s->n, ts);
+            lo = last_le(s->p, s->n, ts - m->range) + 1;
+        }
         if (hi < lo)
             continue;
         struct ql_series *o = &r.mat.s[r.mat.n];
@@ -505,6 +557,10 @@ static struct ql_val eval_msel(struct ql_query *q, struct ql_node *m, int64_t t)
         }
         if (o->n)
             r.mat.n++;
+    }
+    if (d->cur_lo) {
+        d->cur_t = ts;
+        d->cur_lo_t = ts - m->range;
     }
     return r;
 }
