@@ -612,7 +612,7 @@ static void h_exemplars(struct obs_http_req *r, void *arg)
 static const char *op_str(enum ql_op op)
 {
     static const char *const s[] = {"", "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">",
-                                    "<", ">=", "<=", "and", "or", "unless"};
+                                    "<", ">=", "<=", "and", "or", "unless", "</", ">/"};
     return (int)op >= 0 && (size_t)op < sizeof s / sizeof s[0] ? s[op] : "";
 }
 
@@ -748,11 +748,14 @@ static int ast_json(struct obs_sbuf *b, const struct ql_node *n, int depth)
         obs_sbuf_puts(b, ",\"type\":\"subquery\"}");
         return rc;
     case QN_PAREN:
+        if (n->op == QOP_ADD) /* "+x": metricsd's parser keeps it as marked parentheses */
+            goto unary;
         obs_sbuf_puts(b, "{\"expr\":");
         rc = ast_json(b, n->lhs, depth + 1);
         obs_sbuf_puts(b, ",\"type\":\"parenExpr\"}");
         return rc;
     case QN_UNARY:
+    unary:
         obs_sbuf_puts(b, "{\"expr\":");
         rc = ast_json(b, n->lhs, depth + 1);
         obs_sbuf_puts(b, ",\"op\":");
@@ -864,8 +867,12 @@ static void h_parse_query(struct obs_http_req *r, void *arg)
 /* ---- format_query ---------------------------------------------------------------------- */
 /*
  * The query as Prometheus' formatter prints it (promql/parser printer.go String() and
- * prettier.go Pretty(0), as of 2.42): an expression whose one-line form is longer than 100
- * bytes is split over lines, children indented by two spaces per level.
+ * prettier.go Pretty(0)): an expression whose one-line form is longer than 100 bytes is split
+ * over lines, children indented by two spaces per level. Numbers print as 2.42 (and 3.x up to
+ * its FormatFloat change) do; the 3.x constructs print as 3.x's printer.go: unary "+", the
+ * trim operators, fill/fill_left/fill_right ("fill (v)"), anchored/smoothed, duration
+ * expressions as written (step(), range(), min(), max(), parentheses kept), info(v) without
+ * its implied selector, quoted (UTF-8) label names and {"name"} as {__name__="name"}.
  */
 #define FMT_MAX_LINE 100
 
@@ -1009,9 +1016,104 @@ static void fmt_at(struct obs_sbuf *b, const struct ql_node *n)
         obs_sbuf_puts(b, " @ end()");
 }
 
+/* strconv.FormatFloat(v, 'f', -1, 64): the shortest digits that read back, no exponent. */
+static void fmt_go_float_f(struct obs_sbuf *b, double v)
+{
+    if (isnan(v) || isinf(v)) {
+        fmt_go_float(b, v);
+        return;
+    }
+    char e[64];
+    int p;
+    for (p = 0; p < 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p, v);
+        if (strtod(e, NULL) == v)
+            break;
+    }
+    int exp10 = atoi(strchr(e, 'e') + 1);
+    int decimals = p - exp10;
+    obs_sbuf_printf(b, "%.*f", decimals > 0 ? decimals : 0, v);
+}
+
+/* A duration expression as Prometheus' DurationExpr.String() prints it. */
+static void fmt_dur(struct obs_sbuf *b, const struct ql_dur *d, int depth)
+{
+    if (d == NULL || depth > 1000)
+        return;
+    static const char *const ops[] = {"", "+", "-", "*", "/", "%", "^"};
+    if (d->wrapped)
+        obs_sbuf_putc(b, '(');
+    switch (d->op) {
+    case QD_NUM:
+        if (d->dur_lit) {
+            double ms = d->num * 1000.0;
+            if (ms < 0)
+                obs_sbuf_putc(b, '-');
+            fmt_model_duration(b, (int64_t)llround(fabs(ms)));
+        } else {
+            fmt_go_float_f(b, d->num);
+        }
+        break;
+    case QD_STEP: obs_sbuf_puts(b, "step()"); break;
+    case QD_RANGE: obs_sbuf_puts(b, "range()"); break;
+    case QD_MIN:
+    case QD_MAX:
+        obs_sbuf_puts(b, d->op == QD_MIN ? "min(" : "max(");
+        fmt_dur(b, d->l, depth + 1);
+        obs_sbuf_puts(b, ", ");
+        fmt_dur(b, d->r, depth + 1);
+        obs_sbuf_putc(b, ')');
+        break;
+    default:
+        if (d->l == NULL) { /* unary minus */
+            obs_sbuf_putc(b, '-');
+            fmt_dur(b, d->r, depth + 1);
+            break;
+        }
+        fmt_dur(b, d->l, depth + 1);
+        obs_sbuf_putc(b, ' ');
+        obs_sbuf_puts(b, (size_t)d->op < sizeof ops / sizeof ops[0] ? ops[d->op] : "?");
+        obs_sbuf_putc(b, ' ');
+        fmt_dur(b, d->r, depth + 1);
+        break;
+    }
+    if (d->wrapped)
+        obs_sbuf_putc(b, ')');
+}
+
+/* "[range]" / "[range:step]" as written (expressions) or from the values. */
+static void fmt_range(struct obs_sbuf *b, const struct ql_node *n, int subq)
+{
+    obs_sbuf_putc(b, '[');
+    if (n->range_src)
+        fmt_dur(b, n->range_src, 0);
+    else
+        fmt_model_duration(b, n->range);
+    if (subq) {
+        obs_sbuf_putc(b, ':');
+        if (n->step_src)
+            fmt_dur(b, n->step_src, 0);
+        else if (n->step != 0)
+            fmt_model_duration(b, n->step);
+    }
+    obs_sbuf_putc(b, ']');
+}
+
+/* " anchored" / " smoothed" of a selector (bit 1; bit 2 is the evaluator's). */
+static void fmt_ext(struct obs_sbuf *b, const struct ql_node *vs)
+{
+    if (vs->anchored & 1)
+        obs_sbuf_puts(b, " anchored");
+    else if (vs->smoothed & 1)
+        obs_sbuf_puts(b, " smoothed");
+}
+
 static void fmt_offset(struct obs_sbuf *b, const struct ql_node *n)
 {
-    if (n->offset > 0) {
+    if (n->offset_src) {
+        obs_sbuf_puts(b, " offset ");
+        fmt_dur(b, n->offset_src, 0);
+    } else if (n->offset > 0) {
         obs_sbuf_puts(b, " offset ");
         fmt_model_duration(b, n->offset);
     } else if (n->offset < 0) {
@@ -1020,12 +1122,31 @@ static void fmt_offset(struct obs_sbuf *b, const struct ql_node *n)
     }
 }
 
+/* A legacy label name ([a-zA-Z_][a-zA-Z0-9_]*); others print quoted (3.x, UTF-8 names). */
+static int legacy_label(const char *s)
+{
+    if (!*s || !(isalpha((unsigned char)*s) || *s == '_'))
+        return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_'))
+            return 0;
+    return 1;
+}
+
+static void fmt_label_name(struct obs_sbuf *b, const char *s)
+{
+    if (legacy_label(s))
+        obs_sbuf_puts(b, s);
+    else
+        fmt_go_quote(b, s);
+}
+
 static void fmt_list(struct obs_sbuf *b, char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (i)
             obs_sbuf_puts(b, ", ");
-        obs_sbuf_puts(b, v[i]);
+        fmt_label_name(b, v[i]);
     }
 }
 
@@ -1037,21 +1158,24 @@ static int cmp_cstr(const void *a, const void *b)
 /* name{matchers sorted as strings} without @/offset. */
 static int fmt_selector(struct obs_sbuf *b, const struct ql_node *n)
 {
-    if (n->name)
-        obs_sbuf_puts(b, n->name);
-    char **ms = n->nms ? obs_calloc(n->nms, sizeof *ms) : NULL;
-    if (n->nms && ms == NULL)
+    /* a name written inside the braces ({"name"}) is a matcher: printed as __name__="..." */
+    const char *name = n->name_braced ? NULL : n->name;
+    size_t nms = n->info_sel ? n->nms_user : n->nms; /* info(): only the user's matchers */
+    if (name)
+        obs_sbuf_puts(b, name);
+    char **ms = nms ? obs_calloc(nms, sizeof *ms) : NULL;
+    if (nms && ms == NULL)
         return OBS_ENOMEM;
     size_t k = 0;
     int rc = 0;
-    for (size_t i = 0; i < n->nms && rc == 0; i++) {
+    for (size_t i = 0; i < nms && rc == 0; i++) {
         const struct obs_matcher *m = &n->ms[i];
-        if (n->name && strcmp(m->name, "__name__") == 0 && m->type == OBS_MATCH_EQ &&
-            strcmp(m->value, n->name) == 0)
+        if (name && strcmp(m->name, "__name__") == 0 && m->type == OBS_MATCH_EQ &&
+            strcmp(m->value, name) == 0)
             continue;
         struct obs_sbuf one;
         obs_sbuf_init(&one);
-        obs_sbuf_puts(&one, m->name);
+        fmt_label_name(&one, m->name);
         obs_sbuf_puts(&one, mtype_str(m->type));
         fmt_go_quote(&one, m->value);
         if (one.oom) {
@@ -1114,6 +1238,33 @@ static void fmt_bin_mod(struct obs_sbuf *b, const struct ql_node *n)
             obs_sbuf_putc(b, ')');
         }
     }
+    int same = n->fill_l && n->fill_r &&
+               (n->fill_lv == n->fill_rv || (isnan(n->fill_lv) && isnan(n->fill_rv)));
+    if (same) {
+        obs_sbuf_puts(b, " fill (");
+        fmt_go_float(b, n->fill_lv);
+        obs_sbuf_putc(b, ')');
+    } else {
+        if (n->fill_l) {
+            obs_sbuf_puts(b, " fill_left (");
+            fmt_go_float(b, n->fill_lv);
+            obs_sbuf_putc(b, ')');
+        }
+        if (n->fill_r) {
+            obs_sbuf_puts(b, " fill_right (");
+            fmt_go_float(b, n->fill_rv);
+            obs_sbuf_putc(b, ')');
+        }
+    }
+}
+
+/* Arguments a printer shows: info(v)'s synthesized label selector is not in the query. */
+static size_t fmt_nargs(const struct ql_node *n)
+{
+    size_t k = n->nargs;
+    while (k > 0 && n->args[k - 1]->kind == QN_VSEL && n->args[k - 1]->info_sel == 2)
+        k--;
+    return k;
 }
 
 static const struct ql_node *skip_stepinv(const struct ql_node *n)
@@ -1140,6 +1291,7 @@ static int fmt_expr(struct obs_sbuf *b, const struct ql_node *n, int depth)
     case QN_VSEL:
         rc = fmt_selector(b, n);
         fmt_at(b, n);
+        fmt_ext(b, n);
         fmt_offset(b, n);
         return rc;
     case QN_MSEL: {
@@ -1147,25 +1299,23 @@ static int fmt_expr(struct obs_sbuf *b, const struct ql_node *n, int depth)
         if (vs == NULL || vs->kind != QN_VSEL)
             return OBS_EINVAL;
         rc = fmt_selector(b, vs);
-        obs_sbuf_putc(b, '[');
-        fmt_model_duration(b, n->range);
-        obs_sbuf_putc(b, ']');
+        fmt_range(b, n, 0);
+        fmt_ext(b, vs);
         fmt_at(b, vs);
         fmt_offset(b, vs);
         return rc;
     }
     case QN_SUBQ:
         rc = fmt_expr(b, n->lhs, depth + 1);
-        obs_sbuf_putc(b, '[');
-        fmt_model_duration(b, n->range);
-        obs_sbuf_putc(b, ':');
-        if (n->step != 0)
-            fmt_model_duration(b, n->step);
-        obs_sbuf_putc(b, ']');
+        fmt_range(b, n, 1);
         fmt_at(b, n);
         fmt_offset(b, n);
         return rc;
     case QN_PAREN:
+        if (n->op == QOP_ADD) { /* unary plus */
+            obs_sbuf_putc(b, '+');
+            return fmt_expr(b, n->lhs, depth + 1);
+        }
         obs_sbuf_putc(b, '(');
         rc = fmt_expr(b, n->lhs, depth + 1);
         obs_sbuf_putc(b, ')');
@@ -1196,7 +1346,7 @@ static int fmt_expr(struct obs_sbuf *b, const struct ql_node *n, int depth)
     case QN_CALL:
         obs_sbuf_puts(b, n->fn ? n->fn->name : "");
         obs_sbuf_putc(b, '(');
-        for (size_t i = 0; i < n->nargs && rc == 0; i++) {
+        for (size_t i = 0; i < fmt_nargs(n) && rc == 0; i++) {
             if (i)
                 obs_sbuf_puts(b, ", ");
             rc = fmt_expr(b, n->args[i], depth + 1);
@@ -1244,6 +1394,8 @@ static int fmt_pretty(struct obs_sbuf *b, const struct ql_node *n, int level, in
     }
     switch (n->kind) {
     case QN_PAREN:
+        if (n->op == QOP_ADD)
+            goto unary;
         fmt_indent(b, level);
         obs_sbuf_puts(b, "(\n");
         rc = fmt_pretty(b, n->lhs, level + 1, depth + 1);
@@ -1251,7 +1403,8 @@ static int fmt_pretty(struct obs_sbuf *b, const struct ql_node *n, int level, in
         fmt_indent(b, level);
         obs_sbuf_putc(b, ')');
         return rc;
-    case QN_UNARY: {
+    case QN_UNARY:
+    unary: {
         /* the child printed at the same level, its indent replaced by the operator */
         struct obs_sbuf c;
         obs_sbuf_init(&c);
@@ -1298,21 +1451,16 @@ static int fmt_pretty(struct obs_sbuf *b, const struct ql_node *n, int level, in
         fmt_indent(b, level);
         obs_sbuf_puts(b, n->fn ? n->fn->name : "");
         obs_sbuf_puts(b, "(\n");
-        for (size_t i = 0; i < n->nargs && rc == 0; i++) {
+        for (size_t i = 0; i < fmt_nargs(n) && rc == 0; i++) {
             rc = fmt_pretty(b, n->args[i], level + 1, depth + 1);
-            obs_sbuf_puts(b, i + 1 < n->nargs ? ",\n" : "\n");
+            obs_sbuf_puts(b, i + 1 < fmt_nargs(n) ? ",\n" : "\n");
         }
         fmt_indent(b, level);
         obs_sbuf_putc(b, ')');
         return rc;
     case QN_SUBQ:
         rc = fmt_pretty(b, n->lhs, level, depth + 1);
-        obs_sbuf_putc(b, '[');
-        fmt_model_duration(b, n->range);
-        obs_sbuf_putc(b, ':');
-        if (n->step != 0)
-            fmt_model_duration(b, n->step);
-        obs_sbuf_putc(b, ']');
+        fmt_range(b, n, 1);
         fmt_at(b, n);
         fmt_offset(b, n);
         return rc;

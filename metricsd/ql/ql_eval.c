@@ -872,6 +872,10 @@ static void subq_precompute(struct ql_query *q, struct ql_node *n, int64_t t0, i
 
 /* top: n is evaluated at the query's own steps (subqueries there are precomputed too);
  * else at a subquery's grid (whose nested subqueries subq_precompute handles). */
+/* Most (series x steps) entries one series-by-series table may have (9 bytes each); larger
+ * calls are evaluated step by step, which holds one step's vector at a time. */
+#define PRE_MAX_ENTRIES 40000000.0
+
 static void pre_walk(struct ql_query *q, struct ql_node *n, int64_t start, int64_t end,
                      int64_t step, int top)
 {
@@ -884,7 +888,9 @@ static void pre_walk(struct ql_query *q, struct ql_node *n, int64_t start, int64
     }
     ql_over_fn f;
     int keep, mi;
-    if (pre_eligible(q, n, &f, &keep, &mi)) {
+    if (pre_eligible(q, n, &f, &keep, &mi) &&
+        (double)q->sel[n->args[mi]->lhs->sel_id].ns * (double)((end - start) / step + 1) <=
+            PRE_MAX_ENTRIES) {
         pre_compute(q, n, f, keep, mi, start, end, step);
         return;
     }

@@ -185,6 +185,11 @@ struct ql_node {
      * synthesized for info(v) (printers should leave it out) */
     int info_sel;
     size_t nms_user;
+    /* For the printer (format_query) only: the duration expressions as written, constant
+     * ones included (the evaluator uses the *_expr fields above); name_braced: the metric
+     * name was written inside the braces ({"name"}). */
+    struct ql_dur *range_src, *step_src, *offset_src;
+    int name_braced;
 };
 
 /* Duration expression tree (values in seconds, as Prometheus' DurationExpr). */
@@ -196,6 +201,8 @@ struct ql_dur {
     double num;               /* QD_NUM */
     struct ql_dur *l, *r;     /* QD_SUB with l == NULL: unary minus */
     int pos;
+    int wrapped;              /* written in parentheses (printer) */
+    int dur_lit;              /* QD_NUM written as a duration ("5m"), not a number */
 };
 /* Value of d in seconds given the query step and range (seconds). Returns 0, or -1 with a
  * message in *why (division or modulo by zero). */

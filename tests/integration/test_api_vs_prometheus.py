@@ -683,10 +683,6 @@ doc("GET", "/api/v1/status/tsdb", [("limit", "3")],
 doc("GET", "/api/v1/metadata", [("limit_per_metric", "x")],
     "limit_per_metric exists since 2.49 (3.x: 400 \"limit_per_metric must be a number\"); "
     "2.42 ignores it", (400, "limit_per_metric must be a number"))
-for _m in ("GET", "POST"):
-    doc(_m, "/api/v1/format_query", [("query", "+up")],
-        "ENGINE: metricsd's PromQL parser drops a unary '+' (Prometheus keeps a UnaryExpr and "
-        "prints \"+up\"); fix belongs in metricsd/ql/ql_parse.c", (200, "up"))
 doc("GET", "/api/v1/status/buildinfo", [],
     "metricsd adds Mimir's \"features\" when the ruler runs (Grafana then enables its ruler "
     "API) and \"application\"; Prometheus' keys are all present (asserted separately)")

@@ -941,10 +941,16 @@ def test_metricsd():
 
     def check_all():
         check()
-        # nested subqueries cost grows with depth: the query timeout must still bound them
+        # deep nesting: each subquery is evaluated once over its grid, so 40 levels answer
         q = "max_over_time(" * 40 + "vector(1)" + "[1m:30s])" * 40
+        st, b, _ = http("GET", d.url("/api/v1/query?timeout=5s&query=" + enc(q)), timeout=30)
+        assert st == 200 and json.loads(b)["data"]["result"][0]["value"][1] == "1", (st, b[:300])
+        # a heavy query (each outer point sorts a 10000-point window) is bounded by the timeout
+        q = ("quantile_over_time(0.5, quantile_over_time(0.5, vector(time() % 97)[10000s:1s])"
+             "[10000s:1s])")
         t0 = time.time()
-        st, b, _ = http("GET", d.url("/api/v1/query?timeout=1s&query=" + enc(q)), timeout=30)
+        st, b, _ = http("GET", d.url("/api/v1/query?timeout=1s&time=10000&query=" + enc(q)),
+                        timeout=30)
         assert st == 503 and json.loads(b)["errorType"] == "timeout", (st, b[:300])
         assert time.time() - t0 < 10, "timeout=1s query took %.1fs" % (time.time() - t0)
         check()
