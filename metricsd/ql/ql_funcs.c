@@ -255,7 +255,7 @@ static struct ql_val fn_timestamp(struct ql_query *q, struct ql_node *c, struct 
 static struct ql_labels absent_labels(struct ql_query *q, struct ql_node *arg)
 {
     struct ql_labels l = {NULL, 0};
-    while (arg->kind == QN_PAREN)
+    while (arg->kind == QN_PAREN && arg->op != QOP_ADD) /* +x is a unary expression */
         arg = arg->lhs;
     if (arg->kind == QN_MSEL)
         arg = arg->lhs;
