@@ -70,6 +70,45 @@ def wait_until(fn, timeout=20.0, interval=0.1, what="condition"):
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
+class RealPrometheus:
+    """Debian's Prometheus 2.42 (the peer of the *_vs_prometheus tests) on a random loopback
+    port with an empty temporary data directory; `flags` are added to its command line.
+    evaluation_interval 1m is Prometheus' default subquery step, stated for clarity."""
+
+    BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+    def __init__(self, flags=()):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="obs-prom-")
+        cfg = os.path.join(self.dir, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  evaluation_interval: 1m\n")
+        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
+        self.proc = subprocess.Popen(
+            [self.BIN, "--config.file=" + cfg,
+             "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
+             "--web.listen-address=127.0.0.1:%d" % self.port] + list(flags),
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.proc.poll() is None and
+                   http("GET", self.url("/-/ready"), timeout=1)[0] == 200,
+                   timeout=30, what="prometheus ready")
+
+    def url(self, p=""):
+        return "http://127.0.0.1:%d%s" % (self.port, p)
+
+    def stop(self):
+        """Stop it (by its PID) and remove its directory."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Daemon:
     """A daemon binary started with a YAML config in its own temporary directory."""
 

@@ -28,12 +28,10 @@ import select
 import shutil
 import socket
 import struct
-import subprocess
-import tempfile
 import time
 import urllib.parse
 
-from obslib import Daemon, TestRun, free_port, http, wait_until
+from obslib import Daemon, RealPrometheus, TestRun, free_port, http, wait_until
 from pbutil import fbytes, snappy_literal, uvarint  # noqa: E402
 
 PROM_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -112,38 +110,10 @@ def push(url, series):
 
 
 # ---- servers ---------------------------------------------------------------------------------
-class Prometheus:
+class Prometheus(RealPrometheus):
     def __init__(self):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="obs-prom-")
-        cfg = os.path.join(self.dir, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("global:\n  evaluation_interval: 1m\n")
-        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
-        self.proc = subprocess.Popen(
-            [PROM_BIN, "--config.file=" + cfg,
-             "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
-             "--web.listen-address=127.0.0.1:%d" % self.port,
-             "--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage",
-             "--storage.tsdb.retention.time=1d"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self.proc.poll() is None and
-                   http("GET", self.url("/-/ready"), timeout=1)[0] == 200,
-                   timeout=30, what="prometheus ready")
-
-    def url(self, p=""):
-        return "http://127.0.0.1:%d%s" % (self.port, p)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__(["--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage",
+                          "--storage.tsdb.retention.time=1d"])
 
 
 MTD_CONFIG = """

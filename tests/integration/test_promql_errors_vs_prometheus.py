@@ -28,11 +28,9 @@ PROMQL_ERR_VERBOSE=1 prints every case with both answers.
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import urllib.parse
 
-from obslib import Daemon, TestRun, free_port, http, wait_until
+from obslib import Daemon, RealPrometheus, TestRun, free_port, http, wait_until
 
 PROM_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 VERBOSE = os.environ.get("PROMQL_ERR_VERBOSE") == "1"
@@ -517,36 +515,9 @@ UPSTREAM_3X_OK = [
 ]
 
 # ---- servers ---------------------------------------------------------------------------------
-class Prometheus:
+class Prometheus(RealPrometheus):
     def __init__(self):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="obs-prom-")
-        cfg = os.path.join(self.dir, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("global:\n  evaluation_interval: 1m\n")
-        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
-        self.proc = subprocess.Popen(
-            [PROM_BIN, "--config.file=" + cfg,
-             "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
-             "--web.listen-address=127.0.0.1:%d" % self.port],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self.proc.poll() is None and
-                   http("GET", self.url("/-/ready"), timeout=1)[0] == 200,
-                   timeout=30, what="prometheus ready")
-
-    def url(self, p=""):
-        return "http://127.0.0.1:%d%s" % (self.port, p)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__([])
 
 
 MTD_CONFIG = """
