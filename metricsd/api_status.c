@@ -832,22 +832,33 @@ static int ast_json(struct obs_sbuf *b, const struct ql_node *n, int depth)
     return OBS_EINVAL;
 }
 
-static void h_parse_query(struct obs_http_req *r, void *arg)
+/* The parsed "query" parameter of r, or NULL after replying with Prometheus' error (400
+ * bad_data with the parse error, 500 when out of memory). Free with mtd_ql_expr_free(). */
+static struct mtd_ql_expr *parse_query_param(struct obs_http_req *r)
 {
-    (void)arg;
     const char *q = obs_http_req_param(r, "query");
     struct mtd_ql_expr *e = NULL;
     struct obs_err err = {0};
     int rc = mtd_ql_parse(q ? q : "", &e, &err);
     if (rc == OBS_ENOMEM) {
         obs_http_reply_prom_error(r, 500, "internal", "out of memory");
-        return;
+        return NULL;
     }
     if (rc != 0) {
         obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"query\": %s",
                                   err.msg);
-        return;
+        return NULL;
     }
+    return e;
+}
+
+static void h_parse_query(struct obs_http_req *r, void *arg)
+{
+    (void)arg;
+    struct mtd_ql_expr *e = parse_query_param(r);
+    if (e == NULL)
+        return;
+    int rc;
     struct obs_sbuf b;
     obs_sbuf_init(&b);
     obs_sbuf_puts(&b, "{\"status\":\"success\",\"data\":");
@@ -1473,19 +1484,10 @@ static int fmt_pretty(struct obs_sbuf *b, const struct ql_node *n, int level, in
 static void h_format_query(struct obs_http_req *r, void *arg)
 {
     (void)arg;
-    const char *q = obs_http_req_param(r, "query");
-    struct mtd_ql_expr *e = NULL;
-    struct obs_err err = {0};
-    int rc = mtd_ql_parse(q ? q : "", &e, &err);
-    if (rc == OBS_ENOMEM) {
-        obs_http_reply_prom_error(r, 500, "internal", "out of memory");
+    struct mtd_ql_expr *e = parse_query_param(r);
+    if (e == NULL)
         return;
-    }
-    if (rc != 0) {
-        obs_http_reply_prom_error(r, 400, "bad_data", "invalid parameter \"query\": %s",
-                                  err.msg);
-        return;
-    }
+    int rc;
     struct obs_sbuf t;
     obs_sbuf_init(&t);
     rc = fmt_pretty(&t, e->root, 0, 0);
